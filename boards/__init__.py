@@ -1,0 +1,1 @@
+"""Board catalog: one YAML file per board (installed as hwprune.boards)."""

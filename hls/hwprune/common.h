@@ -1,0 +1,70 @@
+// hwprune HLS kernel library: shared types and helpers.
+// Every kernel is a function template parameterised by a CONFIG struct that the generator
+// writes into parameters.h; kernels never read global state.
+#ifndef HWP_COMMON_H
+#define HWP_COMMON_H
+
+#include "ap_fixed.h"
+#include "ap_int.h"
+#include "hls_stream.h"
+
+namespace hwp {
+
+// One word of a stream: the innermost physical axis of a tensor (e.g. all channels of a pixel).
+template <class T, int N>
+struct vec {
+    T data[N];
+    T &operator[](int i) { return data[i]; }
+    const T &operator[](int i) const { return data[i]; }
+};
+
+// Storage type of constant ROMs (weights, tables). Synthesis gets exact-width ap_int words;
+// host builds (csim) get native integers because g++ needs minutes to constant-initialise
+// large arrays of ap_int/ap_fixed class objects and milliseconds for plain integers.
+template <int W, bool S, int C = (W <= 8 ? 8 : W <= 16 ? 16 : W <= 32 ? 32 : 64)>
+struct host_word;
+template <int W> struct host_word<W, true, 8> { typedef signed char type; };
+template <int W> struct host_word<W, true, 16> { typedef short type; };
+template <int W> struct host_word<W, true, 32> { typedef int type; };
+template <int W> struct host_word<W, true, 64> { typedef long long type; };
+template <int W> struct host_word<W, false, 8> { typedef unsigned char type; };
+template <int W> struct host_word<W, false, 16> { typedef unsigned short type; };
+template <int W> struct host_word<W, false, 32> { typedef unsigned int type; };
+template <int W> struct host_word<W, false, 64> { typedef unsigned long long type; };
+
+#ifdef __SYNTHESIS__
+template <int W, bool S> struct rom_word { typedef ap_int<W> type; };
+template <int W> struct rom_word<W, false> { typedef ap_uint<W> type; };
+#else
+template <int W, bool S> struct rom_word { typedef typename host_word<W, S>::type type; };
+#endif
+
+// Reinterpret a raw ROM word as fixed-point type T: wires in hardware, exact on the host.
+template <class T, class R>
+inline T from_raw(R r) {
+#pragma HLS INLINE
+    T v;
+    v.range(T::width - 1, 0) = r;
+    return v;
+}
+
+// The raw two's-complement mantissa of a fixed-point value (testbench output).
+template <class T>
+inline long long to_raw(const T &v) {
+    ap_fixed<T::width + 1, T::iwidth + 1> wide = v;  // exact for signed and unsigned T
+    ap_int<T::width + 1> bits;
+    bits.range(T::width, 0) = wide.range(T::width, 0);
+    return bits.to_int64();
+}
+
+// Raw mantissa of a value assigned from a raw integer of the same type (testbench input).
+template <class T>
+inline T from_int64(long long r) {
+    T v;
+    v.range(T::width - 1, 0) = r;
+    return v;
+}
+
+}  // namespace hwp
+
+#endif

@@ -1,0 +1,77 @@
+// Dense (fully connected) layer: y = x W + b over the innermost axis of every word.
+// Reuse factor RF: each physical multiplier is time-shared over RF weights, so the layer
+// instantiates ceil(n_in*n_out/RF) multipliers and takes RF cycles per word.
+#ifndef HWP_DENSE_H
+#define HWP_DENSE_H
+
+#include "common.h"
+
+namespace hwp {
+
+template <class CFG, class in_T, class out_T>
+void dense_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
+                const typename CFG::weight_rom_t w[CFG::n_in * CFG::n_out],
+                const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+    // In io_parallel the top function is pipelined and loops unroll: the allocation limit is
+    // what makes HLS share n_mult multipliers over the reuse cycles.
+    const int mult_limit = CFG::n_mult;
+#pragma HLS ALLOCATION operation instances = mul limit = mult_limit
+    typename CFG::accum_t acc[CFG::n_out];
+#pragma HLS ARRAY_PARTITION variable = acc complete
+DenseInit:
+    for (int o = 0; o < CFG::n_out; o++) {
+#pragma HLS UNROLL
+        acc[o] = from_raw<typename CFG::bias_t>(b[o]);
+    }
+    // Weight k = i*n_out + o is served by multiplier k / RF in cycle k % RF.
+DenseReuse:
+    for (int r = 0; r < CFG::reuse_factor; r++) {
+#pragma HLS PIPELINE II = 1
+    DenseMult:
+        for (int m = 0; m < CFG::n_mult; m++) {
+#pragma HLS UNROLL
+            const int k = m * CFG::reuse_factor + r;
+            if (k < CFG::n_in * CFG::n_out) {
+                const int i = k / CFG::n_out;
+                const int o = k % CFG::n_out;
+                acc[o] += x[i] * from_raw<typename CFG::weight_t>(w[k]);
+            }
+        }
+    }
+DenseOut:
+    for (int o = 0; o < CFG::n_out; o++) {
+#pragma HLS UNROLL
+        y[o] = acc[o];  // rounding/saturation of out_T applies here
+    }
+}
+
+// io_parallel: the tensor is an array of n_words words of n_in elements.
+template <class CFG, class in_T, class out_T>
+void dense(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
+           const typename CFG::weight_rom_t w[CFG::n_in * CFG::n_out],
+           const typename CFG::bias_rom_t b[CFG::n_out]) {
+DenseWords:
+    for (int t = 0; t < CFG::n_words; t++) {
+        dense_word<CFG, in_T, out_T>(x + t * CFG::n_in, y + t * CFG::n_out, w, b);
+    }
+}
+
+// io_stream: one stream word in, one stream word out.
+template <class CFG, class in_T, class out_T>
+void dense(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+           const typename CFG::weight_rom_t w[CFG::n_in * CFG::n_out],
+           const typename CFG::bias_rom_t b[CFG::n_out]) {
+DenseWords:
+    for (int t = 0; t < CFG::n_words; t++) {
+        vec<in_T, CFG::n_in> in = x.read();
+        vec<out_T, CFG::n_out> out;
+#pragma HLS ARRAY_PARTITION variable = out.data complete
+        dense_word<CFG, in_T, out_T>(in.data, out.data, w, b);
+        y.write(out);
+    }
+}
+
+}  // namespace hwp
+
+#endif

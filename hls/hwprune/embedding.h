@@ -1,0 +1,43 @@
+// Embedding lookup: each token id selects one row of a constant table.
+#ifndef HWP_EMBEDDING_H
+#define HWP_EMBEDDING_H
+
+#include "common.h"
+
+namespace hwp {
+
+template <class CFG, class in_T, class out_T>
+void embedding(const in_T ids[CFG::n_ids], out_T y[CFG::n_ids * CFG::dim],
+               const typename CFG::table_rom_t table[CFG::vocab * CFG::dim]) {
+EmbeddingIds:
+    for (int i = 0; i < CFG::n_ids; i++) {
+#pragma HLS UNROLL
+        const int row = ids[i].to_int();
+        for (int d = 0; d < CFG::dim; d++) {
+            y[i * CFG::dim + d] = from_raw<out_T>(table[row * CFG::dim + d]);
+        }
+    }
+}
+
+template <class CFG, class in_T, class out_T>
+void embedding(hls::stream<vec<in_T, CFG::in_word> > &ids, hls::stream<vec<out_T, CFG::dim> > &y,
+               const typename CFG::table_rom_t table[CFG::vocab * CFG::dim]) {
+EmbeddingWords:
+    for (int w = 0; w < CFG::n_ids / CFG::in_word; w++) {
+        vec<in_T, CFG::in_word> in = ids.read();
+        for (int i = 0; i < CFG::in_word; i++) {
+#pragma HLS PIPELINE II = 1
+            const int row = in[i].to_int();
+            vec<out_T, CFG::dim> out;
+            for (int d = 0; d < CFG::dim; d++) {
+#pragma HLS UNROLL
+                out[d] = from_raw<out_T>(table[row * CFG::dim + d]);
+            }
+            y.write(out);
+        }
+    }
+}
+
+}  // namespace hwp
+
+#endif

@@ -1,0 +1,40 @@
+// Per-channel affine y = x * scale[c] + shift[c] (batch norm at inference, bias adds).
+// The channel is the innermost axis: element e belongs to channel e % n_chan.
+#ifndef HWP_SCALE_SHIFT_H
+#define HWP_SCALE_SHIFT_H
+
+#include "common.h"
+
+namespace hwp {
+
+template <class CFG, class in_T, class out_T>
+void scale_shift(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::scale_rom_t s[CFG::n_chan],
+                 const typename CFG::shift_rom_t b[CFG::n_chan]) {
+ScaleShiftLoop:
+    for (int e = 0; e < CFG::size; e++) {
+#pragma HLS UNROLL
+        const int c = e % CFG::n_chan;
+        y[e] = x[e] * from_raw<typename CFG::scale_t>(s[c]) + from_raw<typename CFG::shift_t>(b[c]);
+    }
+}
+
+template <class CFG, class in_T, class out_T>
+void scale_shift(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y,
+                 const typename CFG::scale_rom_t s[CFG::n_chan], const typename CFG::shift_rom_t b[CFG::n_chan]) {
+ScaleShiftWords:
+    for (int w = 0; w < CFG::size / CFG::word; w++) {
+#pragma HLS PIPELINE II = 1
+        vec<in_T, CFG::word> in = x.read();
+        vec<out_T, CFG::word> out;
+        for (int c = 0; c < CFG::word; c++) {
+#pragma HLS UNROLL
+            const int ch = c % CFG::n_chan;
+            out[c] = in[c] * from_raw<typename CFG::scale_t>(s[ch]) + from_raw<typename CFG::shift_t>(b[ch]);
+        }
+        y.write(out);
+    }
+}
+
+}  // namespace hwp
+
+#endif

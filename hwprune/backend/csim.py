@@ -1,0 +1,191 @@
+"""Host C simulation: compile a generated project with g++ and run it.
+
+Speed matters (users iterate, tests compile hundreds of designs):
+* weights are raw integer arrays (g++ initialises class-type arrays very slowly);
+* the Xilinx headers and our kernels are parsed once into a precompiled header cached under
+  ~/.cache/hwprune (keyed by header contents, compiler and flags);
+* a project's binary is cached by the hash of its sources: an unchanged project is not rebuilt.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from hwprune.errors import BuildError, HwpruneInputError, ShapeError
+from hwprune.fixed import FixedType, to_float
+
+CXX = os.environ.get("CXX", "g++")
+CXXFLAGS = ["-std=c++14", "-O1", "-w"]
+
+
+@functools.lru_cache(maxsize=None)
+def ap_types_dir() -> str:
+    env = os.environ.get("HWPRUNE_AP_TYPES")
+    if env:
+        return env
+    spec = importlib.util.find_spec("hls4ml")
+    if spec is None or not spec.submodule_search_locations:
+        raise HwpruneInputError("the Xilinx ap_types headers were not found: pip install hls4ml==1.3.0 or set HWPRUNE_AP_TYPES")
+    d = Path(list(spec.submodule_search_locations)[0]) / "templates" / "vivado" / "ap_types"
+    if not (d / "ap_fixed.h").exists():
+        raise HwpruneInputError(f"ap_fixed.h not found in {d}; set HWPRUNE_AP_TYPES to a directory holding it")
+    return str(d)
+
+
+def host_compile_command(top: str, ap_types: str, pch_header: str | None) -> str:
+    """The g++ command line (run from the project directory); written into build_host.sh."""
+    pch = f" -include {pch_header}" if pch_header else ""
+    return (f"{CXX} {' '.join(CXXFLAGS)}{pch} -Ifirmware -I{ap_types} "
+            f"firmware/{top}.cpp tb/{top}_test.cpp -o build/csim")
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("HWPRUNE_CACHE", Path.home() / ".cache" / "hwprune"))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiler_id() -> str:
+    try:
+        return subprocess.run([CXX, "--version"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    except (OSError, subprocess.CalledProcessError):
+        raise HwpruneInputError(f"the C++ compiler '{CXX}' is not available; install g++ (apt-get install g++)") from None
+
+
+def _kernel_files() -> list[Path]:
+    from hwprune.backend.hls_project import kernel_dir
+
+    return sorted(kernel_dir().glob("*.h"))
+
+
+@functools.lru_cache(maxsize=None)
+def precompiled_header() -> str | None:
+    """Path of an umbrella header whose .gch holds ap_types + all kernels (None if it fails)."""
+    h = hashlib.sha256()
+    h.update(_compiler_id().encode())
+    h.update(" ".join(CXXFLAGS).encode())
+    h.update(ap_types_dir().encode())
+    for f in _kernel_files():
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    d = _cache_root() / "pch" / h.hexdigest()[:16]
+    header = d / "hwprune_all.h"
+    gch = d / "hwprune_all.h.gch"
+    if gch.exists():
+        return str(header)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if gch.exists():
+            return str(header)
+        kd = _kernel_files()[0].parent
+        header.write_text("#include \"ap_fixed.h\"\n#include \"ap_int.h\"\n#include \"hls_stream.h\"\n"
+                          + "".join(f"#include \"{kd / f.name}\"\n" for f in _kernel_files()))
+        tmp = d / f".tmp{os.getpid()}.gch"
+        r = subprocess.run([CXX, *CXXFLAGS, f"-I{ap_types_dir()}", "-x", "c++-header", str(header), "-o", str(tmp)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            return None
+        tmp.rename(gch)
+    return str(header)
+
+
+def _project_kernels_match(project: Path) -> bool:
+    """The PCH may only stand in for the project's kernel copies when they are identical."""
+    for f in _kernel_files():
+        p = project / "firmware" / "hwprune" / f.name
+        if not p.exists() or p.read_bytes() != f.read_bytes():
+            return False
+    return True
+
+
+def _source_hash(project: Path, cmd: str) -> str:
+    h = hashlib.sha256(cmd.encode())
+    for sub in ("firmware", "tb"):
+        for f in sorted((project / sub).rglob("*")):
+            if f.is_file():
+                h.update(str(f.relative_to(project)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def build(project: str | Path) -> Path:
+    """Compile the project's C simulation (cached). Returns the binary."""
+    project = Path(project)
+    man = json.loads((project / "hwprune_project.json").read_text())
+    top = man["top"]
+    pch = precompiled_header() if _project_kernels_match(project) else None
+    cmd = host_compile_command(top, ap_types_dir(), pch)
+    key = _source_hash(project, cmd)
+    binary = project / "build" / "csim"
+    stamp = project / "build" / "csim.key"
+    if binary.exists() and stamp.exists() and stamp.read_text() == key:
+        return binary
+    (project / "build").mkdir(exist_ok=True)
+    r = subprocess.run(cmd.split(), cwd=project, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError(f"g++ failed for {project}:\n{r.stderr[-4000:]}")
+    stamp.write_text(key)
+    return binary
+
+
+def write_inputs(g_or_manifest: object, inputs: list[np.ndarray], out_dir: Path) -> None:
+    from hwprune.pipeline import check_inputs, input_raw
+
+    g = g_or_manifest
+    inputs = check_inputs(g, inputs)  # type: ignore[arg-type]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k, (name, x) in enumerate(zip(g.inputs, inputs)):  # type: ignore[attr-defined]
+        np.ascontiguousarray(input_raw(g, name, x), dtype="<i8").tofile(out_dir / f"input_{k}.bin")  # type: ignore[arg-type]
+
+
+def run_csim(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run the project's C simulation on a batch; returns logical-layout float outputs."""
+    from hwprune.project import load_project_graph
+
+    project = Path(project)
+    g = load_project_graph(project)
+    binary = build(project)
+    man = json.loads((project / "hwprune_project.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="hwp_csim_") as d:
+        dd = Path(d)
+        write_inputs(g, inputs, dd)
+        r = subprocess.run([str(binary.resolve()), str(dd)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BuildError(f"C simulation of {project} failed (exit {r.returncode}): {r.stderr[-2000:]}")
+        outs = []
+        n = np.asarray(inputs[0]).shape[0]
+        for k, port in enumerate(man["outputs"]):
+            raw = np.fromfile(dd / f"output_{k}.bin", dtype="<i8")
+            t = g.tensor(port["name"])
+            phys = raw.reshape((n, *t.physical_shape))
+            outs.append(t.to_logical(to_float(phys, FixedType.parse(port["type"]))))
+    return outs
+
+
+def raw_outputs(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Raw integer outputs in physical layout (for bit-exact comparisons)."""
+    from hwprune.project import load_project_graph
+
+    project = Path(project)
+    g = load_project_graph(project)
+    binary = build(project)
+    with tempfile.TemporaryDirectory(prefix="hwp_csim_") as d:
+        dd = Path(d)
+        write_inputs(g, inputs, dd)
+        r = subprocess.run([str(binary.resolve()), str(dd)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BuildError(f"C simulation of {project} failed (exit {r.returncode}): {r.stderr[-2000:]}")
+        n = np.asarray(inputs[0]).shape[0]
+        return [np.fromfile(dd / f"output_{k}.bin", dtype="<i8").reshape((n, *g.tensor(o).physical_shape))
+                for k, o in enumerate(g.outputs)]

@@ -1,0 +1,217 @@
+"""IR -> Vitis HLS project directory.
+
+Layout of a project:
+
+    hwprune_project.json   manifest: ports (shape, physical order, types), board, clock, options
+    model.onnx             the source model (the `float` engine and re-imports use it)
+    firmware/              <top>.cpp/.h, defines.h, parameters.h, weights/, hwprune/ (kernels)
+    tb/<top>_test.cpp      C testbench (raw int64 files in, raw int64 files out)
+    tb_data/               sample inputs (and their expected outputs from the fixed reference)
+    build_prj.tcl          vitis_hls -f build_prj.tcl -tclargs csim=1 synth=1 cosim=0 export=0
+    build_host.sh          g++ host build + run of the C simulation
+
+Every identifier in generated C++/Tcl comes from `Graph.c_names()` (sanitised); model names
+never reach the sources verbatim.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from hwprune import __version__
+from hwprune.board import Board
+from hwprune.errors import OutputDirError
+from hwprune.fixed import FixedType
+from hwprune.ir.graph import Graph, IOType, TensorKind, c_identifier
+from hwprune.ops.base import HlsBinding, HlsContext, WeightArray
+from hwprune.precision import PrecisionConfig
+
+MANIFEST = "hwprune_project.json"
+
+
+@functools.lru_cache(maxsize=None)
+def _env() -> jinja2.Environment:
+    root = resources.files("hwprune.hls") / "templates"
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def kernel_dir() -> Path:
+    return Path(str(resources.files("hwprune.hls") / "hwprune"))
+
+
+@dataclass
+class Port:
+    var: str
+    ctype: str
+    size: int
+    word: int
+    is_input: bool
+
+
+def index_type(t: Any) -> FixedType:
+    bits = max(int(np.ceil(np.log2(max(t.index_range, 2)))), 1)
+    return FixedType(bits, bits, False)
+
+
+def tensor_type(t: Any) -> FixedType:
+    if t.kind == TensorKind.INDEX:
+        return index_type(t)
+    assert t.type is not None, f"tensor {t.name} has no type (types pass not run?)"
+    return t.type
+
+
+def hls_names(g: Graph) -> dict[str, str]:
+    """Sanitised names, with aliasing layers (free reshapes) sharing their input's variable."""
+    names = g.c_names()
+    for layer in g.layers:
+        is_alias = getattr(layer, "is_alias", None)
+        if is_alias is not None and is_alias(g, g.io_type):
+            names[f"t:{layer.output}"] = names[f"t:{layer.inputs[0]}"]
+    return names
+
+
+def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[str, str]:
+    """All generated text files of the project, keyed by relative path."""
+    names = hls_names(g)
+    ctx = HlsContext(graph=g, names=names, io_type=g.io_type, clock_mhz=clock_mhz)
+    stream = g.io_type == IOType.STREAM
+    from hwprune.sim.estimate import estimate  # cost model gives the pipeline II
+
+    est = estimate(g, board, clock_mhz)
+    aliased = {f"t:{l.output}" for l in g.layers if names[f"t:{l.output}"] != g.c_names()[f"t:{l.output}"]}
+
+    files: dict[str, str] = {}
+    bindings: list[tuple[Any, HlsBinding]] = []
+    for layer in g.layers:
+        if f"t:{layer.output}" in aliased:
+            continue
+        bindings.append((layer, layer.hls(ctx)))
+
+    tensors = []
+    seen_types: set[str] = set()
+    for name, t in g.tensors.items():
+        ct = ctx.ctype(name)
+        if ct in seen_types:
+            continue
+        seen_types.add(ct)
+        tensors.append(dict(cpp=tensor_type(t).cpp(), ctype=ct, physical=tuple(t.physical_shape)))
+
+    ports = [Port(ctx.var(n), ctx.ctype(n), g.tensor(n).size, g.tensor(n).word, True) for n in g.inputs]
+    ports += [Port(ctx.var(n), ctx.ctype(n), g.tensor(n).size, g.tensor(n).word, False) for n in g.outputs]
+    port_vars = {p.var for p in ports}
+    locals_ = []
+    declared: set[str] = set()
+    for layer in g.layers:
+        v = ctx.var(layer.output)
+        if v in port_vars or v in declared:
+            continue
+        declared.add(v)
+        t = g.tensor(layer.output)
+        locals_.append(dict(var=v, ctype=ctx.ctype(layer.output), size=t.size, word=t.word,
+                            depth=max(2, est.fifo_depth(layer.output))))
+
+    weight_headers = []
+    for _, b in bindings:
+        for w in b.weights:
+            fname = f"{w.c_name}.h"
+            files[f"firmware/weights/{fname}"] = _render_weights(w)
+            weight_headers.append(fname)
+
+    common = dict(version=__version__, top=top, stream=stream, ports=ports)
+    files[f"firmware/{top}.h"] = _env().get_template("top.h.j2").render(guard=f"HWP_{top.upper()}_H", **common)
+    files["firmware/defines.h"] = _env().get_template("defines.h.j2").render(version=__version__, tensors=tensors)
+    files["firmware/parameters.h"] = _env().get_template("parameters.h.j2").render(
+        version=__version__, includes=sorted({b.include for _, b in bindings}),
+        weight_headers=weight_headers, configs=[b.config for _, b in bindings])
+    files[f"firmware/{top}.cpp"] = _env().get_template("top.cpp.j2").render(
+        model=c_identifier(g.name, "model"), io=g.io_type.value, locals=locals_, ii=max(est.ii_cycles, 1),
+        calls=[dict(comment=f"{type(l).__name__} {ctx.lname(l)}", code=b.call.rstrip("\n")) for l, b in bindings],
+        **common)
+    files[f"tb/{top}_test.cpp"] = _env().get_template("testbench.cpp.j2").render(
+        inputs=ports[: len(g.inputs)], outputs=ports[len(g.inputs):], **common)
+    files["build_prj.tcl"] = _env().get_template("build_prj.tcl.j2").render(
+        version=__version__, top=top, board=board.name, part=board.part, period_ns=f"{1000.0 / clock_mhz:.3f}")
+    from hwprune.backend.csim import host_compile_command
+
+    files["build_host.sh"] = _env().get_template("build_host.sh.j2").render(
+        version=__version__, compile=host_compile_command(top, '"$AP_TYPES"', None))
+    return files
+
+
+def _render_weights(w: WeightArray) -> str:
+    raw = np.asarray(w.raw, dtype=np.int64).reshape(-1)
+    lines = []
+    for i in range(0, raw.size, 24):
+        lines.append("    " + ",".join(str(int(v)) for v in raw[i:i + 24]) + ",")
+    return _env().get_template("weights.h.j2").render(
+        version=__version__, type=w.type.cpp(), guard=f"HWP_W_{w.c_name.upper()}_H", bits=w.type.width,
+        signed=w.type.signed, name=w.c_name, size=max(raw.size, 1), values="\n".join(lines) if raw.size else "    0")
+
+
+def manifest(g: Graph, board: Board, clock_mhz: float, top: str, precision: PrecisionConfig) -> dict[str, Any]:
+    names = g.c_names()
+
+    def port(n: str) -> dict[str, Any]:
+        t = g.tensor(n)
+        return dict(name=n, c_name=names[f"t:{n}"], shape=list(t.shape), perm=list(t.perm),
+                    type=tensor_type(t).cpp(), kind=t.kind.value, index_range=t.index_range)
+
+    return dict(
+        hwprune_version=__version__, top=top, model="model.onnx", io_type=g.io_type.value, board=board.name,
+        part=board.part, clock_mhz=clock_mhz, precision=precision.to_dict(),
+        inputs=[port(n) for n in g.inputs], outputs=[port(n) for n in g.outputs],
+    )
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"--out {out} exists and is a file; choose a directory path")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise OutputDirError(f"--out {out} exists and is not empty; choose another directory or pass --force to replace it")
+
+
+def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, clock_mhz: float | None = None,
+                  precision: PrecisionConfig | None = None, force: bool = False,
+                  sample_inputs: list[np.ndarray] | None = None) -> Path:
+    """Write the project atomically: everything goes to a temporary sibling directory that
+    replaces `out` only when complete, so a failure leaves nothing behind."""
+    out = Path(out)
+    check_out_dir(out, force)
+    clock = clock_mhz or board.default_clock_mhz
+    top = c_identifier(g.name, "hwp")
+    files = render_firmware(g, board, clock, top)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for rel, text in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        (tmp / "build_host.sh").chmod(0o755)
+        shutil.copytree(kernel_dir(), tmp / "firmware" / "hwprune",
+                        ignore=shutil.ignore_patterns("*.j2", "__pycache__"))
+        (tmp / "model.onnx").write_bytes(model_bytes)
+        (tmp / MANIFEST).write_text(json.dumps(manifest(g, board, clock, top, precision or PrecisionConfig()), indent=2))
+        (tmp / "tb_data").mkdir()
+        if sample_inputs is not None:
+            from hwprune.backend.csim import write_inputs
+
+            write_inputs(g, sample_inputs, tmp / "tb_data")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,187 @@
+"""The `hwprune` command line. Exit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hwprune.errors import HwpruneError, HwpruneInputError
+
+log = logging.getLogger("hwprune")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise HwpruneInputError(f"{self.prog}: {message} (see --help)")
+
+
+def _precision(args: argparse.Namespace) -> Any:
+    from hwprune.precision import PrecisionConfig, parse_reuse_factor, parse_type
+
+    prec = PrecisionConfig.from_yaml(args.config) if getattr(args, "config", None) else PrecisionConfig()
+    result = parse_type(args.precision, "--precision") if getattr(args, "precision", None) else None
+    rf = parse_reuse_factor(args.reuse_factor, "--reuse-factor") if getattr(args, "reuse_factor", None) is not None else None
+    return prec.with_overrides(result=result, reuse_factor=rf)
+
+
+def _board(name: str) -> Any:
+    from hwprune.board import load_board
+
+    return load_board(name)
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise HwpruneInputError(f"{what} file {p} does not exist")
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception:
+        raise HwpruneInputError(f"{what} file {p} is not a .npy array (save it with numpy.save)") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import hwprune
+
+    board = _board(args.board)
+    prec = _precision(args)
+    sample = None
+    if args.input:
+        sample = [_load_npy(args.input, "--input")]
+    out = hwprune.export(args.model, args.out, board=board, io_type=args.io, precision=prec,
+                         clock_mhz=args.clock_mhz, force=args.force, sample_inputs=sample)
+    print(f"wrote {out} (vitis_hls -f build_prj.tcl -tclargs csim=1 synth=1, or ./build_host.sh)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import hwprune
+
+    x = _load_npy(args.input, "--input")
+    out = Path(args.output)
+    if out.exists() and out.is_dir():
+        raise HwpruneInputError(f"--output {out} is a directory; give a .npy file path")
+    if not out.parent.exists():
+        raise HwpruneInputError(f"--output directory {out.parent} does not exist")
+    prec = _precision(args)
+    ys = hwprune.run(args.model, [x], engine=args.engine, precision=prec, io_type=args.io)
+    np.save(out, ys[0])
+    for k, y in enumerate(ys[1:], start=1):
+        np.save(out.with_name(f"{out.stem}_{k}.npy"), y)
+    print(f"{args.engine}: wrote {out} shape {tuple(ys[0].shape)}")
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    import hwprune
+
+    board = _board(args.board)
+    est = hwprune.estimate(args.model, board=board, precision=_precision(args), io_type=args.io,
+                           clock_mhz=args.clock_mhz)
+    if args.json:
+        print(json.dumps(est.as_dict(), indent=2))
+    else:
+        print(format_estimate(est))
+    return 0
+
+
+def format_estimate(est: Any) -> str:
+    d = est.as_dict()
+    lines = [f"{'layer':28s} {'op':10s} {'latency':>8s} {'II':>7s} {'DSP':>6s} {'LUT':>8s} {'FF':>8s} {'BRAM18':>7s}"]
+    for l in d["layers"]:
+        lines.append(f"{l['name'][:28]:28s} {l['op'][:10]:10s} {l['latency_cycles']:8d} {l['ii_cycles']:7d} "
+                     f"{l['dsp']:6.0f} {l['lut']:8.0f} {l['ff']:8.0f} {l['bram18']:7.1f}")
+    r, u = d["resources"], d["utilization"]
+    lines.append(f"total on {d['board']} @ {d['clock_mhz']:g} MHz ({d['io_type']}): latency {d['latency_cycles']} cycles = "
+                 f"{d['latency_us']:.2f} us, II {d['ii_cycles']} cycles, {d['throughput_per_s']:.0f} samples/s")
+    lines.append("  " + "  ".join(f"{k.upper()} {r[k]} ({100 * u[k]:.1f}%)" for k in ("dsp", "lut", "ff", "bram18", "uram")))
+    lines.append("  fits the board" if d["fits"] else "  DOES NOT FIT the board")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hwprune.demo import run_demo
+
+    return run_demo(Path(args.out), force=args.force)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hwprune", description="Hardware-aware pruning and HLS export for edge FPGAs.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def model_opts(sp: argparse.ArgumentParser, rf: bool = True) -> None:
+        sp.add_argument("--precision", metavar="TYPE", help="activation type, e.g. 'ap_fixed<16,6>' (weights: same width, integer bits from their range)")
+        if rf:
+            sp.add_argument("--reuse-factor", metavar="N", help="multipliers shared over N cycles (default 1)")
+        sp.add_argument("--config", metavar="YAML", help="per-layer precision file (docs/precision.md)")
+        sp.add_argument("--io", choices=["parallel", "stream"], default="parallel", help="io_parallel arrays or io_stream FIFOs")
+
+    e = sub.add_parser("export", help="write a Vitis HLS project for a model")
+    e.add_argument("model", help="ONNX/QONNX model file")
+    e.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    e.add_argument("--out", required=True, help="project directory to create")
+    model_opts(e)
+    e.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
+    e.add_argument("--input", metavar="X.npy", help="sample inputs stored as the testbench data")
+    e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("run", help="run a model or project on inputs")
+    r.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
+    r.add_argument("--input", required=True, metavar="X.npy", help="inputs, batch first")
+    r.add_argument("--output", required=True, metavar="Y.npy", help="where to save the outputs")
+    r.add_argument("--engine", choices=["float", "fixed", "csim"], default="fixed")
+    model_opts(r, rf=False)
+    r.set_defaults(func=cmd_run, reuse_factor=None)
+
+    s = sub.add_parser("estimate", help="analytical latency and resource estimate")
+    s.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
+    s.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    model_opts(s)
+    s.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_estimate)
+
+    d = sub.add_parser("demo", help="export, estimate and C-simulate the bundled model for pynq-z2")
+    d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
+    d.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="hwprune: %(levelname)s: %(message)s")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.verbose:
+            logging.getLogger("hwprune").setLevel(logging.INFO)
+        return int(args.func(args))
+    except HwpruneInputError as e:
+        print(f"hwprune: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwprune: interrupted", file=sys.stderr)
+        return 130
+    except (HwpruneError, Exception) as e:  # internal: keep the trace available on request
+        print(f"hwprune: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        if os.environ.get("HWPRUNE_DEBUG"):
+            traceback.print_exc()
+        else:
+            print("hwprune: set HWPRUNE_DEBUG=1 for the traceback and please report it", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The contract every op kind fulfils, and the small shared helpers they use.
+
+Each op module in `hwprune.ops` keeps in one place: its ONNX import, its float semantics
+(numpy), its bit-exact fixed-point semantics (integers), a bound on |fixed - float|, its
+cycle/resource model and its HLS binding (a Jinja2 template beside its kernel header in
+`hls/hwprune/`).
+
+Arrays passed to `float_forward`/`fixed_forward` are batches in the *physical* layout of the
+tensors: shape ``(batch, *tensor.physical_shape)``. Fixed-point arrays hold raw integers
+(int64): value = raw * 2**-type.frac.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Callable
+
+import jinja2
+import numpy as np
+
+from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize
+from hwprune.ir.graph import Graph, IOType, Layer, Tensor
+
+if TYPE_CHECKING:
+    from hwprune.board import Board
+    from hwprune.frontend.onnx_import import ImportContext
+    from hwprune.precision import PrecisionConfig
+
+
+@dataclass
+class LayerCost:
+    """Estimated cost of one layer for one sample at the design clock."""
+
+    latency: int  # cycles from the first input word to the last output word
+    ii: int  # cycles before the layer accepts the next sample
+    dsp: float = 0.0
+    lut: float = 0.0
+    ff: float = 0.0
+    bram18: float = 0.0
+    uram: float = 0.0
+    multipliers: int = 0  # physical multipliers instantiated
+    macs: int = 0  # multiply-accumulates per sample (nominal work)
+    note: str = ""
+
+
+@dataclass
+class WeightArray:
+    """A constant array written to the weights header as raw integers (fast to compile on
+    the host; reinterpreted as `type` inside the kernel)."""
+
+    c_name: str
+    raw: np.ndarray
+    type: FixedType
+
+
+@dataclass
+class HlsBinding:
+    include: str  # kernel header, relative to the hls include root
+    config: str  # C++ text: config struct(s) and typedefs for this layer
+    call: str  # C++ statement(s) invoking the kernel inside the top function
+    weights: list[WeightArray] = field(default_factory=list)
+
+
+@dataclass
+class HlsContext:
+    """What a layer needs to render its binding: C names and the graph."""
+
+    graph: Graph
+    names: dict[str, str]
+    io_type: IOType
+    clock_mhz: float
+
+    def var(self, tensor: str) -> str:
+        return self.names[f"t:{tensor}"]
+
+    def lname(self, layer: Layer) -> str:
+        return self.names[f"L:{layer.name}"]
+
+    def ctype(self, tensor: str) -> str:
+        """The C++ element type name of a tensor (a typedef written in parameters.h)."""
+        return f"{self.var(tensor)}_t"
+
+
+@dataclass
+class CostContext:
+    graph: Graph
+    io_type: IOType
+    dsp_kind: str
+
+
+# ---------------------------------------------------------------- templates
+
+@functools.lru_cache(maxsize=None)
+def _template_env() -> jinja2.Environment:
+    root = resources.files("hwprune.hls") / "hwprune"
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(template: str, macro: str, **ctx: object) -> str:
+    """Render one macro of a kernel's instantiation template (e.g. dense.j2: config/call)."""
+    module = _template_env().get_template(template).module
+    return str(getattr(module, macro)(**ctx)).strip("\n") + "\n"
+
+
+# ---------------------------------------------------------------- fixed-point helpers
+
+def int_bits_for(bound: float, signed: bool = True) -> int:
+    """Integer bits (incl. sign for signed) so that |value| <= bound never overflows."""
+    if bound <= 0:
+        return 1 if signed else 0
+    return max(int(math.floor(math.log2(bound))) + 1 + (1 if signed else 0), 1 if signed else 0)
+
+
+def exact_type(int_bits: int, frac: int, signed: bool = True) -> FixedType:
+    """A type that holds a value exactly (TRN/WRAP: never rounds or wraps by construction)."""
+    return FixedType(int_bits + frac, int_bits, signed, Rounding.TRN, Overflow.WRAP)
+
+
+def auto_weight_type(values: np.ndarray, width: int, rounding: Rounding = Rounding.RND_CONV) -> FixedType:
+    """Choose integer bits from the largest |value| so the given width keeps most resolution
+    (the 'auto' precision users expect for weights)."""
+    m = float(np.max(np.abs(values))) if values.size else 0.0
+    ib = int_bits_for(m) if m > 0 else 1
+    # Quantizing may round the extreme up to the next power of two: leave room for it.
+    if m > 0 and m + 2.0 ** -(width - ib) >= 2.0 ** (ib - 1):
+        ib += 1
+    return FixedType(width, ib, True, rounding, Overflow.SAT)
+
+
+def round_error(t: FixedType) -> float:
+    """Worst |rounding error| of converting an exact value into type t (overflow excluded)."""
+    return t.lsb / 2 if t.rounding not in (Rounding.TRN, Rounding.TRN_ZERO) else t.lsb
+
+
+def align(raw: np.ndarray, frac_from: int, frac_to: int) -> np.ndarray:
+    """Exactly rescale raw integers to more fractional bits."""
+    if frac_to < frac_from:
+        raise ValueError("align only widens the fraction")
+    return raw.astype(np.int64) << (frac_to - frac_from)
+
+
+def value_bound(t: FixedType) -> float:
+    return max(abs(t.min_value), abs(t.max_value))
+
+
+def out_of_range(raw: np.ndarray, frac: int, t: FixedType) -> int:
+    from hwprune.fixed import overflow_count
+
+    return int(overflow_count(raw, frac, t))
+
+
+# ---------------------------------------------------------------- op registry
+
+OnnxImporter = Callable[["ImportContext", object], None]
+ONNX_IMPORTERS: dict[str, OnnxImporter] = {}
+
+
+def onnx_op(*op_types: str) -> Callable[[OnnxImporter], OnnxImporter]:
+    """Register the ONNX importer of an op kind (kept in the op's own module)."""
+
+    def deco(fn: OnnxImporter) -> OnnxImporter:
+        for t in op_types:
+            ONNX_IMPORTERS[t] = fn
+        return fn
+
+    return deco
+
+
+class OpMixin:
+    """Default behaviour shared by layers; op modules override what differs."""
+
+    def infer_types(self: Layer, g: Graph, prec: "PrecisionConfig") -> None:  # type: ignore[misc]
+        raise NotImplementedError
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        raise NotImplementedError
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        raise NotImplementedError
+
+    def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        """Elements that overflowed the output type on this batch (0 when not tracked)."""
+        return 0
+
+
+def quantize_input(x: np.ndarray, t: Tensor) -> np.ndarray:
+    """Float batch (physical layout) -> raw integers of the tensor's type."""
+    assert t.type is not None
+    return quantize(np.asarray(x, dtype=np.float64), t.type)
+
+
+def requant(raw: np.ndarray, frac: int, t: FixedType) -> np.ndarray:
+    return requantize(np.asarray(raw, dtype=np.int64), frac, t)

@@ -1,0 +1,238 @@
+"""Dense (fully connected): ONNX Gemm, and MatMul with a constant right operand.
+
+y[..., n] = sum_k x[..., k] W[k, n] + b[n], applied to every word (the innermost axis), so a
+Linear on a sequence [L, K] is L words of K. Fixed point: the product of two ap_fixed values
+is exact, the accumulator is sized from the actual weights so it cannot overflow, and the
+only rounding is the final assignment to the output type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ops.base import (
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type,
+    exact_type, int_bits_for, onnx_op, render, requant, round_error, value_bound,
+)
+from hwprune.sim import resources as hw
+
+
+@dataclass
+class Dense(OpMixin, Layer):
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (K, N) float
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) float
+    reuse_factor: int = 1
+    weight_t: FixedType | None = None
+    bias_t: FixedType | None = None
+    accum_t: FixedType | None = None
+
+    op_type: ClassVar[str] = "Dense"
+
+    @property
+    def n_in(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def n_out(self) -> int:
+        return int(self.weight.shape[1])
+
+    # ------------------------------------------------------------------ layout
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        t = g.tensor(self.inputs[0])
+        r = t.rank
+        if r <= 1:
+            return [None]
+        # The contraction axis (logical last) must be the innermost physical axis.
+        return [tuple(range(r))] if t.perm[-1] != r - 1 else [t.perm]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return g.tensor(self.inputs[0]).perm
+
+    def absorb_output_affine(self, g: Graph, scale: np.ndarray, shift: np.ndarray, axis: int) -> bool:
+        """Fold a following per-feature y*scale+shift into the weights (batch norm, bias add)."""
+        if axis != g.tensor(self.output).rank - 1:
+            return False
+        s = np.broadcast_to(scale, (self.n_out,))
+        self.weight = self.weight * s
+        self.bias = self.bias * s + np.broadcast_to(shift, (self.n_out,))
+        return True
+
+    # ------------------------------------------------------------------ types
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        p = prec.resolve(self.name, self.op_type)
+        x_t = g.tensor(self.inputs[0]).type
+        assert x_t is not None
+        self.reuse_factor = p.reuse_factor
+        self.weight_t = p.weight or auto_weight_type(self.weight, p.weight_width)
+        wq = to_float(quantize(self.weight, self.weight_t), self.weight_t)
+        acc_frac = x_t.frac + self.weight_t.frac
+        if p.bias is not None:
+            self.bias_t = p.bias
+        else:
+            bt = auto_weight_type(self.bias, max(p.weight_width, 8))
+            # A bias finer than the accumulator would be rounded away: cap its fraction.
+            if bt.frac > acc_frac:
+                bt = FixedType(bt.integer + acc_frac, bt.integer, True, bt.rounding, bt.overflow)
+            self.bias_t = bt
+        bq = to_float(quantize(self.bias, self.bias_t), self.bias_t)
+        bound = value_bound(x_t) * float(np.max(np.sum(np.abs(wq), axis=0), initial=0.0)) + float(np.max(np.abs(bq), initial=0.0))
+        acc_frac = max(acc_frac, self.bias_t.frac)
+        self.accum_t = exact_type(int_bits_for(bound + 2.0 ** -acc_frac), acc_frac)
+        check_accumulator(self, self.accum_t)
+        g.tensor(self.output).type = p.result
+
+    # ------------------------------------------------------------------ semantics
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        return xs[0] @ self.weight + self.bias
+
+    def _raw_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.weight_t and self.bias_t
+        return quantize(self.weight, self.weight_t), quantize(self.bias, self.bias_t)
+
+    def accumulate(self, g: Graph, x: np.ndarray) -> np.ndarray:
+        """Exact accumulator values (raw, accum_t.frac fractional bits)."""
+        x_t = g.tensor(self.inputs[0]).type
+        assert x_t and self.weight_t and self.bias_t and self.accum_t
+        w, b = self._raw_weights()
+        acc = x.astype(np.int64) @ w
+        acc <<= self.accum_t.frac - (x_t.frac + self.weight_t.frac)
+        return acc + (b << (self.accum_t.frac - self.bias_t.frac))
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        assert self.accum_t
+        return requant(self.accumulate(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
+
+    def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        from hwprune.ops.base import out_of_range
+
+        assert self.accum_t
+        return out_of_range(self.accumulate(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        assert self.weight_t and self.bias_t
+        w, b = self._raw_weights()
+        wq, bq = to_float(w, self.weight_t), to_float(b, self.bias_t)
+        ew = np.abs(wq - self.weight)
+        eb = np.abs(bq - self.bias)
+        return errs[0] @ np.abs(wq) + np.abs(xs[0]) @ ew + eb + round_error(g.tensor(self.output).type)
+
+    # ------------------------------------------------------------------ cost
+    def n_words(self, g: Graph) -> int:
+        t = g.tensor(self.inputs[0])
+        return t.size // self.n_in
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        return matmul_cost(ctx, self, self.n_words(ctx.graph), self.n_in, self.n_out, self.reuse_factor)
+
+    # ------------------------------------------------------------------ HLS
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        assert self.weight_t and self.bias_t and self.accum_t
+        w, b = self._raw_weights()
+        lname = ctx.lname(self)
+        L = dict(
+            cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
+            reuse_factor=self.reuse_factor, n_mult=math.ceil(self.n_in * self.n_out / self.reuse_factor),
+            weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
+            weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
+            in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
+            x=ctx.var(self.inputs[0]), y=ctx.var(self.output), w=f"{lname}_w", b=f"{lname}_b",
+        )
+        return HlsBinding(
+            include="hwprune/dense.h",
+            config=render("dense.j2", "config", L=L),
+            call=render("dense.j2", "call", L=L),
+            weights=[WeightArray(f"{lname}_w", w.reshape(-1), self.weight_t), WeightArray(f"{lname}_b", b, self.bias_t)],
+        )
+
+
+def check_accumulator(layer: Layer, acc: FixedType) -> None:
+    from hwprune.errors import ConfigError
+
+    if acc.width > 62:
+        raise ConfigError(
+            f"layer '{layer.name}': its exact accumulator needs {acc.width} bits (> 62); "
+            f"use fewer fractional bits for its input or weights"
+        )
+
+
+def matmul_cost(ctx: CostContext, layer: Any, words: int, n_in: int, n_out: int, rf: int,
+                positions_per_word: int = 1) -> LayerCost:
+    """Cost of `words` sequential matrix-vector products of n_in x n_out with reuse factor rf.
+
+    Multipliers: ceil(n_in*n_out/rf), each mapped to DSPs or LUTs by operand width.
+    Cycles: rf per word (the reuse loop has II=1) plus the adder-tree depth.
+    Weights: with rf=1 they are constants folded into the multipliers (hls4ml's latency
+    strategy); with rf>1 each multiplier reads a ROM bank of depth rf.
+    """
+    g = ctx.graph
+    x_t = g.tensor(layer.inputs[0]).type
+    w_t = layer.weight_t
+    acc_t = layer.accum_t
+    n_mult = math.ceil(n_in * n_out / rf)
+    dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
+    dsp = n_mult * dsp_each
+    lut = 0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)
+    # Each multiplier feeds an adder of accumulator width.
+    lut += n_mult * hw.lut_per_adder(acc_t.width)
+    bram = uram = 0.0
+    if rf > 1:
+        mem = hw.memory_cost(rf, w_t.width, n_mult)
+        bram, uram, lut = bram + mem.bram18, uram + mem.uram, lut + mem.lut
+        # Each multiplier picks its input among ceil(n_in/...) candidates over the reuse cycles.
+        lut += n_mult * hw.mux_luts(min(rf, n_in), x_t.width)
+    ff = n_mult * hw.ff_per_register(acc_t.width) + n_out * hw.ff_per_register(acc_t.width)
+    depth = int(math.ceil(math.log2(max(n_in, 2)))) + 3
+    latency = words * rf + depth
+    return LayerCost(latency=latency, ii=words * rf, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram,
+                     multipliers=n_mult, macs=words * n_in * n_out)
+
+
+# ---------------------------------------------------------------------- ONNX import
+
+@onnx_op("Gemm")
+def _import_gemm(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    a = attrs(node)
+    if a.get("transA", 0):
+        raise ctx.error(node, "transA=1 is not supported (the activation must be the left operand)")
+    w = ctx.const(node.input[1])
+    if w is None or ctx.is_const(node.input[0]):
+        raise ctx.error(node, "only activation x constant-weight products are supported")
+    w = np.asarray(w, dtype=np.float64)
+    if a.get("transB", 0):
+        w = w.T
+    w = w * float(a.get("alpha", 1.0))
+    n = w.shape[1]
+    b = np.zeros(n)
+    if len(node.input) > 2 and node.input[2]:
+        c = ctx.const(node.input[2])
+        if c is None:
+            raise ctx.error(node, "the bias (C) must be a constant")
+        b = np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1) if np.size(c) in (1, n) else c, (n,)) * float(a.get("beta", 1.0))
+    x_shape = ctx.shape(node.input[0])
+    if x_shape[-1] != w.shape[0]:
+        raise ctx.error(node, f"input has {x_shape[-1]} features but the weight expects {w.shape[0]}")
+    layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.array(b, dtype=np.float64))
+    ctx.add(layer, (*x_shape[:-1], n))
+
+
+@onnx_op("MatMul")
+def _import_matmul(ctx: Any, node: Any) -> None:
+    w = ctx.const(node.input[1])
+    if w is None or ctx.is_const(node.input[0]):
+        raise ctx.error(node, "only activation x constant-weight products are supported")
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 2:
+        raise ctx.error(node, f"the weight must be a 2-D matrix, got shape {w.shape}")
+    x_shape = ctx.shape(node.input[0])
+    if not x_shape or x_shape[-1] != w.shape[0]:
+        raise ctx.error(node, f"input shape {x_shape} does not match weight {w.shape}")
+    layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.zeros(w.shape[1]))
+    ctx.add(layer, (*x_shape[:-1], w.shape[1]))

@@ -1,0 +1,111 @@
+"""Embedding lookup: ONNX Gather of a constant table [V, D] by integer token ids [L].
+
+Output [L, D]: each id selects one row, already quantized into the output type, so the
+fixed-point semantics is a table read (the table ROM is V x D words; it dominates a text
+model's memory, which is why vocabulary pruning matters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.graph import Graph, IOType, Layer, TensorKind
+from hwprune.ops.base import CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, onnx_op, render
+from hwprune.sim import resources as hw
+
+
+@dataclass
+class Embedding(OpMixin, Layer):
+    table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (V, D)
+
+    op_type: ClassVar[str] = "Embedding"
+
+    @property
+    def vocab(self) -> int:
+        return int(self.table.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.table.shape[1])
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        return [None]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        t = g.tensor(self.inputs[0])
+        # ids keep their order; the embedding dimension is appended innermost.
+        return (*t.perm, t.rank)
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        p = prec.resolve(self.name, self.op_type)
+        # The table is stored in the output type: a lookup adds no rounding after it.
+        g.tensor(self.output).type = p.weight or p.result
+
+    def _table_raw(self, g: Graph) -> np.ndarray:
+        return quantize(self.table, g.tensor(self.output).type)
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        return self.table[xs[0].astype(np.int64)]
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        return self._table_raw(g)[xs[0].astype(np.int64)]
+
+    def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        from hwprune.fixed import overflow_count
+
+        t = g.tensor(self.output).type
+        used = np.unique(xs[0].astype(np.int64))
+        return int(overflow_count(np.round(self.table[used] * 2.0 ** t.frac).astype(np.int64), t.frac, t))
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        t = g.tensor(self.output).type
+        err = np.abs(to_float(self._table_raw(g), t) - self.table)
+        return err[xs[0].astype(np.int64)]
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        g = ctx.graph
+        t = g.tensor(self.output).type
+        n_ids = g.tensor(self.inputs[0]).size
+        if ctx.io_type == IOType.PARALLEL:
+            # Every id reads a row in the same cycle: one ROM copy per id position.
+            mem = hw.memory_cost(self.vocab, self.dim * t.width, 1)
+            copies = n_ids
+            return LayerCost(latency=2, ii=1, bram18=mem.bram18 * copies, uram=mem.uram * copies, lut=mem.lut * copies,
+                             note=f"{copies} table copies")
+        mem = hw.memory_cost(self.vocab, self.dim * t.width, 1, allow_uram=True)
+        return LayerCost(latency=n_ids + 2, ii=n_ids, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
+                         ff=self.dim * t.width, note="one row per cycle")
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        g = ctx.graph
+        t = g.tensor(self.output).type
+        lname = ctx.lname(self)
+        L = dict(cfg=f"{lname}_config", n_ids=g.tensor(self.inputs[0]).size, vocab=self.vocab, dim=self.dim,
+                 bits=t.width, signed="true" if t.signed else "false",
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
+                 x=ctx.var(self.inputs[0]), y=ctx.var(self.output), table=f"{lname}_table",
+                 in_word=g.tensor(self.inputs[0]).word)
+        return HlsBinding("hwprune/embedding.h", render("embedding.j2", "config", L=L),
+                          render("embedding.j2", "call", L=L),
+                          weights=[WeightArray(f"{lname}_table", self._table_raw(g).reshape(-1), t)])
+
+
+@onnx_op("Gather")
+def _import_gather(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    table = ctx.const(node.input[0])
+    if table is None or ctx.is_const(node.input[1]):
+        raise ctx.error(node, "only Gather of a constant table by dynamic indices (an embedding) is supported")
+    if int(attrs(node).get("axis", 0)) != 0 or np.ndim(table) != 2:
+        raise ctx.error(node, "only row lookups (axis=0) in a 2-D table are supported")
+    ids = ctx.tensor(node.input[1])
+    if ids.kind != TensorKind.INDEX:
+        raise ctx.error(node, "embedding indices must be an integer model input")
+    ids.index_range = max(ids.index_range, int(np.shape(table)[0]))
+    layer = Embedding(ctx.layer_name(node), [node.input[1]], [node.output[0]], table=np.asarray(table, dtype=np.float64))
+    ctx.add(layer, (*ids.shape, int(np.shape(table)[1])))

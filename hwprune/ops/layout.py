@@ -1,0 +1,256 @@
+"""Layout ops: Flatten/Reshape/Squeeze/Unsqueeze/Transpose, and the data reorder the layout
+pass inserts.
+
+* `Reshape` never moves data: the layout pass guarantees its input is already in the order
+  its output needs (a Transpose only relabels axes; Squeeze/Unsqueeze only add or remove unit
+  axes). In io_parallel it aliases its input array; in io_stream it re-packs words when the
+  word size changes.
+* `Reorder` really moves data (e.g. channels-last conv output flattened in channels-first
+  order for a Dense): an index permutation in io_parallel, a full-tensor buffer in io_stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ops.base import CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, onnx_op, render
+from hwprune.sim import resources as hw
+from hwprune.fixed import FixedType
+
+MAX_RANK = 4
+
+
+def _non_unit(shape: tuple[int, ...]) -> list[int]:
+    return [d for d in shape if d != 1]
+
+
+@dataclass
+class Reshape(OpMixin, Layer):
+    # Logical axis permutation when imported from an ONNX Transpose (None for reshapes).
+    transpose: tuple[int, ...] | None = None
+
+    op_type: ClassVar[str] = "Reshape"
+    aliases_in_parallel: ClassVar[bool] = True
+
+    def _keeps_order(self, g: Graph) -> bool:
+        return _non_unit(g.tensor(self.inputs[0]).shape) == _non_unit(g.tensor(self.output).shape)
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        t = g.tensor(self.inputs[0])
+        if self.transpose is not None or self._keeps_order(g):
+            return [None]
+        return [tuple(range(t.rank))]  # a true reshape reads logical row-major order
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
+        if self.transpose is not None:
+            inv = np.argsort(self.transpose)
+            return tuple(int(inv[q]) for q in src.perm)
+        if self._keeps_order(g):
+            # Map the i-th non-unit input axis to the i-th non-unit output axis; unit axes
+            # go outermost so the stream word stays the real innermost axis.
+            in_nu = [a for a in range(src.rank) if src.shape[a] != 1]
+            out_nu = [a for a in range(dst.rank) if dst.shape[a] != 1]
+            to_out = dict(zip(in_nu, out_nu))
+            phys = [to_out[a] for a in src.perm if a in to_out]
+            units = [a for a in range(dst.rank) if dst.shape[a] == 1]
+            return tuple(units + phys)
+        return tuple(range(dst.rank))
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        g.tensor(self.output).type = g.tensor(self.inputs[0]).type
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        return xs[0].reshape((xs[0].shape[0], *g.tensor(self.output).physical_shape))
+
+    fixed_forward = float_forward
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        return self.float_forward(g, errs)
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        src, dst = ctx.graph.tensor(self.inputs[0]), ctx.graph.tensor(self.output)
+        if ctx.io_type == IOType.PARALLEL or src.word == dst.word:
+            return LayerCost(latency=0, ii=0, note="alias")
+        words = max(src.words, dst.words)
+        t = src.type
+        return LayerCost(latency=words + 1, ii=words, ff=max(src.word, dst.word) * (t.width if t else 16),
+                         note="stream repack")
+
+    def is_alias(self, g: Graph, io_type: IOType) -> bool:
+        src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
+        return io_type == IOType.PARALLEL or src.word == dst.word
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        g = ctx.graph
+        src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
+        L = dict(cfg=f"{ctx.lname(self)}_config", size=src.size, in_word=src.word, out_word=dst.word,
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
+                 x=ctx.var(self.inputs[0]), y=ctx.var(self.output))
+        return HlsBinding("hwprune/reorder.h", render("reorder.j2", "repack_config", L=L),
+                          render("reorder.j2", "repack_call", L=L))
+
+
+@dataclass
+class Reorder(OpMixin, Layer):
+    """Physical transpose between two layouts of the same logical tensor."""
+
+    op_type: ClassVar[str] = "Reorder"
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        return [None]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return g.tensor(self.output).perm
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        g.tensor(self.output).type = g.tensor(self.inputs[0]).type
+
+    def source_index(self, g: Graph) -> np.ndarray:
+        """For each output element (physical order), the flat physical index it reads."""
+        src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
+        idx = np.arange(src.size).reshape(src.physical_shape)
+        logical = np.transpose(idx, np.argsort(src.perm))
+        return np.ascontiguousarray(np.transpose(logical, dst.perm)).reshape(-1)
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        b = xs[0].shape[0]
+        flat = xs[0].reshape(b, -1)[:, self.source_index(g)]
+        return flat.reshape((b, *g.tensor(self.output).physical_shape))
+
+    fixed_forward = float_forward
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        return self.float_forward(g, errs)
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        src = ctx.graph.tensor(self.inputs[0])
+        bits = src.type.width if src.type else 16
+        if ctx.io_type == IOType.PARALLEL:
+            return LayerCost(latency=0, ii=1, note="wires")
+        # Stream: the whole tensor is buffered before the first reordered word leaves.
+        mem = hw.memory_cost(src.size, bits, 1)
+        return LayerCost(latency=2 * src.size, ii=src.size, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
+                         note="full-tensor buffer")
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        g = ctx.graph
+        src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
+        idx = self.source_index(g)
+        bits = max(int(np.ceil(np.log2(max(src.size, 2)))) + 1, 2)
+        lname = ctx.lname(self)
+        L = dict(cfg=f"{lname}_config", size=src.size, in_word=src.word, out_word=dst.word, index_bits=bits,
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
+                 x=ctx.var(self.inputs[0]), y=ctx.var(self.output), idx=f"{lname}_src")
+        return HlsBinding("hwprune/reorder.h", render("reorder.j2", "reorder_config", L=L),
+                          render("reorder.j2", "reorder_call", L=L),
+                          weights=[WeightArray(f"{lname}_src", idx.astype(np.int64), FixedType(bits, bits, True))])
+
+
+# ---------------------------------------------------------------------- ONNX import
+
+def _axes(ctx: Any, node: Any, rank: int) -> list[int] | None:
+    from hwprune.frontend.onnx_import import attrs
+
+    a = attrs(node).get("axes")
+    if a is None and len(node.input) > 1 and node.input[1]:
+        c = ctx.const(node.input[1])
+        if c is None:
+            raise ctx.error(node, "axes must be constant")
+        a = [int(v) for v in np.asarray(c).reshape(-1)]
+    if a is None:
+        return None
+    return [int(x) + rank if int(x) < 0 else int(x) for x in a]
+
+
+def _add_reshape(ctx: Any, node: Any, out_shape: tuple[int, ...], transpose: tuple[int, ...] | None = None) -> None:
+    if int(np.prod(out_shape, dtype=np.int64)) != int(np.prod(ctx.shape(node.input[0]), dtype=np.int64)):
+        raise ctx.error(node, f"cannot reshape {ctx.shape(node.input[0])} to {out_shape} per sample")
+    if len(out_shape) > MAX_RANK:
+        raise ctx.error(node, f"tensors of rank {len(out_shape) + 1} (with batch) are not supported; at most {MAX_RANK + 1}")
+    ctx.add(Reshape(ctx.layer_name(node), [node.input[0]], [node.output[0]], transpose=transpose), out_shape)
+
+
+@onnx_op("Flatten")
+def _import_flatten(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    axis = int(attrs(node).get("axis", 1))
+    shape = ctx.shape(node.input[0])
+    if axis < 0:
+        axis += len(shape) + 1
+    if axis != 1:
+        raise ctx.error(node, f"Flatten with axis={axis} would merge the batch axis; only axis=1 is supported")
+    _add_reshape(ctx, node, (int(np.prod(shape, dtype=np.int64)),))
+
+
+@onnx_op("Reshape")
+def _import_reshape(ctx: Any, node: Any) -> None:
+    target = ctx.const(node.input[1])
+    if target is None:
+        raise ctx.error(node, "the target shape must be constant")
+    target = [int(v) for v in np.asarray(target).reshape(-1)]
+    shape = ctx.shape(node.input[0])
+    full = (1, *shape)
+    # ONNX: 0 copies the input dimension; -1 is inferred. Axis 0 is the batch and must stay.
+    dims = [full[i] if (v == 0 and i < len(full)) else v for i, v in enumerate(target)]
+    if not dims or dims[0] not in (-1, 1):
+        raise ctx.error(node, f"reshape to {target} changes the batch axis; keep axis 0 as the batch")
+    per = dims[1:]
+    if per.count(-1) > 1:
+        raise ctx.error(node, f"reshape to {target} has more than one -1")
+    size = int(np.prod(shape, dtype=np.int64))
+    if -1 in per:
+        known = int(np.prod([d for d in per if d != -1], dtype=np.int64))
+        per[per.index(-1)] = size // max(known, 1)
+    if dims[0] == -1 and -1 not in dims[1:] and int(np.prod(per, dtype=np.int64)) != size:
+        raise ctx.error(node, f"reshape to {target} moves data across the batch axis")
+    _add_reshape(ctx, node, tuple(per))
+
+
+@onnx_op("Squeeze")
+def _import_squeeze(ctx: Any, node: Any) -> None:
+    shape = ctx.shape(node.input[0])
+    axes = _axes(ctx, node, len(shape) + 1)
+    if axes is None:
+        axes = [i + 1 for i, d in enumerate(shape) if d == 1]
+    if 0 in axes:
+        raise ctx.error(node, "squeezing the batch axis is not supported")
+    for a in axes:
+        if shape[a - 1] != 1:
+            raise ctx.error(node, f"cannot squeeze axis {a} of size {shape[a - 1]}")
+    _add_reshape(ctx, node, tuple(d for i, d in enumerate(shape) if i + 1 not in axes))
+
+
+@onnx_op("Unsqueeze")
+def _import_unsqueeze(ctx: Any, node: Any) -> None:
+    shape = list(ctx.shape(node.input[0]))
+    axes = _axes(ctx, node, 0)  # normalised below against the output rank
+    if axes is None:
+        raise ctx.error(node, "Unsqueeze needs axes")
+    out_rank = len(shape) + 1 + len(axes)
+    axes = sorted(a + out_rank if a < 0 else a for a in axes)
+    if 0 in axes:
+        raise ctx.error(node, "unsqueezing before the batch axis is not supported")
+    full = [None] + shape
+    for a in axes:
+        full.insert(a, 1)
+    _add_reshape(ctx, node, tuple(int(d) for d in full[1:]))
+
+
+@onnx_op("Transpose")
+def _import_transpose(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    shape = ctx.shape(node.input[0])
+    perm = attrs(node).get("perm")
+    perm = list(range(len(shape), -1, -1)) if perm is None else [int(p) for p in perm]
+    if perm[0] != 0:
+        raise ctx.error(node, f"transpose perm {perm} moves the batch axis; axis 0 must stay the batch")
+    p = tuple(q - 1 for q in perm[1:])
+    ctx.add(Reshape(ctx.layer_name(node), [node.input[0]], [node.output[0]], transpose=p),
+            tuple(shape[q] for q in p))

@@ -1,0 +1,57 @@
+"""Assign every tensor its physical layout and insert the data movement that is really needed.
+
+Each layer says which physical order it needs for each input (`required_perms`: None = any)
+and which order its output gets (`output_perm`). When a producer's order differs:
+  * same data order (only unit axes placed differently) -> a free `Reshape` (an alias);
+  * different data order -> a `Reorder` that moves data (and costs in the estimate).
+Graph inputs take the order their first consumer wants: the host transposes them before
+sending (the project manifest records the order), so the hardware never pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from hwprune.ir.graph import Graph, Tensor
+from hwprune.ops.layout import Reorder, Reshape
+
+log = logging.getLogger(__name__)
+
+
+def assign_layouts(g: Graph) -> Graph:
+    fixed_inputs: set[str] = set()
+    converted: dict[tuple[str, tuple[int, ...]], str] = {}
+    for layer in list(g.layers):
+        reqs = layer.required_perms(g)
+        for k, req in enumerate(reqs):
+            name = layer.inputs[k]
+            if req is None:
+                if name in g.inputs:
+                    fixed_inputs.add(name)
+                continue
+            t = g.tensor(name)
+            if t.perm == tuple(req):
+                fixed_inputs.add(name)
+                continue
+            if name in g.inputs and name not in fixed_inputs:
+                t.perm = tuple(req)
+                fixed_inputs.add(name)
+                continue
+            key = (name, tuple(req))
+            if key not in converted:
+                new = Tensor(g.unique_name(f"{name}_p{''.join(map(str, req))}"), t.shape, tuple(req), t.type, t.kind, t.index_range)
+                g.tensors[new.name] = new
+                same = _same_data_order(t, new)
+                op = (Reshape if same else Reorder)(g.unique_name(f"{layer.name}_{'relabel' if same else 'reorder'}{k}"), [name], [new.name])
+                g.layers.insert(g.layers.index(layer), op)
+                if not same:
+                    log.info("layout: %s reorders %s from %s to %s", layer.name, name, t.perm, req)
+                converted[key] = new.name
+            layer.inputs[k] = converted[key]
+        for out in layer.outputs:
+            g.tensor(out).perm = tuple(layer.output_perm(g))
+    return g
+
+
+def _same_data_order(a: Tensor, b: Tensor) -> bool:
+    return a.data_order() == b.data_order()

@@ -1,0 +1,177 @@
+"""Fixed-point precision and parallelism configuration: per model, per layer type, per layer
+name (most specific wins, field by field). Written in Python or YAML:
+
+```yaml
+model:
+  result: ap_fixed<16,6,AP_RND_CONV,AP_SAT>   # activations
+  weight_width: 16                            # weights: this width, integer bits from max |w|
+  reuse_factor: 1
+layer_type:
+  Softmax: {result: "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"}
+layer_name:
+  fc1: {weight: "ap_fixed<8,2,AP_RND_CONV,AP_SAT>", reuse_factor: 4}
+```
+
+Accumulators are never configured: they are sized from the types and the actual weights so
+they cannot overflow (see docs/fixed_point.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hwprune.errors import ConfigError
+from hwprune.fixed import FixedType, FixedTypeError, Overflow, Rounding
+
+DEFAULT_RESULT = FixedType(16, 6, True, Rounding.RND_CONV, Overflow.SAT)
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    """Settings for one layer; None means "inherit from the less specific level"."""
+
+    result: FixedType | None = None
+    weight: FixedType | None = None  # explicit weight type (else auto from weight_width)
+    bias: FixedType | None = None
+    weight_width: int | None = None
+    reuse_factor: int | None = None
+    table_size: int | None = None  # entries of activation lookup tables (power of two)
+
+    def merged_over(self, base: "LayerPrecision") -> "LayerPrecision":
+        return LayerPrecision(
+            **{f.name: (getattr(self, f.name) if getattr(self, f.name) is not None else getattr(base, f.name))
+               for f in dataclasses.fields(self)}
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedPrecision:
+    result: FixedType
+    weight: FixedType | None
+    bias: FixedType | None
+    weight_width: int
+    reuse_factor: int
+    table_size: int
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    model: LayerPrecision = LayerPrecision()
+    layer_type: dict[str, LayerPrecision] = field(default_factory=dict)
+    layer_name: dict[str, LayerPrecision] = field(default_factory=dict)
+
+    def resolve(self, layer_name: str, layer_type: str) -> ResolvedPrecision:
+        p = LayerPrecision()
+        for level in (self.layer_name.get(layer_name), self.layer_type.get(layer_type), self.model):
+            if level is not None:
+                p = p.merged_over(level)
+        result = p.result or DEFAULT_RESULT
+        return ResolvedPrecision(
+            result=result,
+            weight=p.weight,
+            bias=p.bias,
+            weight_width=p.weight_width or result.width,
+            reuse_factor=p.reuse_factor or 1,
+            table_size=p.table_size or 1024,
+        )
+
+    def with_overrides(self, result: FixedType | None = None, reuse_factor: int | None = None) -> "PrecisionConfig":
+        """Command-line --precision/--reuse-factor: they set the model level."""
+        model = dataclasses.replace(
+            self.model,
+            result=result or self.model.result,
+            weight_width=(result.width if result is not None else self.model.weight_width),
+            reuse_factor=reuse_factor or self.model.reuse_factor,
+        )
+        return dataclasses.replace(self, model=model)
+
+    # ------------------------------------------------------------------ parsing
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "PrecisionConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping with keys model/layer_type/layer_name")
+        unknown = set(data) - {"model", "layer_type", "layer_name"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: model, layer_type, layer_name")
+        model = _layer_from(data.get("model") or {}, f"{where}: model")
+        by_type = {str(k): _layer_from(v, f"{where}: layer_type.{k}") for k, v in (data.get("layer_type") or {}).items()}
+        by_name = {str(k): _layer_from(v, f"{where}: layer_name.{k}") for k, v in (data.get("layer_name") or {}).items()}
+        return cls(model, by_type, by_name)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "PrecisionConfig":
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; pass a YAML file (see docs/precision.md)")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            at = f" line {line + 1}" if line is not None else ""
+            raise ConfigError(f"config file {p}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        return cls.from_dict(data, where=str(p))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": _layer_to(self.model),
+            "layer_type": {k: _layer_to(v) for k, v in self.layer_type.items()},
+            "layer_name": {k: _layer_to(v) for k, v in self.layer_name.items()},
+        }
+
+
+def parse_type(text: str, where: str = "precision") -> FixedType:
+    try:
+        return FixedType.parse(str(text))
+    except FixedTypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def parse_reuse_factor(value: Any, where: str = "reuse factor") -> int:
+    try:
+        rf = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not an integer; use a positive whole number such as 1 or 4") from None
+    if rf <= 0 or rf != float(value):
+        raise ConfigError(f"{where}: {value!r} must be a positive whole number (1 = fully parallel)")
+    return rf
+
+
+def _layer_from(d: Any, where: str) -> LayerPrecision:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
+    allowed = {f.name for f in dataclasses.fields(LayerPrecision)}
+    unknown = set(d) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    kw: dict[str, Any] = {}
+    for k in ("result", "weight", "bias"):
+        if d.get(k) is not None:
+            kw[k] = parse_type(d[k], f"{where}.{k}")
+    if d.get("weight_width") is not None:
+        w = parse_reuse_factor(d["weight_width"], f"{where}.weight_width")
+        if w > 32:
+            raise ConfigError(f"{where}.weight_width: {w} is wider than 32 bits")
+        kw["weight_width"] = w
+    if d.get("reuse_factor") is not None:
+        kw["reuse_factor"] = parse_reuse_factor(d["reuse_factor"], f"{where}.reuse_factor")
+    if d.get("table_size") is not None:
+        ts = parse_reuse_factor(d["table_size"], f"{where}.table_size")
+        if ts & (ts - 1) or not 16 <= ts <= 65536:
+            raise ConfigError(f"{where}.table_size: {ts} must be a power of two between 16 and 65536")
+        kw["table_size"] = ts
+    return LayerPrecision(**kw)
+
+
+def _layer_to(p: LayerPrecision) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(p):
+        v = getattr(p, f.name)
+        if v is not None:
+            out[f.name] = v.cpp() if isinstance(v, FixedType) else v
+    return out

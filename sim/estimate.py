@@ -1,0 +1,112 @@
+"""Whole-design analytical estimate, composed from each layer's own cost model.
+
+io_parallel: layers run one after another inside a pipelined top function, so the latency is
+the sum of the layer latencies and the design accepts a new sample every max(layer II).
+io_stream: layers are DATAFLOW processes joined by FIFOs; the interval is the slowest
+process's per-sample II, and the latency is the sum of each process's fill delay plus the
+last one's drain (an upper bound: a process starts as soon as its first word arrives).
+Formulas and sources: docs/estimate.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hwprune.board import Board, Resources, utilization
+from hwprune.ir.graph import Graph, IOType
+from hwprune.ops.base import CostContext, LayerCost
+
+
+@dataclass
+class LayerEstimate:
+    name: str
+    op: str
+    cost: LayerCost
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.cost
+        return dict(name=self.name, op=self.op, latency_cycles=c.latency, ii_cycles=c.ii, dsp=c.dsp, lut=c.lut,
+                    ff=c.ff, bram18=c.bram18, uram=c.uram, multipliers=c.multipliers, macs=c.macs, note=c.note)
+
+
+@dataclass
+class DesignEstimate:
+    board: str
+    clock_mhz: float
+    io_type: str
+    latency_cycles: int
+    ii_cycles: int
+    resources: Resources
+    layers: list[LayerEstimate] = field(default_factory=list)
+    fifo: dict[str, int] = field(default_factory=dict)
+    capacity: Resources | None = None
+
+    @property
+    def latency_us(self) -> float:
+        return self.latency_cycles / self.clock_mhz
+
+    @property
+    def throughput_per_s(self) -> float:
+        return self.clock_mhz * 1e6 / max(self.ii_cycles, 1)
+
+    def fifo_depth(self, tensor: str) -> int:
+        return self.fifo.get(tensor, 2)
+
+    def utilization(self) -> dict[str, float]:
+        assert self.capacity is not None
+        return {k: (v / c if c else (0.0 if v == 0 else float("inf")))
+                for (k, v), c in zip(self.resources.as_dict().items(), self.capacity.as_dict().values())}
+
+    def fits(self) -> bool:
+        return all(u <= 1.0 for u in self.utilization().values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(
+            board=self.board, clock_mhz=self.clock_mhz, io_type=self.io_type,
+            latency_cycles=self.latency_cycles, latency_us=self.latency_us, ii_cycles=self.ii_cycles,
+            throughput_per_s=self.throughput_per_s, resources=self.resources.as_dict(),
+            utilization=self.utilization(), fits=self.fits(), layers=[l.as_dict() for l in self.layers],
+        )
+
+
+# Fixed overhead of the top function (control, interface registers), in LUT/FF.
+TOP_LUT = 200
+TOP_FF = 300
+
+
+def estimate(g: Graph, board: Board, clock_mhz: float | None = None) -> DesignEstimate:
+    clock = clock_mhz or board.default_clock_mhz
+    ctx = CostContext(graph=g, io_type=g.io_type, dsp_kind=board.dsp_kind)
+    layers = [LayerEstimate(l.name, l.op_type, l.cost(ctx)) for l in g.layers]
+    dsp = sum(l.cost.dsp for l in layers)
+    lut = TOP_LUT + sum(l.cost.lut for l in layers)
+    ff = TOP_FF + sum(l.cost.ff for l in layers)
+    bram = sum(l.cost.bram18 for l in layers)
+    uram = sum(l.cost.uram for l in layers)
+    fifo: dict[str, int] = {}
+    if g.io_type == IOType.PARALLEL:
+        latency = sum(l.cost.latency for l in layers)
+        ii = max((l.cost.ii for l in layers), default=1)
+    else:
+        latency = sum(l.cost.latency for l in layers)
+        ii = max((l.cost.ii for l in layers), default=1)
+        for l in g.layers:
+            # Without the dataflow simulator a FIFO of 2 words suffices for chains; merges
+            # (Add/Concat) need the longer branch's words buffered: size for a full tensor.
+            fifo[l.output] = 2
+        for l in g.layers:
+            if len(l.inputs) > 1:
+                for i in l.inputs:
+                    fifo[i] = max(fifo.get(i, 2), g.tensor(i).words + 1)
+        for t, depth in fifo.items():
+            width = (g.tensor(t).type.width if g.tensor(t).type else 16) * g.tensor(t).word
+            from hwprune.sim.resources import memory_cost
+
+            m = memory_cost(depth, width, 1)
+            bram += m.bram18
+            lut += m.lut
+    res = Resources(dsp=int(round(dsp)), lut=int(round(lut)), ff=int(round(ff)), bram18=int(round(bram + 0.499)),
+                    uram=int(round(uram + 0.499)))
+    return DesignEstimate(board.name, clock, g.io_type.value, int(latency), int(max(ii, 1)), res, layers, fifo,
+                          board.resources)

@@ -1,0 +1,50 @@
+"""Shared fixtures: small ONNX models built with onnx.helper or exported from torch."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+
+def make_model(nodes, inputs, outputs, initializers=(), opset: int = 17, name: str = "m") -> onnx.ModelProto:
+    g = helper.make_graph(nodes, name, inputs, outputs, [numpy_helper.from_array(np.asarray(v, dtype=np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v), k) for k, v in initializers])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def fin(name: str, *dims: int) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *dims])
+
+
+def iin(name: str, *dims: int) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.INT64, ["N", *dims])
+
+
+def torch_onnx(module, example, dynamo: bool = False) -> onnx.ModelProto:
+    from hwprune.frontend.torch_export import export_torch
+
+    return export_torch(module, example, dynamo=dynamo)
+
+
+@pytest.fixture
+def mlp_model(tmp_path: Path) -> Path:
+    """Linear 16->8 -> Linear 8->4 (two Gemm), saved to a file."""
+    rng = np.random.default_rng(0)
+    m = make_model(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1, name="fc1"),
+         helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], transB=1, name="fc2")],
+        [fin("x", 16)], [fin("y", 4)],
+        [("w1", rng.normal(size=(8, 16)) * 0.3), ("b1", rng.normal(size=8) * 0.1),
+         ("w2", rng.normal(size=(4, 8)) * 0.3), ("b2", rng.normal(size=4) * 0.1)],
+    )
+    p = tmp_path / "mlp.onnx"
+    onnx.save(m, p)
+    return p

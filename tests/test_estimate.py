@@ -1,0 +1,71 @@
+"""The analytical estimate obeys first principles."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from conftest import fin, make_model
+import hwprune
+from hwprune.fixed import FixedType
+from hwprune.precision import PrecisionConfig
+
+
+def dense_model(n_in: int = 32, n_out: int = 32):
+    rng = np.random.default_rng(0)
+    return make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1, name="fc")], [fin("x", n_in)],
+                      [fin("y", n_out)], [("w", rng.normal(size=(n_out, n_in)) * 0.2), ("b", rng.normal(size=n_out) * 0.1)])
+
+
+def prec(text: str, rf: int = 1) -> PrecisionConfig:
+    return PrecisionConfig().with_overrides(result=FixedType.parse(text), reuse_factor=rf)
+
+
+@pytest.mark.parametrize("rf", [1, 2, 4, 8, 16, 48])
+def test_dsps_are_multipliers_over_reuse_factor(rf):
+    est = hwprune.estimate(dense_model(), "pynq-z2", precision=prec("ap_fixed<16,6>", rf))
+    layer = est.layers[0].cost
+    assert layer.multipliers == math.ceil(32 * 32 / rf)
+    # 16x16-bit products fit one DSP48E1 each.
+    assert layer.dsp == pytest.approx(layer.multipliers)
+    assert est.resources.dsp == layer.multipliers
+    assert layer.ii >= rf and est.ii_cycles >= rf
+
+
+def test_reuse_factor_trades_dsps_for_latency():
+    a = hwprune.estimate(dense_model(), "pynq-z2", precision=prec("ap_fixed<16,6>", 1))
+    b = hwprune.estimate(dense_model(), "pynq-z2", precision=prec("ap_fixed<16,6>", 8))
+    assert b.resources.dsp * 8 == a.resources.dsp
+    assert b.latency_cycles > a.latency_cycles and b.ii_cycles == 8 * a.ii_cycles
+
+
+def test_narrow_types_use_fewer_dsps():
+    wide = hwprune.estimate(dense_model(), "ultra96-v2", precision=prec("ap_fixed<16,6>"))
+    narrow = hwprune.estimate(dense_model(), "ultra96-v2", precision=prec("ap_fixed<8,3>"))
+    assert narrow.resources.dsp < wide.resources.dsp
+    assert narrow.resources.lut > 0
+
+
+def test_wide_operands_need_more_than_one_dsp():
+    # 26-bit data x 26-bit weights exceed a 25x18 DSP48E1: more than one DSP each.
+    est = hwprune.estimate(dense_model(8, 8), "pynq-z2", precision=prec("ap_fixed<26,10>"))
+    assert est.resources.dsp > 64
+
+
+def test_utilisation_and_units():
+    est = hwprune.estimate(dense_model(), "pynq-z2", precision=prec("ap_fixed<16,6>", 4))
+    d = est.as_dict()
+    assert d["latency_us"] == pytest.approx(d["latency_cycles"] / 100.0)  # pynq-z2 runs at 100 MHz
+    assert d["utilization"]["dsp"] == pytest.approx(est.resources.dsp / 220)
+    assert d["throughput_per_s"] == pytest.approx(100e6 / d["ii_cycles"])
+    big = hwprune.estimate(dense_model(256, 256), "pynq-z2", precision=prec("ap_fixed<16,6>", 1))
+    assert not big.fits() and big.utilization()["dsp"] > 1
+
+
+def test_stream_and_parallel_both_estimate():
+    for io in ("parallel", "stream"):
+        est = hwprune.estimate(dense_model(), "kv260", precision=prec("ap_fixed<16,6>", 2), io_type=io)
+        assert est.latency_cycles > 0 and est.io_type == io

@@ -1,6 +1,7 @@
 """The compile pipeline (model -> typed IR) and the numpy engines that run an IR.
 
-    import_onnx -> fold (bias adds, batch norms) -> assign_layouts -> assign_types
+    import_onnx -> fold (bias adds, batch norms) -> assign_layouts -> fold_reorders_into_dense
+    -> assign_types
 
 `run_fixed` is the bit-exact reference the C simulation must match; `run_float` runs the
 IR's float semantics (same layouts, no quantization) — comparing it with onnxruntime pins
@@ -21,7 +22,7 @@ from hwprune.errors import ShapeError
 from hwprune.fixed import quantize, to_float
 from hwprune.ir.graph import Graph, IOType, TensorKind
 from hwprune.passes.fold import fold_constants_into_layers
-from hwprune.passes.layout import assign_layouts
+from hwprune.passes.layout import assign_layouts, fold_reorders_into_dense
 from hwprune.passes.types import assign_types
 from hwprune.precision import PrecisionConfig
 
@@ -37,6 +38,7 @@ def compile_graph(model: Any, precision: PrecisionConfig | None = None, io_type:
     g.io_type = IOType(io_type)
     fold_constants_into_layers(g)
     assign_layouts(g)
+    fold_reorders_into_dense(g)
     assign_types(g, precision or PrecisionConfig())
     return g
 

@@ -32,6 +32,9 @@ def _non_unit(shape: tuple[int, ...]) -> list[int]:
 class Reshape(OpMixin, Layer):
     # Logical axis permutation when imported from an ONNX Transpose (None for reshapes).
     transpose: tuple[int, ...] | None = None
+    # Set when the consumers were rewritten to read the input's physical order as is (a
+    # flatten feeding Dense layers whose weight rows were permuted instead of the data).
+    input_order_free: bool = False
 
     op_type: ClassVar[str] = "Reshape"
     aliases_in_parallel: ClassVar[bool] = True
@@ -41,7 +44,7 @@ class Reshape(OpMixin, Layer):
 
     def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
         t = g.tensor(self.inputs[0])
-        if self.transpose is not None or self._keeps_order(g):
+        if self.transpose is not None or self.input_order_free or self._keeps_order(g):
             return [None]
         return [tuple(range(t.rank))]  # a true reshape reads logical row-major order
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from hwprune.ir.graph import Graph, Tensor
 from hwprune.ops.layout import Reorder, Reshape
 
@@ -50,6 +52,35 @@ def assign_layouts(g: Graph) -> Graph:
             layer.inputs[k] = converted[key]
         for out in layer.outputs:
             g.tensor(out).perm = tuple(layer.output_perm(g))
+    return g
+
+
+def fold_reorders_into_dense(g: Graph) -> Graph:
+    """Reorder -> flatten -> Dense(s): permute the Dense weight rows instead of the data.
+
+    A channels-last conv output flattened in ONNX's channels-first order would otherwise need
+    a full-tensor buffer in io_stream; reading it in the order it arrives and permuting the
+    (constant) weights instead is free. hls4ml does the same when it converts Flatten."""
+    from hwprune.ops.dense import Dense
+
+    for reorder in [l for l in g.layers if isinstance(l, Reorder)]:
+        flat = g.consumers(reorder.output)
+        if len(flat) != 1 or not isinstance(flat[0], Reshape) or reorder.output in g.outputs:
+            continue
+        reshape = flat[0]
+        out = g.tensor(reshape.output)
+        users = g.consumers(reshape.output)
+        if out.rank != 1 or reshape.output in g.outputs or not users or not all(isinstance(u, Dense) for u in users):
+            continue
+        inv = np.argsort(reorder.source_index(g))
+        for dense in users:
+            dense.weight = dense.weight[inv]
+        g.layers.remove(reorder)
+        reshape.inputs = [reorder.inputs[0]]
+        reshape.input_order_free = True
+        g.tensors.pop(reorder.output, None)
+        log.info("layout: %s reads %s in its physical order (weights of %s permuted)", reshape.name,
+                 reorder.inputs[0], ", ".join(u.name for u in users))
     return g
 
 

@@ -22,7 +22,7 @@ from hwprune.errors import ShapeError
 from hwprune.fixed import quantize, to_float
 from hwprune.ir.graph import Graph, IOType, TensorKind
 from hwprune.passes.fold import fold_constants_into_layers
-from hwprune.passes.layout import assign_layouts, fold_reorders_into_dense
+from hwprune.passes.layout import assign_layouts, fold_reorders_into_dense, insert_stream_clones
 from hwprune.passes.types import assign_types
 from hwprune.precision import PrecisionConfig
 
@@ -39,6 +39,7 @@ def compile_graph(model: Any, precision: PrecisionConfig | None = None, io_type:
     fold_constants_into_layers(g)
     assign_layouts(g)
     fold_reorders_into_dense(g)
+    insert_stream_clones(g)
     assign_types(g, precision or PrecisionConfig())
     return g
 
@@ -95,7 +96,7 @@ def trace_fixed(g: Graph, inputs: Sequence[np.ndarray], count_saturation: bool =
         tr.values[name] = input_raw(g, name, x)
     for layer in g.layers:
         xs = [tr.values[i] for i in layer.inputs]
-        tr.values[layer.output] = layer.fixed_forward(g, xs)
+        _store(tr.values, layer, layer.fixed_forward(g, xs))
         if count_saturation:
             n = layer.saturation(g, xs)
             if n:
@@ -125,7 +126,7 @@ def _float_values(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarra
         phys = t.to_physical(np.asarray(x))
         vals[name] = phys.astype(np.int64) if t.kind == TensorKind.INDEX else phys.astype(np.float64)
     for layer in g.layers:
-        vals[layer.output] = layer.float_forward(g, [vals[i] for i in layer.inputs])
+        _store(vals, layer, layer.float_forward(g, [vals[i] for i in layer.inputs]))
     return vals
 
 
@@ -149,8 +150,15 @@ def error_bounds(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
             errs[name] = np.abs(to_float(quantize(vals[name], t.type), t.type) - vals[name])
     for layer in g.layers:
         e = layer.error_bound(g, [vals[i] for i in layer.inputs], [errs[i] for i in layer.inputs])
-        errs[layer.output] = np.broadcast_to(e, vals[layer.output].shape)
+        for out, ek in zip(layer.outputs, e if isinstance(e, list) else [e]):
+            errs[out] = np.broadcast_to(ek, vals[out].shape)
     return [g.tensor(o).to_logical(np.asarray(errs[o])) for o in g.outputs]
+
+
+def _store(values: dict[str, np.ndarray], layer: Any, result: Any) -> None:
+    """Layers return one array, or a list with one array per output (Clone)."""
+    for out, v in zip(layer.outputs, result if isinstance(result, list) else [result]):
+        values[out] = v
 
 
 def run_onnx(model: str | Path | Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

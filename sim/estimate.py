@@ -94,7 +94,8 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None) -> DesignEs
         for l in g.layers:
             # Without the dataflow simulator a FIFO of 2 words suffices for chains; merges
             # (Add/Concat) need the longer branch's words buffered: size for a full tensor.
-            fifo[l.output] = 2
+            for o in l.outputs:
+                fifo[o] = 2
         for l in g.layers:
             if len(l.inputs) > 1:
                 for i in l.inputs:

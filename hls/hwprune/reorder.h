@@ -65,6 +65,19 @@ ReorderEmit:
     }
 }
 
+// io_stream: copy every word of one stream into two (a stream has a single reader).
+template <class CFG, class in_T, class out_T>
+void clone(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y0,
+           hls::stream<vec<out_T, CFG::word> > &y1) {
+CloneWords:
+    for (int w = 0; w < CFG::size / CFG::word; w++) {
+#pragma HLS PIPELINE II = 1
+        vec<in_T, CFG::word> in = x.read();
+        y0.write(in);
+        y1.write(in);
+    }
+}
+
 }  // namespace hwp
 
 #endif

@@ -113,13 +113,14 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
     locals_ = []
     declared: set[str] = set()
     for layer in g.layers:
-        v = ctx.var(layer.output)
-        if v in port_vars or v in declared:
-            continue
-        declared.add(v)
-        t = g.tensor(layer.output)
-        locals_.append(dict(var=v, ctype=ctx.ctype(layer.output), size=t.size, word=t.word,
-                            depth=max(2, est.fifo_depth(layer.output))))
+        for out in layer.outputs:
+            v = ctx.var(out)
+            if v in port_vars or v in declared:
+                continue
+            declared.add(v)
+            t = g.tensor(out)
+            locals_.append(dict(var=v, ctype=ctx.ctype(out), size=t.size, word=t.word,
+                                depth=max(2, est.fifo_depth(out))))
 
     weight_headers = []
     for _, b in bindings:

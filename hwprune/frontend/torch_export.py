@@ -22,6 +22,20 @@ def export_torch(module: Any, example_input: Any, dynamo: bool = False, opset: i
         raise HwpruneInputError(f"expected a torch.nn.Module, got {type(module).__name__}")
     x = example_input if isinstance(example_input, torch.Tensor) else torch.as_tensor(example_input)
     module = module.eval()
+    # The exporters log optional-dependency notices (torchvision ops) that say nothing about
+    # the user's model; keep them out of hwprune's output.
+    torch_log = logging.getLogger("torch.onnx")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)
+    try:
+        return _export(module, x, dynamo, opset)
+    finally:
+        torch_log.setLevel(level)
+
+
+def _export(module: Any, x: Any, dynamo: bool, opset: int) -> onnx.ModelProto:
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:

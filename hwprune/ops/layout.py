@@ -154,6 +154,44 @@ class Reorder(OpMixin, Layer):
                           weights=[WeightArray(f"{lname}_src", idx.astype(np.int64), FixedType(bits, bits, True))])
 
 
+@dataclass
+class Clone(OpMixin, Layer):
+    """io_stream only: a stream can be read once, so a tensor with two readers is copied into
+    two streams (chains of clones serve more readers)."""
+
+    op_type: ClassVar[str] = "Clone"
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        return [None]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return g.tensor(self.inputs[0]).perm
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        for o in self.outputs:
+            g.tensor(o).type = g.tensor(self.inputs[0]).type
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> list[np.ndarray]:  # type: ignore[override]
+        return [xs[0] for _ in self.outputs]
+
+    fixed_forward = float_forward
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> list[np.ndarray]:  # type: ignore[override]
+        return [errs[0] for _ in self.outputs]
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        t = ctx.graph.tensor(self.inputs[0])
+        return LayerCost(latency=t.words + 1, ii=t.words, ff=t.word * (t.type.width if t.type else 16))
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        t = ctx.graph.tensor(self.inputs[0])
+        L = dict(cfg=f"{ctx.lname(self)}_config", size=t.size, word=t.word, in_t=ctx.ctype(self.inputs[0]),
+                 out_t=ctx.ctype(self.outputs[0]), x=ctx.var(self.inputs[0]), y0=ctx.var(self.outputs[0]),
+                 y1=ctx.var(self.outputs[1]))
+        return HlsBinding("hwprune/reorder.h", render("reorder.j2", "clone_config", L=L),
+                          render("reorder.j2", "clone_call", L=L))
+
+
 # ---------------------------------------------------------------------- ONNX import
 
 def _axes(ctx: Any, node: Any, rank: int) -> list[int] | None:

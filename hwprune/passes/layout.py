@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from hwprune.ir.graph import Graph, Tensor
-from hwprune.ops.layout import Reorder, Reshape
+from hwprune.ops.layout import Clone, Reorder, Reshape
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,57 @@ def fold_reorders_into_dense(g: Graph) -> Graph:
         log.info("layout: %s reads %s in its physical order (weights of %s permuted)", reshape.name,
                  reorder.inputs[0], ", ".join(u.name for u in users))
     return g
+
+
+def insert_stream_clones(g: Graph) -> Graph:
+    """io_stream: give every stream exactly one reader (a graph output counts as a reader)."""
+    from hwprune.ir.graph import IOType
+
+    if g.io_type != IOType.STREAM:
+        return g
+    for name in list(g.tensors):
+        readers = [(l, k) for l in g.layers for k, i in enumerate(l.inputs) if i == name]
+        is_output = name in g.outputs
+        if len(readers) + is_output < 2:
+            continue
+        src = name
+        if is_output:
+            # The output keeps its name for users; the producer's stream is renamed.
+            src = g.unique_name(f"{name}_src")
+            _rename_tensor(g, name, src)
+            g.outputs = [name if o == src else o for o in g.outputs]
+        anchor = g.producer(src)
+        targets: list[tuple[object, int] | None] = list(readers) + ([None] if is_output else [])
+        # A chain of two-way clones: each serves one reader and passes the stream on.
+        for r, target in enumerate(targets[:-1]):
+            t = g.tensor(src)
+            a = Tensor(g.unique_name(f"{name}_cp{r}"), t.shape, t.perm, t.type, t.kind, t.index_range)
+            last = r == len(targets) - 2
+            final_target = targets[-1]
+            b_name = name if (last and final_target is None) else g.unique_name(f"{name}_cp{r}b")
+            b = Tensor(b_name, t.shape, t.perm, t.type, t.kind, t.index_range)
+            g.tensors[a.name] = a
+            g.tensors[b.name] = b
+            clone = Clone(g.unique_name(f"{name}_clone{r}"), [src], [a.name, b.name])
+            g.layers.insert(g.layers.index(anchor) + 1 if anchor is not None else 0, clone)
+            layer, k = target  # type: ignore[misc]
+            layer.inputs[k] = a.name
+            src, anchor = b.name, clone
+        if targets[-1] is not None:
+            layer, k = targets[-1]  # type: ignore[misc]
+            layer.inputs[k] = src
+    g.toposort()
+    return g
+
+
+def _rename_tensor(g: Graph, old: str, new: str) -> None:
+    t = g.tensors.pop(old)
+    t.name = new
+    g.tensors[new] = t
+    for l in g.layers:
+        l.inputs = [new if i == old else i for i in l.inputs]
+        l.outputs = [new if o == old else o for o in l.outputs]
+    g.outputs = [new if o == old else o for o in g.outputs]
 
 
 def _same_data_order(a: Tensor, b: Tensor) -> bool:

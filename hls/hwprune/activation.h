@@ -1,0 +1,96 @@
+// Elementwise activations. Each op is a functor; one driver applies it over an array
+// (io_parallel) or over stream words (io_stream). `p` holds the op's constants: slopes
+// (LeakyReLU/PReLU, per channel) or a lookup table (sigmoid, tanh, ELU's negative branch).
+#ifndef HWP_ACTIVATION_H
+#define HWP_ACTIVATION_H
+
+#include "common.h"
+
+namespace hwp {
+
+// Table index from raw bits only: t = raw * 2^up - lo_raw; idx = clamp(t >> down, 0, n-1).
+template <class CFG, class in_T>
+inline int table_index(const in_T &x) {
+#pragma HLS INLINE
+    const long long t = to_raw(x) * (1LL << CFG::up) - CFG::lo_raw;
+    long long idx = t >> CFG::down;  // arithmetic shift: floor
+    if (idx < 0) idx = 0;
+    if (idx > CFG::n_table - 1) idx = CFG::n_table - 1;
+    return (int)idx;
+}
+
+struct relu_op {
+    template <class CFG, class in_T, class out_T>
+    static out_T apply(const in_T &x, int, const typename CFG::param_rom_t *) {
+#pragma HLS INLINE
+        out_T y;
+        if (x > 0)
+            y = x;
+        else
+            y = 0;
+        return y;
+    }
+};
+
+struct prelu_op {  // also LeakyReLU (one slope)
+    template <class CFG, class in_T, class out_T>
+    static out_T apply(const in_T &x, int c, const typename CFG::param_rom_t *p) {
+#pragma HLS INLINE
+        out_T y;
+        if (x >= 0)
+            y = x;
+        else
+            y = x * from_raw<typename CFG::param_t>(p[c % CFG::n_chan]);
+        return y;
+    }
+};
+
+struct table_op {  // sigmoid, tanh: the table already holds output-type values
+    template <class CFG, class in_T, class out_T>
+    static out_T apply(const in_T &x, int, const typename CFG::param_rom_t *p) {
+#pragma HLS INLINE
+        return from_raw<out_T>(p[table_index<CFG>(x)]);
+    }
+};
+
+struct elu_op {  // identity for x >= 0, table for the negative branch
+    template <class CFG, class in_T, class out_T>
+    static out_T apply(const in_T &x, int, const typename CFG::param_rom_t *p) {
+#pragma HLS INLINE
+        out_T y;
+        if (x >= 0)
+            y = x;
+        else
+            y = from_raw<out_T>(p[table_index<CFG>(x)]);
+        return y;
+    }
+};
+
+template <class CFG, class OP, class in_T, class out_T>
+void activation(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::param_rom_t p[CFG::n_params]) {
+ActivationLoop:
+    for (int e = 0; e < CFG::size; e++) {
+#pragma HLS UNROLL
+        y[e] = OP::template apply<CFG, in_T, out_T>(x[e], e % CFG::word, p);
+    }
+}
+
+template <class CFG, class OP, class in_T, class out_T>
+void activation(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y,
+                const typename CFG::param_rom_t p[CFG::n_params]) {
+ActivationWords:
+    for (int w = 0; w < CFG::size / CFG::word; w++) {
+#pragma HLS PIPELINE II = 1
+        vec<in_T, CFG::word> in = x.read();
+        vec<out_T, CFG::word> out;
+        for (int c = 0; c < CFG::word; c++) {
+#pragma HLS UNROLL
+            out[c] = OP::template apply<CFG, in_T, out_T>(in[c], c, p);
+        }
+        y.write(out);
+    }
+}
+
+}  // namespace hwp
+
+#endif

@@ -1,0 +1,77 @@
+// Softmax over the innermost axis (rows of n elements), table based and exact in integers:
+//   e_i = exp_table[(max - x_i) binned]  (0 beyond the table range; the max gives exactly 1)
+//   s = sum e_i = m * 2^k with m in [1, 2);  1/s = recip_table[m binned] * 2^-k
+//   y_i = e_i * (1/s), rounded once into the output type.
+#ifndef HWP_SOFTMAX_H
+#define HWP_SOFTMAX_H
+
+#include "common.h"
+
+namespace hwp {
+
+template <class CFG, class in_T, class out_T>
+void softmax_row(const in_T x[CFG::n], out_T y[CFG::n], const typename CFG::exp_rom_t exp_table[CFG::n_table],
+                 const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
+#pragma HLS INLINE
+    long long raw[CFG::n];
+    long long mx = to_raw(x[0]);
+SoftmaxMax:
+    for (int i = 0; i < CFG::n; i++) {
+        raw[i] = to_raw(x[i]);
+        if (raw[i] > mx) mx = raw[i];
+    }
+    typename CFG::exp_t e[CFG::n];
+    typename CFG::sum_t s = 0;
+SoftmaxExp:
+    for (int i = 0; i < CFG::n; i++) {
+        const long long neg_d = mx - raw[i];
+        long long idx = (neg_d * (1LL << CFG::up) - CFG::lo_raw) >> CFG::down;
+        if (idx > CFG::n_table - 1) idx = CFG::n_table - 1;
+        e[i] = neg_d >= CFG::limit ? typename CFG::exp_t(0) : from_raw<typename CFG::exp_t>(exp_table[idx]);
+        s += e[i];
+    }
+    // Normalise s = m * 2^k: find its leading one (a priority encoder in hardware).
+    ap_uint<CFG::sum_bits> sb;
+    sb.range(CFG::sum_bits - 1, 0) = s.range(CFG::sum_bits - 1, 0);
+    int msb = 0;
+SoftmaxMsb:
+    for (int b = 0; b < CFG::sum_bits; b++) {
+        if (sb[b]) msb = b;
+    }
+    const long long below = (long long)sb.to_uint64() - (1LL << msb);
+    const long long j = msb >= CFG::log_n_table ? (below >> (msb - CFG::log_n_table)) : (below << (CFG::log_n_table - msb));
+    const typename CFG::recip_t inv = from_raw<typename CFG::recip_t>(recip_table[j]);
+    const int k = msb - CFG::exp_frac;
+SoftmaxOut:
+    for (int i = 0; i < CFG::n; i++) {
+        typename CFG::prod_t p = e[i] * inv;  // exact: enough fraction bits for the shift below
+        p = p >> k;
+        y[i] = p;
+    }
+}
+
+template <class CFG, class in_T, class out_T>
+void softmax(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::exp_rom_t exp_table[CFG::n_table],
+             const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
+SoftmaxRows:
+    for (int r = 0; r < CFG::size / CFG::n; r++) {
+        softmax_row<CFG, in_T, out_T>(x + r * CFG::n, y + r * CFG::n, exp_table, recip_table);
+    }
+}
+
+template <class CFG, class in_T, class out_T>
+void softmax(hls::stream<vec<in_T, CFG::n> > &x, hls::stream<vec<out_T, CFG::n> > &y,
+             const typename CFG::exp_rom_t exp_table[CFG::n_table], const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
+SoftmaxWords:
+    for (int r = 0; r < CFG::size / CFG::n; r++) {
+#pragma HLS PIPELINE
+        vec<in_T, CFG::n> in = x.read();
+        vec<out_T, CFG::n> out;
+        softmax_row<CFG, in_T, out_T>(in.data, out.data, exp_table, recip_table);
+        y.write(out);
+    }
+}
+
+}  // namespace hwp
+
+#endif

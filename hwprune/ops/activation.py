@@ -1,0 +1,395 @@
+"""Activations: ReLU, LeakyReLU, PReLU, ELU, Sigmoid, Tanh (elementwise) and Softmax.
+
+Piecewise-linear ones are exact up to one final rounding. Sigmoid, Tanh and the negative
+branch of ELU read a lookup table: the index is computed from the input's raw bits with shifts
+and clamps only (so numpy and C++ agree exactly); each entry holds f(centre of its bin) already
+in the output type. Softmax is table-based too (exp over [-R, 0], a normalised reciprocal);
+docs/activations.md derives every error bound that `error_bound` implements.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize, to_float
+from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ops.base import (
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op, out_of_range,
+    render, requant, round_error,
+)
+from hwprune.sim import resources as hw
+
+# Table ranges (powers of two so the bin width is a power of two): outside them the function
+# is within the documented tail error of its limit.
+TABLE_RANGE: dict[str, tuple[float, float]] = {"sigmoid": (-8.0, 8.0), "tanh": (-4.0, 4.0), "elu": (-8.0, 0.0)}
+# Lipschitz constants used by the error bounds.
+LIPSCHITZ = {"sigmoid": 0.25, "tanh": 1.0}
+SOFTMAX_EXP_RANGE = 8.0  # exp table covers d = x - max in [-8, 0]
+RECIP_TYPE = FixedType(18, 1, False)  # 1/m for m in [1, 2): values in (0.5, 1]
+EXP_TYPE = FixedType(18, 1, False)  # exp(d) for d <= 0: values in (0, 1]
+
+
+def _f(kind: str, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
+    if kind == "sigmoid":
+        return lambda x: 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1/(1+exp(-x)) without overflow
+    if kind == "tanh":
+        return np.tanh
+    if kind == "elu":
+        return lambda x: np.where(x >= 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1.0))
+    raise AssertionError(kind)
+
+
+@dataclass(frozen=True)
+class TableIndex:
+    """idx = clamp(floor((x - lo) / bin), 0, n-1) on raw integers:
+    t = raw * 2**up - lo_raw; idx = t >> down (an arithmetic shift is a floor)."""
+
+    lo_raw: int
+    up: int
+    down: int
+    n: int
+
+    @classmethod
+    def make(cls, x_frac: int, lo: float, hi: float, n: int) -> "TableIndex":
+        s = int(round(math.log2(n / (hi - lo))))  # bins per unit = 2**s
+        f = max(x_frac, s, 0)
+        return cls(lo_raw=int(lo * 2**f), up=f - x_frac, down=f - s, n=n)
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        t = raw.astype(np.int64) * (1 << self.up) - self.lo_raw
+        return np.clip(t >> self.down, 0, self.n - 1)
+
+
+@dataclass
+class Activation(OpMixin, Layer):
+    kind: str = "relu"  # relu | leaky_relu | prelu | elu | sigmoid | tanh
+    alpha: float = 0.01  # leaky_relu / elu
+    slope: np.ndarray = field(default_factory=lambda: np.zeros(0))  # prelu (per channel or 1)
+    axis: int = 0  # prelu channel axis (logical)
+    coef_t: FixedType | None = None
+    table_size: int = 1024
+
+    op_type: ClassVar[str] = "Activation"
+
+    @property
+    def type_name(self) -> str:
+        return {"relu": "Relu", "leaky_relu": "LeakyRelu", "prelu": "PRelu", "elu": "Elu", "sigmoid": "Sigmoid",
+                "tanh": "Tanh"}[self.kind]
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        t = g.tensor(self.inputs[0])
+        if self.kind != "prelu" or self.slope.size <= 1 or t.perm[-1] == self.axis:
+            return [None]
+        return [tuple(a for a in range(t.rank) if a != self.axis) + (self.axis,)]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return g.tensor(self.inputs[0]).perm
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        p = prec.resolve(self.name, self.type_name)
+        self.table_size = p.table_size
+        if self.kind in ("leaky_relu", "prelu"):
+            coefs = np.atleast_1d(self.slope if self.kind == "prelu" else np.array([self.alpha]))
+            self.coef_t = p.weight or auto_weight_type(coefs, 18)
+        g.tensor(self.output).type = p.result
+
+    # -------------------------------------------------------------- semantics
+    def _slopes(self, n: int) -> np.ndarray:
+        s = np.atleast_1d(self.slope if self.kind == "prelu" else np.array([self.alpha], dtype=np.float64))
+        return np.broadcast_to(s, (n,))
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        x = xs[0]
+        if self.kind == "relu":
+            return np.maximum(x, 0)
+        if self.kind in ("leaky_relu", "prelu"):
+            return np.where(x >= 0, x, x * self._slopes(x.shape[-1]))
+        return _f(self.kind, self.alpha)(x)
+
+    def _index(self, g: Graph) -> TableIndex:
+        lo, hi = TABLE_RANGE[self.kind]
+        return TableIndex.make(g.tensor(self.inputs[0]).type.frac, lo, hi, self.table_size)
+
+    def table(self, g: Graph) -> np.ndarray:
+        """Raw table entries in the output type: f at the centre of each bin."""
+        lo, hi = TABLE_RANGE[self.kind]
+        binw = (hi - lo) / self.table_size
+        centres = lo + (np.arange(self.table_size) + 0.5) * binw
+        return quantize(_f(self.kind, self.alpha)(centres), g.tensor(self.output).type)
+
+    def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """Exact value before the output rounding (piecewise-linear kinds)."""
+        x_t = g.tensor(self.inputs[0]).type
+        x = x.astype(np.int64)
+        if self.kind == "relu":
+            return np.maximum(x, 0), x_t.frac
+        cr = quantize(self._slopes(x.shape[-1]), self.coef_t)
+        frac = x_t.frac + self.coef_t.frac
+        return np.where(x >= 0, x << self.coef_t.frac, x * cr), frac
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        out_t = g.tensor(self.output).type
+        x = xs[0].astype(np.int64)
+        if self.kind in ("relu", "leaky_relu", "prelu"):
+            v, frac = self._pre_round(g, x)
+            return requant(v, frac, out_t)
+        looked_up = self.table(g)[self._index(g)(x)]
+        if self.kind == "elu":
+            return np.where(x >= 0, requant(x, g.tensor(self.inputs[0]).type.frac, out_t), looked_up)
+        return looked_up
+
+    def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        if self.kind in ("relu", "leaky_relu", "prelu"):
+            v, frac = self._pre_round(g, xs[0])
+            return out_of_range(v, frac, g.tensor(self.output).type)
+        return 0
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        x, e = xs[0], errs[0]
+        out_t = g.tensor(self.output).type
+        r = round_error(out_t)
+        if self.kind == "relu":
+            return e + r
+        if self.kind in ("leaky_relu", "prelu"):
+            s = self._slopes(x.shape[-1])
+            sq = to_float(quantize(s, self.coef_t), self.coef_t)
+            return e * np.maximum(1.0, np.abs(sq)) + np.abs(x) * np.abs(sq - s) + r
+        lo, hi = TABLE_RANGE[self.kind]
+        binw = (hi - lo) / self.table_size
+        f = _f(self.kind, self.alpha)
+        if self.kind == "elu":
+            lip = max(1.0, abs(self.alpha))
+            tail = abs(self.alpha) * math.exp(lo)
+        else:
+            lip = LIPSCHITZ[self.kind]
+            tail = float(max(abs(f(np.array(lo)) - f(np.array(-1e9))), abs(f(np.array(1e9)) - f(np.array(hi)))))
+        # The table reads f(centre of the bin of x_q): within half a bin inside the range;
+        # beyond the range, the tail of f plus a bin.
+        outside = (x - e < lo + binw) | (x + e >= hi - binw)
+        bin_err = np.where(outside, tail + lip * binw, lip * binw / 2)
+        if self.kind == "elu":
+            bin_err = np.where(x - e >= 0, 0.0, bin_err)
+        return lip * e + bin_err + r
+
+    # -------------------------------------------------------------- cost
+    def cost(self, ctx: CostContext) -> LayerCost:
+        t = ctx.graph.tensor(self.output)
+        x_t = ctx.graph.tensor(self.inputs[0]).type
+        lanes = t.size if ctx.io_type == IOType.PARALLEL else t.word
+        words = 1 if ctx.io_type == IOType.PARALLEL else t.words
+        lut = ff = dsp = bram = 0.0
+        if self.kind == "relu":
+            lut = lanes * t.type.width / 2
+        elif self.kind in ("leaky_relu", "prelu"):
+            d = hw.dsps_per_multiplier(x_t.width, self.coef_t.width, ctx.dsp_kind)
+            dsp = lanes * d
+            lut = lanes * (t.type.width + (0 if d else hw.lut_per_multiplier(x_t.width, self.coef_t.width)))
+        else:
+            # One table read port per lane; a BRAM18 is dual ported, so two lanes share a copy.
+            mem = hw.memory_cost(self.table_size, t.type.width, 1)
+            copies = math.ceil(lanes / 2) if mem.bram18 else lanes
+            bram, lut = mem.bram18 * copies, mem.lut * copies + lanes * (x_t.width + 8)
+        ff = lanes * t.type.width
+        return LayerCost(latency=words + 2, ii=words, dsp=dsp, lut=lut, ff=ff, bram18=bram)
+
+    # -------------------------------------------------------------- HLS
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        g = ctx.graph
+        t = g.tensor(self.output)
+        lname = ctx.lname(self)
+        params = np.zeros(1, dtype=np.int64)
+        param_t = FixedType(8, 8)
+        idx = TableIndex(0, 0, 0, 1)
+        n_chan = 1
+        if self.kind in ("leaky_relu", "prelu"):
+            n_chan = t.word if (self.kind == "prelu" and self.slope.size > 1) else 1
+            params = quantize(self._slopes(n_chan), self.coef_t)
+            param_t = self.coef_t
+        elif self.kind != "relu":
+            params = self.table(g)
+            param_t = t.type
+            idx = self._index(g)
+        op = {"relu": "relu_op", "leaky_relu": "prelu_op", "prelu": "prelu_op", "elu": "elu_op",
+              "sigmoid": "table_op", "tanh": "table_op"}[self.kind]
+        L = dict(cfg=f"{lname}_config", size=t.size, word=t.word, n_chan=n_chan, n_params=int(params.size),
+                 param_t=param_t.cpp(), param_bits=param_t.width, param_signed="true" if param_t.signed else "false",
+                 lo_raw=idx.lo_raw, up=idx.up, down=idx.down, n_table=idx.n, op=op,
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
+                 x=ctx.var(self.inputs[0]), y=ctx.var(self.output), p=f"{lname}_p")
+        return HlsBinding("hwprune/activation.h", render("activation.j2", "config", L=L),
+                          render("activation.j2", "call", L=L), weights=[WeightArray(f"{lname}_p", params, param_t)])
+
+
+@dataclass
+class Softmax(OpMixin, Layer):
+    """y_i = e_i / s with e_i = exp(x_i - max) from a table over [-R, 0] (left bin edges, so the
+    maximum contributes exactly 1 and s >= 1) and 1/s = recip(m) * 2**-k, s = m * 2**k with m in
+    [1, 2) read from a second table. All steps are integer operations."""
+
+    axis: int = -1
+    table_size: int = 1024
+
+    op_type: ClassVar[str] = "Softmax"
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        t = g.tensor(self.inputs[0])
+        if t.perm[-1] == self.axis:
+            return [None]
+        return [tuple(a for a in range(t.rank) if a != self.axis) + (self.axis,)]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return g.tensor(self.inputs[0]).perm
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        p = prec.resolve(self.name, self.op_type)
+        self.table_size = p.table_size
+        g.tensor(self.output).type = p.result
+
+    def _n(self, g: Graph) -> int:
+        return g.tensor(self.inputs[0]).shape[self.axis]
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        z = xs[0] - xs[0].max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    # Table parameters -------------------------------------------------------
+    def _exp_index(self, g: Graph) -> TableIndex:
+        # Index on -d: bins of width R/N starting at 0 (d = 0 -> bin 0 -> exp(0) = 1).
+        return TableIndex.make(g.tensor(self.inputs[0]).type.frac, 0.0, SOFTMAX_EXP_RANGE, self.table_size)
+
+    def exp_table(self) -> np.ndarray:
+        binw = SOFTMAX_EXP_RANGE / self.table_size
+        return quantize(np.exp(-np.arange(self.table_size) * binw), EXP_TYPE)
+
+    def recip_table(self) -> np.ndarray:
+        n = self.table_size
+        return quantize(1.0 / (1.0 + (np.arange(n) + 0.5) / n), RECIP_TYPE)
+
+    def _sum_bits(self, g: Graph) -> int:
+        return EXP_TYPE.frac + max(int(math.ceil(math.log2(self._n(g) + 1))), 1) + 1
+
+    def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
+        x = x.astype(np.int64)
+        n_tab = self.table_size
+        neg_d = x.max(axis=-1, keepdims=True) - x  # >= 0, exact
+        idx = self._exp_index(g)
+        e = self.exp_table()[idx(neg_d)]
+        # Beyond the range the exponential is taken as 0.
+        limit = int(SOFTMAX_EXP_RANGE * 2 ** g.tensor(self.inputs[0]).type.frac)
+        e = np.where(neg_d >= limit, 0, e)
+        s = e.sum(axis=-1, keepdims=True)  # raw with EXP_TYPE.frac fractional bits, >= 2**frac
+        msb = (np.frexp(np.maximum(s, 1).astype(np.float64))[1] - 1).astype(np.int64)  # bit length - 1, exact
+        log_n = int(round(math.log2(n_tab)))
+        below = s - (np.int64(1) << msb)
+        j = np.where(msb >= log_n, below >> np.maximum(msb - log_n, 0), below << np.maximum(log_n - msb, 0))
+        inv = self.recip_table()[j]
+        k = msb - EXP_TYPE.frac  # s = m * 2**k
+        kmax = self._sum_bits(g) - EXP_TYPE.frac
+        prod = (e * inv) << (kmax - k)
+        return prod, EXP_TYPE.frac + RECIP_TYPE.frac + kmax
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        v, frac = self._pre_round(g, xs[0])
+        return requant(v, frac, g.tensor(self.output).type)
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        y = self.float_forward(g, xs)
+        n = self._n(g)
+        binw = SOFTMAX_EXP_RANGE / self.table_size
+        e_in = np.max(errs[0], axis=-1, keepdims=True)
+        # d log y_i / d x_j = delta_ij - y_j: an input perturbation of at most e moves log y by 2e.
+        rel = (2 * e_in + 2 * binw + 2.0 / self.table_size + n * math.exp(-SOFTMAX_EXP_RANGE)
+               + 4 * n * EXP_TYPE.lsb + RECIP_TYPE.lsb)
+        return y * (np.exp(rel) - 1) + n * math.exp(-SOFTMAX_EXP_RANGE) + round_error(g.tensor(self.output).type)
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        g = ctx.graph
+        t = g.tensor(self.output)
+        n = self._n(g)
+        rows = t.size // n
+        lanes = n
+        mem = hw.memory_cost(self.table_size, 18, 1)
+        copies = math.ceil(lanes / 2)
+        d = hw.dsps_per_multiplier(18, 18, ctx.dsp_kind)
+        words = rows if ctx.io_type == IOType.STREAM else 1
+        depth = int(math.ceil(math.log2(max(n, 2)))) * 2 + 6
+        return LayerCost(latency=words * 1 + depth, ii=words if ctx.io_type == IOType.STREAM else rows,
+                         dsp=lanes * d, bram18=mem.bram18 * (copies + 1), lut=mem.lut * (copies + 1) + lanes * 60,
+                         ff=lanes * 40)
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        g = ctx.graph
+        t = g.tensor(self.output)
+        n = self._n(g)
+        idx = self._exp_index(g)
+        lname = ctx.lname(self)
+        kmax = self._sum_bits(g) - EXP_TYPE.frac
+        L = dict(cfg=f"{lname}_config", size=t.size, n=n, n_table=self.table_size,
+                 log_n_table=int(round(math.log2(self.table_size))), lo_raw=idx.lo_raw, up=idx.up, down=idx.down,
+                 limit=int(SOFTMAX_EXP_RANGE * 2 ** g.tensor(self.inputs[0]).type.frac),
+                 exp_t=EXP_TYPE.cpp(), recip_t=RECIP_TYPE.cpp(), exp_bits=EXP_TYPE.width, recip_bits=RECIP_TYPE.width,
+                 sum_t=FixedType(self._sum_bits(g), self._sum_bits(g) - EXP_TYPE.frac, False).cpp(),
+                 sum_bits=self._sum_bits(g), exp_frac=EXP_TYPE.frac, kmax=kmax,
+                 prod_t=FixedType(EXP_TYPE.width + RECIP_TYPE.width + kmax, EXP_TYPE.integer + RECIP_TYPE.integer, False).cpp(),
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
+                 x=ctx.var(self.inputs[0]), y=ctx.var(self.output), e=f"{lname}_exp", r=f"{lname}_recip")
+        return HlsBinding("hwprune/softmax.h", render("softmax.j2", "config", L=L), render("softmax.j2", "call", L=L),
+                          weights=[WeightArray(f"{lname}_exp", self.exp_table(), EXP_TYPE),
+                                   WeightArray(f"{lname}_recip", self.recip_table(), RECIP_TYPE)])
+
+
+# ---------------------------------------------------------------------- ONNX import
+
+def _simple(kind: str) -> Callable[[Any, Any], None]:
+    def imp(ctx: Any, node: Any) -> None:
+        from hwprune.frontend.onnx_import import attrs
+
+        a = attrs(node)
+        default_alpha = 0.01 if kind == "leaky_relu" else 1.0
+        layer = Activation(ctx.layer_name(node), [node.input[0]], [node.output[0]], kind=kind,
+                           alpha=float(a.get("alpha", default_alpha)))
+        ctx.add(layer, ctx.shape(node.input[0]))
+
+    return imp
+
+
+for _op, _kind in (("Relu", "relu"), ("LeakyRelu", "leaky_relu"), ("Elu", "elu"), ("Sigmoid", "sigmoid"), ("Tanh", "tanh")):
+    onnx_op(_op)(_simple(_kind))
+
+
+@onnx_op("PRelu")
+def _import_prelu(ctx: Any, node: Any) -> None:
+    slope = ctx.const(node.input[1])
+    if slope is None:
+        raise ctx.error(node, "the slope must be a constant")
+    shape = ctx.shape(node.input[0])
+    s = np.asarray(slope, dtype=np.float64)
+    if s.size == 1:
+        axis = len(shape) - 1
+    else:
+        full = (1, *shape)
+        cs = (1,) * (len(full) - s.ndim) + s.shape
+        varying = [i for i, d in enumerate(cs) if d != 1]
+        if len(varying) != 1 or varying[0] == 0 or cs[varying[0]] != full[varying[0]]:
+            raise ctx.error(node, f"slope of shape {s.shape} must be a scalar or vary along one axis of {full}")
+        axis = varying[0] - 1
+    layer = Activation(ctx.layer_name(node), [node.input[0]], [node.output[0]], kind="prelu",
+                       slope=s.reshape(-1), axis=axis)
+    ctx.add(layer, shape)
+
+
+@onnx_op("Softmax")
+def _import_softmax(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    shape = ctx.shape(node.input[0])
+    axis = int(attrs(node).get("axis", -1))
+    axis = axis + len(shape) + 1 if axis < 0 else axis
+    if axis == 0:
+        raise ctx.error(node, "softmax over the batch axis is not supported")
+    ctx.add(Softmax(ctx.layer_name(node), [node.input[0]], [node.output[0]], axis=axis - 1), shape)

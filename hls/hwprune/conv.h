@@ -1,0 +1,43 @@
+// Convolution (1-D and 2-D, stride, padding, dilation, groups) on the window engine.
+// Per output pixel: chan_out dot products of kh*kw*chan/groups terms; with reuse factor RF the
+// multipliers are shared over RF cycles. Weights: w[((oc*kh + i)*kw + j)*in_per_group + ic].
+#ifndef HWP_CONV_H
+#define HWP_CONV_H
+
+#include "window.h"
+
+namespace hwp {
+
+struct conv_op {
+    template <class CFG, class SRC, class out_T>
+    static void pixel(const SRC &src, int oh, int ow, out_T *y, const typename CFG::p0_rom_t *w,
+                      const typename CFG::p1_rom_t *b) {
+#pragma HLS INLINE
+        const int mult_limit = CFG::n_mult;
+#pragma HLS ALLOCATION operation instances = mul limit = mult_limit
+    ConvOut:
+        for (int oc = 0; oc < CFG::chan_out; oc++) {
+            const int g = oc / CFG::out_per_group;
+            typename CFG::accum_t acc = from_raw<typename CFG::bias_t>(b[oc]);
+        ConvKh:
+            for (int i = 0; i < CFG::kh; i++) {
+            ConvKw:
+                for (int j = 0; j < CFG::kw; j++) {
+                    const int ih = oh * CFG::sh - CFG::pt + i * CFG::dh;
+                    const int iw = ow * CFG::sw - CFG::pl + j * CFG::dw;
+                    if (!in_image<CFG>(ih, iw)) continue;  // zero padding adds nothing
+                ConvIn:
+                    for (int ic = 0; ic < CFG::in_per_group; ic++) {
+                        acc += src.get(ih, iw, g * CFG::in_per_group + ic) *
+                               from_raw<typename CFG::weight_t>(w[((oc * CFG::kh + i) * CFG::kw + j) * CFG::in_per_group + ic]);
+                    }
+                }
+            }
+            y[oc] = acc;
+        }
+    }
+};
+
+}  // namespace hwp
+
+#endif

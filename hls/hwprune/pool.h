@@ -1,0 +1,118 @@
+// Pooling: max / average windows on the window engine, and global (all positions) pooling.
+// Average = exact sum * reciprocal of the window count (a small ROM indexed by the count).
+#ifndef HWP_POOL_H
+#define HWP_POOL_H
+
+#include "window.h"
+
+namespace hwp {
+
+struct maxpool_op {
+    template <class CFG, class SRC, class out_T>
+    static void pixel(const SRC &src, int oh, int ow, out_T *y, const typename CFG::p0_rom_t *,
+                      const typename CFG::p1_rom_t *) {
+#pragma HLS INLINE
+    MaxPoolChan:
+        for (int c = 0; c < CFG::chan; c++) {
+            typename CFG::data_t best = 0;
+            bool any = false;
+            for (int i = 0; i < CFG::kh; i++) {
+                for (int j = 0; j < CFG::kw; j++) {
+                    const int ih = oh * CFG::sh - CFG::pt + i * CFG::dh;
+                    const int iw = ow * CFG::sw - CFG::pl + j * CFG::dw;
+                    if (!in_image<CFG>(ih, iw)) continue;  // padding never wins a max
+                    const typename CFG::data_t v = src.get(ih, iw, c);
+                    if (!any || v > best) best = v;
+                    any = true;
+                }
+            }
+            y[c] = best;
+        }
+    }
+};
+
+struct avgpool_op {
+    template <class CFG, class SRC, class out_T>
+    static void pixel(const SRC &src, int oh, int ow, out_T *y, const typename CFG::p0_rom_t *recip,
+                      const typename CFG::p1_rom_t *) {
+#pragma HLS INLINE
+        const int hs = oh * CFG::sh - CFG::pt, ws = ow * CFG::sw - CFG::pl;
+        int count = 0;
+        if (CFG::include_pad) {
+            const int he = hs + CFG::kh < CFG::in_h + CFG::pb ? hs + CFG::kh : CFG::in_h + CFG::pb;
+            const int we = ws + CFG::kw < CFG::in_w + CFG::pr ? ws + CFG::kw : CFG::in_w + CFG::pr;
+            count = (he - hs) * (we - ws);
+        } else {
+            for (int i = 0; i < CFG::kh; i++)
+                for (int j = 0; j < CFG::kw; j++) count += in_image<CFG>(hs + i, ws + j) ? 1 : 0;
+        }
+        const typename CFG::recip_t r = from_raw<typename CFG::recip_t>(recip[count]);
+    AvgPoolChan:
+        for (int c = 0; c < CFG::chan; c++) {
+            typename CFG::sum_t sum = 0;
+            for (int i = 0; i < CFG::kh; i++) {
+                for (int j = 0; j < CFG::kw; j++) {
+                    if (in_image<CFG>(hs + i, ws + j)) sum += src.get(hs + i, ws + j, c);
+                }
+            }
+            y[c] = sum * r;  // exact product, one rounding into out_T
+        }
+    }
+};
+
+// Global pooling over n positions of chan channels.
+template <class CFG, class in_T, class out_T>
+void global_pool(const in_T x[CFG::n * CFG::chan], out_T y[CFG::chan], const typename CFG::recip_rom_t r[1]) {
+GlobalChan:
+    for (int c = 0; c < CFG::chan; c++) {
+#pragma HLS UNROLL
+        typename CFG::sum_t acc = x[c];
+        for (int p = 1; p < CFG::n; p++) {
+            if (CFG::is_max) {
+                if (x[p * CFG::chan + c] > acc) acc = x[p * CFG::chan + c];
+            } else {
+                acc += x[p * CFG::chan + c];
+            }
+        }
+        if (CFG::is_max)
+            y[c] = acc;
+        else
+            y[c] = acc * from_raw<typename CFG::recip_t>(r[0]);
+    }
+}
+
+template <class CFG, class in_T, class out_T>
+void global_pool(hls::stream<vec<in_T, CFG::chan> > &x, hls::stream<vec<out_T, CFG::out_word> > &y,
+                 const typename CFG::recip_rom_t r[1]) {
+    typename CFG::sum_t acc[CFG::chan];
+#pragma HLS ARRAY_PARTITION variable = acc complete
+GlobalWords:
+    for (int p = 0; p < CFG::n; p++) {
+#pragma HLS PIPELINE II = 1
+        vec<in_T, CFG::chan> w = x.read();
+        for (int c = 0; c < CFG::chan; c++) {
+            if (p == 0)
+                acc[c] = w[c];
+            else if (CFG::is_max) {
+                if (w[c] > acc[c]) acc[c] = w[c];
+            } else
+                acc[c] += w[c];
+        }
+    }
+    // The output is one word of chan values (or chan words of one value when the channel
+    // axis is not innermost — only for a unit-sized trailing axis).
+    vec<out_T, CFG::out_word> out;
+    for (int c = 0; c < CFG::chan; c++) {
+        out_T v;
+        if (CFG::is_max)
+            v = acc[c];
+        else
+            v = acc[c] * from_raw<typename CFG::recip_t>(r[0]);
+        out[c % CFG::out_word] = v;
+        if (c % CFG::out_word == CFG::out_word - 1) y.write(out);
+    }
+}
+
+}  // namespace hwp
+
+#endif

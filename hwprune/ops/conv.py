@@ -1,0 +1,216 @@
+"""Convolution, 1-D and 2-D: ONNX Conv (stride, padding incl. auto_pad, dilation, groups,
+depthwise, with or without bias). Channels-last in hardware; the kernel is the window engine
+of hls/hwprune/window.h with a dot product per output channel.
+
+Fixed point as in Dense: exact products, an accumulator sized from the actual weights of each
+output channel, zero padding contributes exact zeros, one rounding into the output type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ops.base import (
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, exact_type,
+    int_bits_for, onnx_op, out_of_range, render, requant, round_error, value_bound,
+)
+from hwprune.ops.dense import check_accumulator
+from hwprune.ops.window import Window, as_4d, channels_last, spatial, window_attrs
+from hwprune.sim import resources as hw
+
+
+@dataclass
+class Conv(OpMixin, Layer):
+    weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1, 1)))  # (Cout, Cin/g, KH, KW)
+    bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    win: Window = field(default_factory=lambda: Window(1, 1, 1, 1))
+    groups: int = 1
+    reuse_factor: int = 1
+    weight_t: FixedType | None = None
+    bias_t: FixedType | None = None
+    accum_t: FixedType | None = None
+
+    op_type: ClassVar[str] = "Conv"
+
+    @property
+    def c_out(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def c_in(self) -> int:
+        return int(self.weight.shape[1]) * self.groups
+
+    @property
+    def taps(self) -> int:
+        """Multiply-accumulates per output value."""
+        return int(np.prod(self.weight.shape[1:]))
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        return [channels_last(g.tensor(self.inputs[0]).rank)]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return channels_last(g.tensor(self.output).rank)
+
+    def absorb_output_affine(self, g: Graph, scale: np.ndarray, shift: np.ndarray, axis: int) -> bool:
+        if axis != 0:
+            return False
+        s = np.broadcast_to(scale, (self.c_out,))
+        self.weight = self.weight * s[:, None, None, None]
+        self.bias = self.bias * s + np.broadcast_to(shift, (self.c_out,))
+        return True
+
+    # ------------------------------------------------------------------ types
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        p = prec.resolve(self.name, self.op_type)
+        x_t = g.tensor(self.inputs[0]).type
+        self.reuse_factor = p.reuse_factor
+        self.weight_t = p.weight or auto_weight_type(self.weight, p.weight_width)
+        acc_frac = x_t.frac + self.weight_t.frac
+        bt = p.bias or auto_weight_type(self.bias, max(p.weight_width, 8))
+        if p.bias is None and bt.frac > acc_frac:
+            bt = FixedType(bt.integer + acc_frac, bt.integer, True, bt.rounding, bt.overflow)
+        self.bias_t = bt
+        wq = to_float(quantize(self.weight, self.weight_t), self.weight_t)
+        bq = to_float(quantize(self.bias, self.bias_t), self.bias_t)
+        per_channel = np.abs(wq).reshape(self.c_out, -1).sum(axis=1) * value_bound(x_t) + np.abs(bq)
+        acc_frac = max(acc_frac, self.bias_t.frac)
+        self.accum_t = exact_type(int_bits_for(float(per_channel.max(initial=0.0)) + 2.0 ** -acc_frac), acc_frac)
+        check_accumulator(self, self.accum_t)
+        g.tensor(self.output).type = p.result
+
+    # ------------------------------------------------------------------ semantics
+    def _matrix(self, w: np.ndarray) -> np.ndarray:
+        """(Cout, Cin/g, KH, KW) -> per group (KH*KW*Cin/g, Cout/g) matching patch order."""
+        return np.transpose(w, (2, 3, 1, 0))  # (KH, KW, Cin/g, Cout)
+
+    def _conv(self, x: np.ndarray, w: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+        """Grouped convolution as im2col + matmul on any numeric dtype (float or int64)."""
+        x4 = as_4d(x)
+        p, _ = self.win.patches(x4, 0)  # (B, OH, OW, KH, KW, C)
+        b = x.shape[0]
+        cg, og = self.c_in // self.groups, self.c_out // self.groups
+        m = self._matrix(w)
+        outs = []
+        for grp in range(self.groups):
+            pg = p[..., grp * cg:(grp + 1) * cg].reshape(b, self.win.out_h, self.win.out_w, -1)
+            outs.append(pg @ m[..., grp * og:(grp + 1) * og].reshape(-1, og))
+        y = np.concatenate(outs, axis=-1)
+        return y.reshape((b, *out_shape))
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        return self._conv(xs[0], self.weight, g.tensor(self.output).physical_shape) + self.bias
+
+    def _raw(self) -> tuple[np.ndarray, np.ndarray]:
+        return quantize(self.weight, self.weight_t), quantize(self.bias, self.bias_t)
+
+    def _acc(self, g: Graph, x: np.ndarray) -> np.ndarray:
+        x_t = g.tensor(self.inputs[0]).type
+        w, b = self._raw()
+        acc = self._conv(x.astype(np.int64), w, g.tensor(self.output).physical_shape)
+        acc <<= self.accum_t.frac - (x_t.frac + self.weight_t.frac)
+        return acc + (b << (self.accum_t.frac - self.bias_t.frac))
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        return requant(self._acc(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
+
+    def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        return out_of_range(self._acc(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        w, b = self._raw()
+        wq, bq = to_float(w, self.weight_t), to_float(b, self.bias_t)
+        shape = g.tensor(self.output).physical_shape
+        return (self._conv(errs[0], np.abs(wq), shape) + self._conv(np.abs(xs[0]), np.abs(wq - self.weight), shape)
+                + np.abs(bq - self.bias) + round_error(g.tensor(self.output).type))
+
+    # ------------------------------------------------------------------ cost
+    def cost(self, ctx: CostContext) -> LayerCost:
+        """Per output pixel c_out*taps MACs on ceil(that/RF) multipliers over RF cycles; pixels
+        are sequential. io_stream also reads every input word once (1/cycle) and keeps a line
+        buffer of `span` rows: the first output waits for the rows its window needs."""
+        g = ctx.graph
+        x_t, w_t, acc_t = g.tensor(self.inputs[0]).type, self.weight_t, self.accum_t
+        rf = self.reuse_factor
+        win = self.win
+        positions = win.out_h * win.out_w
+        macs_px = self.c_out * self.taps
+        n_mult = math.ceil(macs_px / rf)
+        dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
+        lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
+        bram = uram = 0.0
+        if rf > 1:
+            mem = hw.memory_cost(rf, w_t.width, n_mult)
+            bram, uram, lut = mem.bram18, mem.uram, lut + mem.lut + n_mult * hw.mux_luts(min(rf, self.taps), x_t.width)
+        ff = (n_mult + self.c_out) * hw.ff_per_register(acc_t.width)
+        depth = int(math.ceil(math.log2(max(self.taps, 2)))) + 3
+        compute = positions * rf
+        if ctx.io_type == IOType.STREAM:
+            in_words = win.in_h * win.in_w
+            fill = max(win.span - 1 - win.pt, 0) * win.in_w
+            lb = hw.memory_cost(win.in_w, self.c_in * x_t.width, win.span)
+            bram, uram, lut = bram + lb.bram18, uram + lb.uram, lut + lb.lut
+            ii = max(in_words, compute)
+            latency = fill + ii + depth
+        else:
+            ii = compute
+            latency = compute + depth
+        return LayerCost(latency=latency, ii=ii, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram, uram=uram,
+                         multipliers=n_mult, macs=positions * macs_px)
+
+    # ------------------------------------------------------------------ HLS
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        w, b = self._raw()
+        win = self.win
+        lname = ctx.lname(self)
+        L = dict(cfg=f"{lname}_config", in_h=win.in_h, in_w=win.in_w, chan=self.c_in, out_h=win.out_h,
+                 out_w=win.out_w, chan_out=self.c_out, kh=win.kh, kw=win.kw, sh=win.sh, sw=win.sw, dh=win.dh,
+                 dw=win.dw, pt=win.pt, pl=win.pl, span=win.span, in_per_group=self.c_in // self.groups,
+                 out_per_group=self.c_out // self.groups, reuse_factor=self.reuse_factor,
+                 n_mult=math.ceil(self.c_out * self.taps / self.reuse_factor), n_p0=w.size, n_p1=b.size,
+                 weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
+                 weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]),
+                 y=ctx.var(self.output), w=f"{lname}_w", b=f"{lname}_b")
+        return HlsBinding("hwprune/conv.h", render("conv.j2", "config", L=L), render("conv.j2", "call", L=L),
+                          # ROM order (oc, kh, kw, ic): the kernel's innermost loop walks input channels.
+                          weights=[WeightArray(f"{lname}_w", np.transpose(w, (0, 2, 3, 1)).reshape(-1), self.weight_t),
+                                   WeightArray(f"{lname}_b", b, self.bias_t)])
+
+
+@onnx_op("Conv")
+def _import_conv(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    w = ctx.const(node.input[1])
+    if w is None:
+        raise ctx.error(node, "the weights must be constant")
+    shape = ctx.shape(node.input[0])
+    if len(shape) not in (2, 3):
+        raise ctx.error(node, f"only 1-D and 2-D convolutions are supported (input of rank {len(shape) + 1})")
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != len(shape) + 1:
+        raise ctx.error(node, f"weight of shape {w.shape} does not match a {len(shape) - 1}-D convolution")
+    groups = int(attrs(node).get("group", 1))
+    c_in = shape[0]
+    if c_in % groups or w.shape[0] % groups or w.shape[1] * groups != c_in:
+        raise ctx.error(node, f"groups={groups} does not divide {c_in} input / {w.shape[0]} output channels")
+    if w.ndim == 3:
+        w = w[:, :, None, :]
+    b = np.zeros(w.shape[0])
+    if len(node.input) > 2 and node.input[2]:
+        bc = ctx.const(node.input[2])
+        if bc is None:
+            raise ctx.error(node, "the bias must be constant")
+        b = np.asarray(bc, dtype=np.float64).reshape(-1)
+    win = window_attrs(ctx, node, shape[1:], tuple(w.shape[2:]) if len(shape) == 3 else (w.shape[3],))
+    if win.out_h < 1 or win.out_w < 1:
+        raise ctx.error(node, f"the kernel does not fit the input {shape}")
+    layer = Conv(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=b, win=win, groups=groups)
+    out = (w.shape[0], win.out_w) if len(shape) == 2 else (w.shape[0], win.out_h, win.out_w)
+    ctx.add(layer, out)

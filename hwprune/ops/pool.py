@@ -1,0 +1,298 @@
+"""Pooling: MaxPool / AveragePool 1-D and 2-D (window engine, channels-last) and global
+pooling — GlobalMaxPool, GlobalAveragePool, and ReduceMax/ReduceMean over all spatial axes
+(the max over time of a text CNN).
+
+Max is exact (one rounding into the output type). Average: the exact window sum times the
+reciprocal of the window count quantized to ap_ufixed<18,1> (exact for powers of two), one
+rounding into the output type; |error| <= |sum| * |recip_q - 1/n| + output rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwprune.fixed import FixedType, Rounding, quantize, to_float
+from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ops.base import (
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, exact_type, int_bits_for, onnx_op,
+    out_of_range, render, requant, round_error, value_bound,
+)
+from hwprune.ops.window import Window, as_4d, channels_last, window_attrs
+from hwprune.sim import resources as hw
+
+RECIP_T = FixedType(18, 1, False, Rounding.RND_CONV)
+
+
+def reciprocals(n: int) -> np.ndarray:
+    """recip[k] = 1/k quantized (index 0 unused)."""
+    k = np.arange(n + 1, dtype=np.float64)
+    k[0] = 1.0
+    return quantize(1.0 / k, RECIP_T)
+
+
+@dataclass
+class Pool(OpMixin, Layer):
+    kind: str = "max"  # max | avg
+    win: Window = field(default_factory=lambda: Window(1, 1, 1, 1))
+    include_pad: bool = False
+    channels: int = 1
+
+    op_type: ClassVar[str] = "Pool"
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        return [channels_last(g.tensor(self.inputs[0]).rank)]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return channels_last(g.tensor(self.output).rank)
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        g.tensor(self.output).type = prec.resolve(self.name, self.op_type).result
+
+    def _counts(self) -> np.ndarray:
+        """Divisor of every output pixel (OH, OW) for average pooling."""
+        w = self.win
+        _, valid = w.patches(np.zeros((1, w.in_h, w.in_w, 1)))
+        if not self.include_pad:
+            return valid.sum(axis=(2, 3))
+        hs = np.arange(w.out_h) * w.sh - w.pt
+        ws = np.arange(w.out_w) * w.sw - w.pl
+        eh = np.minimum(hs + w.kh, w.in_h + w.pb) - hs
+        ew = np.minimum(ws + w.kw, w.in_w + w.pr) - ws
+        return eh[:, None] * ew[None, :]
+
+    def _reduce(self, g: Graph, x: np.ndarray, fill: Any) -> np.ndarray:
+        p, valid = self.win.patches(as_4d(x), fill)
+        shape = (x.shape[0], *g.tensor(self.output).physical_shape)
+        if self.kind == "max":
+            return p.max(axis=(3, 4)).reshape(shape)
+        return p.sum(axis=(3, 4)).reshape(shape)
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        if self.kind == "max":
+            return self._reduce(g, xs[0], -np.inf)
+        s = self._reduce(g, xs[0], 0.0)
+        return s / self._counts().reshape(s.shape[1:-1] + (1,))
+
+    def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
+        x_t = g.tensor(self.inputs[0]).type
+        if self.kind == "max":
+            return self._reduce(g, x.astype(np.int64), np.iinfo(np.int64).min), x_t.frac
+        s = self._reduce(g, x.astype(np.int64), 0)
+        r = reciprocals(self.win.kh * self.win.kw)[self._counts()]
+        return s * r.reshape(s.shape[1:-1] + (1,)), x_t.frac + RECIP_T.frac
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        v, frac = self._pre_round(g, xs[0])
+        return requant(v, frac, g.tensor(self.output).type)
+
+    def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        v, frac = self._pre_round(g, xs[0])
+        return out_of_range(v, frac, g.tensor(self.output).type)
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        r = round_error(g.tensor(self.output).type)
+        if self.kind == "max":
+            return self._reduce(g, errs[0], 0.0) + r  # max is 1-Lipschitz per element: bound by the window's max error
+        n = self._counts()
+        rq = to_float(reciprocals(self.win.kh * self.win.kw)[n], RECIP_T)
+        shape = (1, *n.shape, 1) if len(g.tensor(self.output).physical_shape) == 3 else (1, n.shape[1], 1)
+        s_abs = self._reduce(g, np.abs(xs[0]), 0.0)
+        e_sum = self._reduce(g, errs[0], 0.0)
+        return e_sum * rq.reshape(shape) + s_abs * np.abs(rq - 1.0 / n).reshape(shape) + r
+
+    def _sum_t(self, g: Graph) -> FixedType:
+        x_t = g.tensor(self.inputs[0]).type
+        return exact_type(int_bits_for(value_bound(x_t) * self.win.kh * self.win.kw), x_t.frac)
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        g = ctx.graph
+        w = self.win
+        x_t = g.tensor(self.inputs[0]).type
+        taps = w.kh * w.kw
+        positions = w.out_h * w.out_w
+        lut = self.channels * taps * hw.lut_per_adder(x_t.width + 4)  # comparators / adders per channel lane
+        dsp = self.channels * hw.dsps_per_multiplier(x_t.width + 4, RECIP_T.width, ctx.dsp_kind) if self.kind == "avg" else 0.0
+        ff = self.channels * x_t.width * 2
+        bram = uram = 0.0
+        if ctx.io_type == IOType.STREAM:
+            lb = hw.memory_cost(w.in_w, self.channels * x_t.width, w.span)
+            bram, uram, lut = lb.bram18, lb.uram, lut + lb.lut
+            ii = max(w.in_h * w.in_w, positions)
+            latency = max(w.span - 1 - w.pt, 0) * w.in_w + ii + 3
+        else:
+            ii, latency = positions, positions + 3
+        return LayerCost(latency=latency, ii=ii, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram)
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        g = ctx.graph
+        w = self.win
+        lname = ctx.lname(self)
+        recip = reciprocals(w.kh * w.kw)
+        L = dict(cfg=f"{lname}_config", in_h=w.in_h, in_w=w.in_w, chan=self.channels, out_h=w.out_h, out_w=w.out_w,
+                 kh=w.kh, kw=w.kw, sh=w.sh, sw=w.sw, dh=w.dh, dw=w.dw, pt=w.pt, pl=w.pl, pb=w.pb, pr=w.pr,
+                 span=w.span, include_pad=int(self.include_pad), n_p0=recip.size, recip_t=RECIP_T.cpp(),
+                 recip_bits=RECIP_T.width, sum_t=self._sum_t(g).cpp(), data_t=ctx.ctype(self.inputs[0]),
+                 op="maxpool_op" if self.kind == "max" else "avgpool_op",
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]),
+                 y=ctx.var(self.output), p0=f"{lname}_recip", p1=f"{lname}_recip")
+        return HlsBinding("hwprune/pool.h", render("pool.j2", "config", L=L), render("pool.j2", "call", L=L),
+                          weights=[WeightArray(f"{lname}_recip", recip, RECIP_T)])
+
+
+@dataclass
+class GlobalPool(OpMixin, Layer):
+    """Max or mean over every spatial position, per channel."""
+
+    kind: str = "max"
+    channels: int = 1
+
+    op_type: ClassVar[str] = "GlobalPool"
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        return [channels_last(g.tensor(self.inputs[0]).rank)]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        r = g.tensor(self.output).rank
+        return channels_last(r) if r > 1 else (0,)
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        g.tensor(self.output).type = prec.resolve(self.name, self.op_type).result
+
+    def _n(self, g: Graph) -> int:
+        return g.tensor(self.inputs[0]).size // self.channels
+
+    def _flat(self, g: Graph, x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], -1, self.channels)
+
+    def _shape(self, g: Graph, b: int) -> tuple[int, ...]:
+        return (b, *g.tensor(self.output).physical_shape)
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        f = self._flat(g, xs[0])
+        y = f.max(axis=1) if self.kind == "max" else f.mean(axis=1)
+        return y.reshape(self._shape(g, f.shape[0]))
+
+    def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
+        f = self._flat(g, x.astype(np.int64))
+        x_t = g.tensor(self.inputs[0]).type
+        if self.kind == "max":
+            return f.max(axis=1).reshape(self._shape(g, f.shape[0])), x_t.frac
+        r = self._recip(g)
+        return (f.sum(axis=1) * r).reshape(self._shape(g, f.shape[0])), x_t.frac + RECIP_T.frac
+
+    def _recip(self, g: Graph) -> int:
+        return int(quantize(1.0 / self._n(g), RECIP_T))
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        v, frac = self._pre_round(g, xs[0])
+        return requant(v, frac, g.tensor(self.output).type)
+
+    def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        v, frac = self._pre_round(g, xs[0])
+        return out_of_range(v, frac, g.tensor(self.output).type)
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        r = round_error(g.tensor(self.output).type)
+        b = xs[0].shape[0]
+        e = self._flat(g, errs[0])
+        if self.kind == "max":
+            return (e.max(axis=1) + r).reshape(self._shape(g, b))
+        n = self._n(g)
+        rq = float(to_float(np.array(self._recip(g)), RECIP_T))
+        s_abs = np.abs(self._flat(g, xs[0])).sum(axis=1)
+        return (e.sum(axis=1) * rq + s_abs * abs(rq - 1.0 / n) + r).reshape(self._shape(g, b))
+
+    def _sum_t(self, g: Graph) -> FixedType:
+        x_t = g.tensor(self.inputs[0]).type
+        return exact_type(int_bits_for(value_bound(x_t) * self._n(g)), x_t.frac)
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        g = ctx.graph
+        n = self._n(g)
+        x_t = g.tensor(self.inputs[0]).type
+        lut = self.channels * hw.lut_per_adder(x_t.width + int(math.log2(max(n, 2))))
+        dsp = self.channels * hw.dsps_per_multiplier(x_t.width, RECIP_T.width, ctx.dsp_kind) if self.kind == "avg" else 0.0
+        if ctx.io_type == IOType.STREAM:
+            return LayerCost(latency=n + 2, ii=n, lut=lut, dsp=dsp, ff=self.channels * x_t.width * 2,
+                             note="emits after the last word")
+        return LayerCost(latency=int(math.ceil(math.log2(max(n, 2)))) + 2, ii=1, lut=lut * max(n // 2, 1), dsp=dsp,
+                         ff=self.channels * x_t.width)
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        g = ctx.graph
+        lname = ctx.lname(self)
+        recip = np.array([self._recip(g)], dtype=np.int64)
+        L = dict(cfg=f"{lname}_config", n=self._n(g), chan=self.channels, is_max=int(self.kind == "max"),
+                 recip_t=RECIP_T.cpp(), recip_bits=RECIP_T.width, sum_t=self._sum_t(g).cpp(),
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]),
+                 y=ctx.var(self.output), r=f"{lname}_recip", out_word=g.tensor(self.output).word)
+        return HlsBinding("hwprune/pool.h", render("pool.j2", "global_config", L=L), render("pool.j2", "global_call", L=L),
+                          weights=[WeightArray(f"{lname}_recip", recip, RECIP_T)])
+
+
+# ---------------------------------------------------------------------- ONNX import
+
+def _spatial_input(ctx: Any, node: Any) -> tuple[int, ...]:
+    shape = ctx.shape(node.input[0])
+    if len(shape) not in (2, 3):
+        raise ctx.error(node, f"only 1-D and 2-D pooling is supported (input of rank {len(shape) + 1})")
+    return shape
+
+
+@onnx_op("MaxPool", "AveragePool")
+def _import_pool(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    a = attrs(node)
+    shape = _spatial_input(ctx, node)
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.error(node, "the Indices output of MaxPool is not supported")
+    kernel = tuple(int(k) for k in a["kernel_shape"])
+    if len(kernel) != len(shape) - 1:
+        raise ctx.error(node, f"kernel {kernel} does not match the input rank")
+    win = window_attrs(ctx, node, shape[1:], kernel)
+    kind = "max" if node.op_type == "MaxPool" else "avg"
+    if kind == "avg" and (win.dh != 1 or win.dw != 1):
+        raise ctx.error(node, "dilated average pooling is not supported")
+    if a.get("storage_order", 0):
+        raise ctx.error(node, "storage_order=1 is not supported")
+    layer = Pool(ctx.layer_name(node), [node.input[0]], [node.output[0]], kind=kind, win=win,
+                 include_pad=bool(a.get("count_include_pad", 0)), channels=shape[0])
+    out = (shape[0], win.out_w) if len(shape) == 2 else (shape[0], win.out_h, win.out_w)
+    ctx.add(layer, out)
+
+
+@onnx_op("GlobalMaxPool", "GlobalAveragePool")
+def _import_global(ctx: Any, node: Any) -> None:
+    shape = _spatial_input(ctx, node)
+    kind = "max" if node.op_type == "GlobalMaxPool" else "avg"
+    ctx.add(GlobalPool(ctx.layer_name(node), [node.input[0]], [node.output[0]], kind=kind, channels=shape[0]),
+            (shape[0], *([1] * (len(shape) - 1))))
+
+
+@onnx_op("ReduceMax", "ReduceMean")
+def _import_reduce(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    a = attrs(node)
+    shape = ctx.shape(node.input[0])
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        c = ctx.const(node.input[1])
+        if c is None:
+            raise ctx.error(node, "axes must be constant")
+        axes = [int(v) for v in np.asarray(c).reshape(-1)]
+    rank = len(shape) + 1
+    axes = sorted({(int(x) + rank) % rank for x in (axes if axes is not None else range(rank))})
+    spatial_axes = list(range(2, rank))
+    if len(shape) < 2 or axes != spatial_axes:
+        raise ctx.error(node, f"reducing axes {axes} of a rank-{rank} tensor is not supported; only reductions over "
+                              f"all spatial/sequence axes {spatial_axes} (global pooling) are")
+    kind = "max" if node.op_type == "ReduceMax" else "avg"
+    keep = bool(a.get("keepdims", 1))
+    out = (shape[0], *([1] * (len(shape) - 1))) if keep else (shape[0],)
+    ctx.add(GlobalPool(ctx.layer_name(node), [node.input[0]], [node.output[0]], kind=kind, channels=shape[0]), out)

@@ -47,6 +47,8 @@ class ImportContext:
     consts: dict[str, np.ndarray] = field(default_factory=dict)
     renames: dict[str, str] = field(default_factory=dict)
     opset: int = MIN_OPSET
+    # The opset the model was written in (before upgrading): some ops changed meaning.
+    source_opset: int = MIN_OPSET
 
     # -- lookups -------------------------------------------------------------------------
     def name(self, onnx_name: str) -> str:
@@ -197,10 +199,11 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     proto = load_onnx(model)
     proto = _cleanup_qonnx(proto)
     _check_supported(proto)
+    source_opset = _opset(proto)
     proto = _upgrade(proto)
     gname = name or (Path(source).stem if source != "<model>" else (proto.graph.name or "model"))
     g = Graph(name=gname, source=source)
-    ctx = ImportContext(proto, g, opset=_opset(proto))
+    ctx = ImportContext(proto, g, opset=_opset(proto), source_opset=source_opset)
 
     for init in proto.graph.initializer:
         ctx.consts[init.name] = numpy_helper.to_array(init)

@@ -371,6 +371,8 @@ def _import_prelu(ctx: Any, node: Any) -> None:
     s = np.asarray(slope, dtype=np.float64)
     if s.size == 1:
         axis = len(shape) - 1
+    elif ctx.source_opset < 7 and s.ndim == 1 and s.size == shape[0]:
+        axis = 0  # opset 6 PRelu: one slope per channel (axis 1 with the batch)
     else:
         full = (1, *shape)
         cs = (1,) * (len(full) - s.ndim) + s.shape

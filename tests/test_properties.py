@@ -19,7 +19,7 @@ from hwprune.fixed import FixedType, Overflow, Rounding
 from hwprune.pipeline import compile_graph, error_bounds, run_float, run_fixed, run_onnx, saturation_report, trace_fixed
 from hwprune.precision import PrecisionConfig
 
-SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

@@ -10,12 +10,16 @@ import shutil
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hwprune.errors import OutputDirError
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from hwprune.precision import PrecisionConfig
 
 BOARD = "pynq-z2"
 
@@ -32,6 +36,25 @@ def _step(msg: str) -> None:
     print(f"[hwprune demo] {msg}", flush=True)
 
 
+REUSE_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+
+
+def fitting_precision(model: Path, io_type: str) -> "PrecisionConfig":
+    """The smallest reuse factor whose estimate fits the board (most parallel design that fits)."""
+    import hwprune
+    from hwprune.precision import PrecisionConfig
+
+    for rf in REUSE_FACTORS:
+        prec = PrecisionConfig().with_overrides(reuse_factor=rf)
+        est = hwprune.estimate(model, board=BOARD, precision=prec, io_type=io_type)
+        u = est.utilization()
+        _step(f"reuse factor {rf:3d}: DSP {100 * u['dsp']:6.1f}%  LUT {100 * u['lut']:5.1f}%  "
+              f"latency {est.latency_us:.2f} us -> {'fits' if est.fits() else 'does not fit'}")
+        if est.fits():
+            return prec
+    raise RuntimeError("the bundled model does not fit the board at any reuse factor")
+
+
 def run_demo(out: Path, force: bool = False, io_type: str = "stream") -> int:
     import hwprune
     from hwprune.backend.csim import raw_outputs
@@ -44,8 +67,9 @@ def run_demo(out: Path, force: bool = False, io_type: str = "stream") -> int:
         shutil.rmtree(out)
     model, x = bundled_model(), bundled_inputs()
     _step(f"model {model.name}: token ids {x.shape[1:]} per sample, {x.shape[0]} samples; board {BOARD}")
+    prec = fitting_precision(model, io_type)
     t0 = time.perf_counter()
-    prj = hwprune.export(model, out / "project", board=BOARD, io_type=io_type, sample_inputs=[x])
+    prj = hwprune.export(model, out / "project", board=BOARD, io_type=io_type, precision=prec, sample_inputs=[x])
     _step(f"exported the Vitis HLS project to {prj} ({time.perf_counter() - t0:.1f} s)")
     est = hwprune.estimate(prj, board=BOARD)
     _step("estimate:\n" + format_estimate(est))

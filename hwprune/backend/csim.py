@@ -9,7 +9,6 @@ Speed matters (users iterate, tests compile hundreds of designs):
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import importlib.util
@@ -18,6 +17,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import shlex
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from hwprune.fixed import FixedType, to_float
 
 CXX = os.environ.get("CXX", "g++")
 CXXFLAGS = ["-std=c++14", "-O1", "-w"]
+PCH_STALE_S = 300.0
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,9 +70,10 @@ def _kernel_files() -> list[Path]:
     return sorted(kernel_dir().glob("*.h"))
 
 
-@functools.lru_cache(maxsize=None)
-def precompiled_header() -> str | None:
-    """Path of an umbrella header whose .gch holds ap_types + all kernels (None if it fails)."""
+def precompiled_header(start: bool = True) -> str | None:
+    """Path of an umbrella header whose .gch holds ap_types + all kernels, or None while it
+    does not exist yet. With `start`, a missing PCH is built in the background (once per
+    machine, guarded by a lock file): no build ever waits for it."""
     h = hashlib.sha256()
     h.update(_compiler_id().encode())
     h.update(" ".join(CXXFLAGS).encode())
@@ -83,21 +86,38 @@ def precompiled_header() -> str | None:
     gch = d / "hwprune_all.h.gch"
     if gch.exists():
         return str(header)
+    if not start:
+        return None
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if gch.exists():
-            return str(header)
-        kd = _kernel_files()[0].parent
-        header.write_text("#include \"ap_fixed.h\"\n#include \"ap_int.h\"\n#include \"hls_stream.h\"\n"
-                          + "".join(f"#include \"{kd / f.name}\"\n" for f in _kernel_files()))
-        tmp = d / f".tmp{os.getpid()}.gch"
-        r = subprocess.run([CXX, *CXXFLAGS, f"-I{ap_types_dir()}", "-x", "c++-header", str(header), "-o", str(tmp)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            return None
-        tmp.rename(gch)
-    return str(header)
+    lock = d / ".building"
+    if lock.exists() and time.time() - lock.stat().st_mtime > PCH_STALE_S:
+        lock.unlink(missing_ok=True)  # a build that died long ago
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return None  # another process is building it
+    os.close(fd)
+    kd = _kernel_files()[0].parent
+    header.write_text("#include \"ap_fixed.h\"\n#include \"ap_int.h\"\n#include \"hls_stream.h\"\n"
+                      + "".join(f"#include \"{kd / f.name}\"\n" for f in _kernel_files()))
+    tmp = d / f".tmp{os.getpid()}.gch"
+    cmd = " ".join(shlex.quote(a) for a in [CXX, *CXXFLAGS, f"-I{ap_types_dir()}", "-x", "c++-header", str(header),
+                                             "-o", str(tmp)])
+    script = f"{cmd} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))}; rm -f {shlex.quote(str(lock))}"
+    subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+    return None
+
+
+def wait_for_precompiled_header(timeout_s: float = 60.0) -> str | None:
+    """Block until the PCH exists (benchmarks and CI warm-up use it)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        p = precompiled_header()
+        if p:
+            return p
+        time.sleep(0.1)
+    return None
 
 
 def _project_kernels_match(project: Path) -> bool:
@@ -124,18 +144,29 @@ def build(project: str | Path) -> Path:
     project = Path(project)
     man = json.loads((project / "hwprune_project.json").read_text())
     top = man["top"]
-    pch = precompiled_header() if _project_kernels_match(project) else None
-    cmd = host_compile_command(top, ap_types_dir(), pch)
-    key = _source_hash(project, cmd)
+    kernels_match = _project_kernels_match(project)
+    pch = precompiled_header(start=False) if kernels_match else None
+    # The key ignores the PCH: it only speeds the build up, the binary is the same.
+    key = _source_hash(project, host_compile_command(top, ap_types_dir(), None))
     binary = project / "build" / "csim"
     stamp = project / "build" / "csim.key"
     if binary.exists() and stamp.exists() and stamp.read_text() == key:
         return binary
     (project / "build").mkdir(exist_ok=True)
-    r = subprocess.run(cmd.split(), cwd=project, capture_output=True, text=True)
+    flags = [*CXXFLAGS, *(["-include", pch] if pch else []), "-Ifirmware", f"-I{ap_types_dir()}"]
+    # Two translation units compiled side by side (2 cores), then linked.
+    units = [(f"firmware/{top}.cpp", "build/firmware.o"), (f"tb/{top}_test.cpp", "build/testbench.o")]
+    procs = [subprocess.Popen([CXX, *flags, "-c", src, "-o", obj], cwd=project, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for src, obj in units]
+    errors = [p.communicate()[1] for p in procs]
+    if any(p.returncode for p in procs):
+        raise BuildError(f"g++ failed for {project}:\n{''.join(errors)[-4000:]}")
+    r = subprocess.run([CXX, *[o for _, o in units], "-o", "build/csim"], cwd=project, capture_output=True, text=True)
     if r.returncode != 0:
-        raise BuildError(f"g++ failed for {project}:\n{r.stderr[-4000:]}")
+        raise BuildError(f"linking the C simulation of {project} failed:\n{r.stderr[-4000:]}")
     stamp.write_text(key)
+    if kernels_match and pch is None:
+        precompiled_header(start=True)  # after this build, so it does not compete for the cores
     return binary
 
 

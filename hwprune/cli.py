@@ -60,8 +60,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         sample = [_load_npy(args.input, "--input")]
     out = hwprune.export(args.model, args.out, board=board, io_type=args.io, precision=prec,
                          clock_mhz=args.clock_mhz, force=args.force, sample_inputs=sample)
+    if sample is not None:
+        _report_saturation(out, sample)
     print(f"wrote {out} (vitis_hls -f build_prj.tcl -tclargs csim=1 synth=1, or ./build_host.sh)")
     return 0
+
+
+def _report_saturation(model_or_project: Any, inputs: list[np.ndarray], prec: Any = None, io: str = "parallel") -> None:
+    """Warn (one line per layer) about values that overflowed their type on the user's data."""
+    from hwprune.pipeline import saturation_report
+    from hwprune.project import build_graph, is_project, load_project_graph
+
+    g = load_project_graph(model_or_project) if is_project(model_or_project) else build_graph(model_or_project, prec, io)
+    sat = saturation_report(g, inputs)
+    if not sat:
+        log.info("no value overflowed its fixed-point type on the given inputs")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -75,6 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HwpruneInputError(f"--output directory {out.parent} does not exist")
     prec = _precision(args)
     ys = hwprune.run(args.model, [x], engine=args.engine, precision=prec, io_type=args.io)
+    if args.engine != "float":
+        _report_saturation(args.model, [x], prec, args.io)
     np.save(out, ys[0])
     for k, y in enumerate(ys[1:], start=1):
         np.save(out.with_name(f"{out.stem}_{k}.npy"), y)
@@ -162,11 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="hwprune: %(levelname)s: %(message)s")
+    # The CLI owns the "hwprune" logger's output: warnings on stderr, progress with -v.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hwprune: %(levelname)s: %(message)s"))
+    log.handlers = [handler]
+    log.propagate = False
+    log.setLevel(logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         if args.verbose:
-            logging.getLogger("hwprune").setLevel(logging.INFO)
+            log.setLevel(logging.INFO)
         return int(args.func(args))
     except HwpruneInputError as e:
         print(f"hwprune: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)

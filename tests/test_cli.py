@@ -163,3 +163,12 @@ def test_export_then_run_project(capsys, mlp_model, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "fixed.npy"), np.load(tmp_path / "csim.npy"))
     # The precision given at export is the one the project keeps.
     assert "ap_fixed<18,8>" in (out / "firmware" / "defines.h").read_text()
+
+
+def test_saturation_is_reported(capsys, mlp_model, tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.full((2, 16), 50.0, dtype=np.float32))  # far beyond ap_fixed<8,3>
+    code, _, err = run_cli(capsys, "run", mlp_model, "--input", x, "--output", tmp_path / "y.npy", "--engine", "fixed",
+                           "--precision", "ap_fixed<8,3,AP_RND,AP_SAT>")
+    assert code == 0
+    assert "overflowed" in err and "fc1" in err

@@ -36,6 +36,9 @@ _FOLDABLE = {
 }
 
 
+_TYPE_PRESERVING = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
 def supported_ops() -> list[str]:
     return sorted(set(ONNX_IMPORTERS) | _PASS_THROUGH | {"Constant", "Shape", "Cast"})
 
@@ -49,6 +52,11 @@ class ImportContext:
     opset: int = MIN_OPSET
     # The opset the model was written in (before upgrading): some ops changed meaning.
     source_opset: int = MIN_OPSET
+    # Exact fixed-point types of constants that came out of a QONNX Quant (weights, biases).
+    const_types: dict[str, Any] = field(default_factory=dict)
+
+    def const_type(self, onnx_name: str) -> Any:
+        return self.const_types.get(self.name(onnx_name)) if onnx_name else None
 
     # -- lookups -------------------------------------------------------------------------
     def name(self, onnx_name: str) -> str:
@@ -129,7 +137,7 @@ def _check_supported(model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         # An unsupported op that only touches constants is folded away, so it is fine.
         all_const = all((i in consts or i == "") for i in node.input)
-        if node.op_type == "Constant" or (all_const and node.op_type in _FOLDABLE):
+        if node.op_type == "Constant" or (all_const and node.op_type in _FOLDABLE | {"Quant"}):
             consts.update(node.output)
             continue
         if node.op_type not in ONNX_IMPORTERS and node.op_type not in _PASS_THROUGH | {"Shape", "Cast", "Constant"}:
@@ -218,13 +226,21 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     if not g.inputs:
         raise ModelLoadError(f"{source}: the model has no non-constant inputs")
 
+    from hwprune.ops.quant import fold_constant_quant
+
     for node in proto.graph.node:
         ins = [ctx.const(i) if i else None for i in node.input]
         dynamic = [i for i in node.input if i and ctx.const(i) is None]
+        if node.op_type == "Quant" and not dynamic:
+            ctx.consts[node.output[0]] = fold_constant_quant(ctx, node)
+            continue
         if node.op_type == "Constant" or (not dynamic and node.op_type in _FOLDABLE | set(ONNX_IMPORTERS)):
             if node.op_type in _FOLDABLE or node.op_type == "Constant":
                 for out, val in zip(node.output, _fold(node, ins, ctx.opset)):
                     ctx.consts[out] = np.asarray(val)
+                # Layout-only folds keep a quantized constant's exact type.
+                if node.op_type in _TYPE_PRESERVING and node.input and ctx.const_type(node.input[0]) is not None:
+                    ctx.const_types[node.output[0]] = ctx.const_type(node.input[0])
                 continue
         if node.op_type in _PASS_THROUGH or (node.op_type == "Cast" and _is_float_cast(node, ctx)):
             ctx.alias(node.output[0], node.input[0])

@@ -130,9 +130,8 @@ def auto_weight_type(values: np.ndarray, width: int, rounding: Rounding = Roundi
     (the 'auto' precision users expect for weights)."""
     m = float(np.max(np.abs(values))) if values.size else 0.0
     ib = int_bits_for(m) if m > 0 else 1
-    # Quantizing may round the extreme up to the next power of two: leave room for it.
-    if m > 0 and m + 2.0 ** -(width - ib) >= 2.0 ** (ib - 1):
-        ib += 1
+    # An extreme that rounds up past the range saturates (one lsb of error) rather than
+    # costing every weight a fractional bit; values on a 2**-k grid stay exact.
     return FixedType(width, ib, True, rounding, Overflow.SAT)
 
 

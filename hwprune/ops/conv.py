@@ -35,6 +35,9 @@ class Conv(OpMixin, Layer):
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
     accum_t: FixedType | None = None
+    # Exact types of weights/bias that came from QONNX Quant nodes (used unless configured).
+    weight_hint: FixedType | None = None
+    bias_hint: FixedType | None = None
 
     op_type: ClassVar[str] = "Conv"
 
@@ -70,10 +73,10 @@ class Conv(OpMixin, Layer):
         p = prec.resolve(self.name, self.op_type)
         x_t = g.tensor(self.inputs[0]).type
         self.reuse_factor = p.reuse_factor
-        self.weight_t = p.weight or auto_weight_type(self.weight, p.weight_width)
+        self.weight_t = p.weight or self.weight_hint or auto_weight_type(self.weight, p.weight_width)
         acc_frac = x_t.frac + self.weight_t.frac
-        bt = p.bias or auto_weight_type(self.bias, max(p.weight_width, 8))
-        if p.bias is None and bt.frac > acc_frac:
+        bt = p.bias or self.bias_hint or auto_weight_type(self.bias, max(p.weight_width, 8))
+        if p.bias is None and self.bias_hint is None and bt.frac > acc_frac:
             bt = FixedType(bt.integer + acc_frac, bt.integer, True, bt.rounding, bt.overflow)
         self.bias_t = bt
         wq = to_float(quantize(self.weight, self.weight_t), self.weight_t)
@@ -211,6 +214,8 @@ def _import_conv(ctx: Any, node: Any) -> None:
     win = window_attrs(ctx, node, shape[1:], tuple(w.shape[2:]) if len(shape) == 3 else (w.shape[3],))
     if win.out_h < 1 or win.out_w < 1:
         raise ctx.error(node, f"the kernel does not fit the input {shape}")
-    layer = Conv(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=b, win=win, groups=groups)
+    layer = Conv(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=b, win=win, groups=groups,
+                 weight_hint=ctx.const_type(node.input[1]),
+                 bias_hint=ctx.const_type(node.input[2]) if len(node.input) > 2 else None)
     out = (w.shape[0], win.out_w) if len(shape) == 2 else (w.shape[0], win.out_h, win.out_w)
     ctx.add(layer, out)

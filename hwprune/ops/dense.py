@@ -31,6 +31,9 @@ class Dense(OpMixin, Layer):
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
     accum_t: FixedType | None = None
+    # Exact types of weights/bias that came from QONNX Quant nodes (used unless configured).
+    weight_hint: FixedType | None = None
+    bias_hint: FixedType | None = None
 
     op_type: ClassVar[str] = "Dense"
 
@@ -69,11 +72,11 @@ class Dense(OpMixin, Layer):
         x_t = g.tensor(self.inputs[0]).type
         assert x_t is not None
         self.reuse_factor = p.reuse_factor
-        self.weight_t = p.weight or auto_weight_type(self.weight, p.weight_width)
+        self.weight_t = p.weight or self.weight_hint or auto_weight_type(self.weight, p.weight_width)
         wq = to_float(quantize(self.weight, self.weight_t), self.weight_t)
         acc_frac = x_t.frac + self.weight_t.frac
-        if p.bias is not None:
-            self.bias_t = p.bias
+        if p.bias is not None or self.bias_hint is not None:
+            self.bias_t = p.bias or self.bias_hint
         else:
             bt = auto_weight_type(self.bias, max(p.weight_width, 8))
             # A bias finer than the accumulator would be rounded away: cap its fraction.
@@ -219,7 +222,9 @@ def _import_gemm(ctx: Any, node: Any) -> None:
     x_shape = ctx.shape(node.input[0])
     if x_shape[-1] != w.shape[0]:
         raise ctx.error(node, f"input has {x_shape[-1]} features but the weight expects {w.shape[0]}")
-    layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.array(b, dtype=np.float64))
+    layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.array(b, dtype=np.float64),
+                  weight_hint=ctx.const_type(node.input[1]) if a.get("alpha", 1.0) == 1.0 else None,
+                  bias_hint=ctx.const_type(node.input[2]) if len(node.input) > 2 and a.get("beta", 1.0) == 1.0 else None)
     ctx.add(layer, (*x_shape[:-1], n))
 
 
@@ -234,5 +239,6 @@ def _import_matmul(ctx: Any, node: Any) -> None:
     x_shape = ctx.shape(node.input[0])
     if not x_shape or x_shape[-1] != w.shape[0]:
         raise ctx.error(node, f"input shape {x_shape} does not match weight {w.shape}")
-    layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.zeros(w.shape[1]))
+    layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.zeros(w.shape[1]),
+                  weight_hint=ctx.const_type(node.input[1]))
     ctx.add(layer, (*x_shape[:-1], w.shape[1]))

@@ -1,0 +1,33 @@
+// Requantize into the type a QONNX Quant node dictates: one assignment per element (the
+// output type's rounding and saturation modes do the work).
+#ifndef HWP_QUANT_H
+#define HWP_QUANT_H
+
+#include "common.h"
+
+namespace hwp {
+
+template <class CFG, class in_T, class out_T>
+void quantize(const in_T x[CFG::size], out_T y[CFG::size]) {
+QuantizeLoop:
+    for (int e = 0; e < CFG::size; e++) {
+#pragma HLS UNROLL
+        y[e] = x[e];
+    }
+}
+
+template <class CFG, class in_T, class out_T>
+void quantize(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y) {
+QuantizeWords:
+    for (int w = 0; w < CFG::size / CFG::word; w++) {
+#pragma HLS PIPELINE II = 1
+        vec<in_T, CFG::word> in = x.read();
+        vec<out_T, CFG::word> out;
+        for (int c = 0; c < CFG::word; c++) out[c] = in[c];
+        y.write(out);
+    }
+}
+
+}  // namespace hwp
+
+#endif

@@ -1,0 +1,157 @@
+"""QONNX `Quant` (what Brevitas' export_qonnx writes) with a power-of-two scale.
+
+A Quant with scalar scale 2**-k, zero point 0 and integer bit width b is exactly the
+fixed-point type ap_fixed<b, b-k> (ap_ufixed when unsigned): QONNX clips then rounds, which
+equals rounding then saturating because the limits are integers. Its rounding mode maps onto
+an ap_fixed one, narrow signed ranges onto AP_SAT_SYM.
+
+* On a constant (weights, biases) the front end folds it (`fold_constant_quant`) and records
+  the type so the consuming Dense/Conv stores those weights exactly.
+* On an activation it is a `Quantize` layer whose output type is dictated by the node, not
+  by the precision configuration; the producers feeding it keep exact values
+  (`keep_exact_before_quantize`) so the result equals QONNX's bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from hwprune.fixed import FixedType, Overflow, Rounding, quantize, to_float
+from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ops.base import CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, onnx_op, out_of_range, render, requant
+
+ROUNDING = {"ROUND": Rounding.RND_CONV, "HALF_EVEN": Rounding.RND_CONV, "FLOOR": Rounding.TRN,
+            "DOWN": Rounding.TRN_ZERO, "HALF_UP": Rounding.RND_INF, "HALF_DOWN": Rounding.RND_ZERO}
+
+
+def quant_type(ctx: Any, node: Any) -> FixedType:
+    """The ap_fixed type a QONNX Quant node stands for, or a clear error."""
+    from hwprune.frontend.onnx_import import attrs
+
+    a = attrs(node)
+    scale, zero, bits = (ctx.const(node.input[i]) for i in (1, 2, 3))
+    if scale is None or zero is None or bits is None:
+        raise ctx.error(node, "scale, zero point and bit width must be constants")
+    scale, zero, bits = np.asarray(scale, dtype=np.float64), np.asarray(zero), np.asarray(bits)
+    if scale.size != 1 or zero.size != 1 or bits.size != 1:
+        raise ctx.error(node, "only per-tensor (scalar) scales map exactly onto fixed point; "
+                              "use a per-tensor power-of-two quantizer")
+    s = float(scale.reshape(-1)[0])
+    k = -math.log2(s) if s > 0 else float("nan")
+    if not (s > 0 and k == round(k)):
+        raise ctx.error(node, f"scale {s:g} is not a power of two; only power-of-two scales map exactly onto fixed point")
+    if float(zero.reshape(-1)[0]) != 0:
+        raise ctx.error(node, "a non-zero zero point is not supported (use symmetric quantization)")
+    b = float(bits.reshape(-1)[0])
+    if b != int(b) or not 2 <= b <= 32:
+        raise ctx.error(node, f"bit width {b:g} is not supported (whole numbers 2..32)")
+    signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+    mode = a.get("rounding_mode", "ROUND")
+    mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+    if mode not in ROUNDING:
+        raise ctx.error(node, f"rounding mode {mode} has no ap_fixed equivalent; supported: {', '.join(ROUNDING)}")
+    if narrow and not signed:
+        raise ctx.error(node, "narrow unsigned ranges have no ap_fixed equivalent")
+    overflow = Overflow.SAT_SYM if (narrow and signed) else Overflow.SAT
+    b = int(b)
+    return FixedType(b, b - int(round(k)), signed, ROUNDING[mode], overflow)
+
+
+def fold_constant_quant(ctx: Any, node: Any) -> np.ndarray:
+    """Quantize a constant exactly as QONNX would; remember its type for the consumer."""
+    t = quant_type(ctx, node)
+    x = np.asarray(ctx.const(node.input[0]), dtype=np.float64)
+    ctx.const_types[node.output[0]] = t
+    return to_float(quantize(x, t), t)
+
+
+@dataclass
+class Quantize(OpMixin, Layer):
+    type: FixedType = field(default_factory=lambda: FixedType(8, 1))
+
+    op_type: ClassVar[str] = "Quantize"
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        return [None]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return g.tensor(self.inputs[0]).perm
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        # Dictated by the QONNX node: the precision configuration does not apply here.
+        g.tensor(self.output).type = self.type
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        return to_float(quantize(xs[0], self.type), self.type)  # QONNX's float semantics
+
+    def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        return requant(xs[0], g.tensor(self.inputs[0]).type.frac, self.type)
+
+    def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        return 0  # saturating is what a Quant node asks for
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        # Both sides apply the same quantizer: an input error e moves the result by at most
+        # e rounded up to whole steps of the grid.
+        e = errs[0]
+        return np.where(e > 0, np.ceil(e / self.type.lsb + 1e-12) * self.type.lsb, 0.0)
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        t = ctx.graph.tensor(self.output)
+        lanes = t.size if ctx.io_type == IOType.PARALLEL else t.word
+        words = 1 if ctx.io_type == IOType.PARALLEL else t.words
+        return LayerCost(latency=words + 1, ii=words, lut=lanes * (self.type.width + 4), ff=lanes * self.type.width)
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        t = ctx.graph.tensor(self.output)
+        L = dict(cfg=f"{ctx.lname(self)}_config", size=t.size, word=t.word, in_t=ctx.ctype(self.inputs[0]),
+                 out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]), y=ctx.var(self.output))
+        return HlsBinding("hwprune/quant.h", render("quant.j2", "config", L=L), render("quant.j2", "call", L=L))
+
+
+def keep_exact_before_quantize(g: Graph) -> Graph:
+    """Let the values reaching a Quantize be exact, as in QONNX's float graph: a Dense/Conv
+    output keeps its accumulator type, and ReLU/reshape/max-pool in between keep their input
+    type. Runs after the types pass; only single-reader chains are changed."""
+    from hwprune.ops.activation import Activation
+    from hwprune.ops.conv import Conv
+    from hwprune.ops.dense import Dense
+    from hwprune.ops.layout import Reshape
+    from hwprune.ops.pool import GlobalPool, Pool
+
+    for q in [l for l in g.layers if isinstance(l, Quantize)]:
+        chain: list[Layer] = []
+        t = q.inputs[0]
+        while True:
+            p = g.producer(t)
+            if p is None or len(g.consumers(t)) != 1 or t in g.outputs:
+                break
+            if isinstance(p, (Dense, Conv)):
+                chain.append(p)
+                break
+            passes = (isinstance(p, Activation) and p.kind == "relu") or isinstance(p, Reshape) or (
+                isinstance(p, (Pool, GlobalPool)) and p.kind == "max")
+            if not passes:
+                break
+            chain.append(p)
+            t = p.inputs[0]
+        if not chain or not isinstance(chain[-1], (Dense, Conv)):
+            continue
+        for layer in reversed(chain):
+            src = layer.accum_t if isinstance(layer, (Dense, Conv)) else g.tensor(layer.inputs[0]).type
+            g.tensor(layer.output).type = src
+    # A Quant right at a graph input: the host quantizes with the Quant's own type.
+    for q in [l for l in g.layers if isinstance(l, Quantize)]:
+        if q.inputs[0] in g.inputs and len(g.consumers(q.inputs[0])) == 1:
+            g.tensor(q.inputs[0]).type = q.type
+    return g
+
+
+@onnx_op("Quant")
+def _import_quant(ctx: Any, node: Any) -> None:
+    t = quant_type(ctx, node)
+    ctx.add(Quantize(ctx.layer_name(node), [node.input[0]], [node.output[0]], type=t), ctx.shape(node.input[0]))

@@ -27,7 +27,8 @@ class LayerEstimate:
     def as_dict(self) -> dict[str, Any]:
         c = self.cost
         return dict(name=self.name, op=self.op, latency_cycles=c.latency, ii_cycles=c.ii, dsp=c.dsp, lut=c.lut,
-                    ff=c.ff, bram18=c.bram18, uram=c.uram, multipliers=c.multipliers, macs=c.macs, note=c.note)
+                    ff=c.ff, bram18=c.bram18, uram=c.uram, multipliers=c.multipliers, macs=c.macs,
+                    weight_sparsity=c.weight_sparsity, macs_skipped=c.macs_skipped, note=c.note)
 
 
 @dataclass

@@ -69,3 +69,20 @@ def test_stream_and_parallel_both_estimate():
     for io in ("parallel", "stream"):
         est = hwprune.estimate(dense_model(), "kv260", precision=prec("ap_fixed<16,6>", 2), io_type=io)
         assert est.latency_cycles > 0 and est.io_type == io
+
+
+def test_zero_weights_are_nominal_sparsity_not_savings():
+    """The dense kernels do not skip zeros: the estimate says so instead of promising cycles."""
+    m = dense_model()
+    dense = hwprune.estimate(m, "pynq-z2", precision=prec("ap_fixed<16,6>", 4))
+    w = next(i for i in m.graph.initializer if i.name == "w")
+    from onnx import numpy_helper
+
+    arr = numpy_helper.to_array(w).copy()
+    arr[:, ::2] = 0.0
+    w.CopyFrom(numpy_helper.from_array(arr, "w"))
+    sparse = hwprune.estimate(m, "pynq-z2", precision=prec("ap_fixed<16,6>", 4))
+    row = sparse.as_dict()["layers"][0]
+    assert row["weight_sparsity"] == pytest.approx(0.5)
+    assert row["macs_skipped"] == 0 and "not skipped" in row["note"]
+    assert sparse.latency_cycles == dense.latency_cycles and sparse.resources.dsp == dense.resources.dsp

@@ -43,6 +43,8 @@ class LayerCost:
     uram: float = 0.0
     multipliers: int = 0  # physical multipliers instantiated
     macs: int = 0  # multiply-accumulates per sample (nominal work)
+    weight_sparsity: float = 0.0  # fraction of weights that are exactly zero (nominal)
+    macs_skipped: int = 0  # multiply-accumulates the kernel's schedule really skips
     note: str = ""
 
 

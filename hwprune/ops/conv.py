@@ -16,6 +16,7 @@ import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ir.sparsity import Sparsity, zero_fraction
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, exact_type,
     int_bits_for, onnx_op, out_of_range, render, requant, round_error, value_bound,
@@ -35,6 +36,8 @@ class Conv(OpMixin, Layer):
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
     accum_t: FixedType | None = None
+    # Declared sparsity pattern (set by the pruner); None: dense kernel, zeros are not skipped.
+    sparsity: Sparsity | None = None
     # Exact types of weights/bias that came from QONNX Quant nodes (used unless configured).
     weight_hint: FixedType | None = None
     bias_hint: FixedType | None = None
@@ -163,8 +166,10 @@ class Conv(OpMixin, Layer):
         else:
             ii = compute
             latency = compute + depth
+        zeros = zero_fraction(self.weight)
         return LayerCost(latency=latency, ii=ii, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram, uram=uram,
-                         multipliers=n_mult, macs=positions * macs_px)
+                         multipliers=n_mult, macs=positions * macs_px, weight_sparsity=zeros,
+                         note="dense kernel: zero weights are not skipped" if zeros else "")
 
     # ------------------------------------------------------------------ HLS
     def hls(self, ctx: HlsContext) -> HlsBinding:

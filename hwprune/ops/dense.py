@@ -16,6 +16,7 @@ import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ir.sparsity import Sparsity, zero_fraction
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type,
     exact_type, int_bits_for, onnx_op, render, requant, round_error, value_bound,
@@ -31,6 +32,8 @@ class Dense(OpMixin, Layer):
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
     accum_t: FixedType | None = None
+    # Declared sparsity pattern (set by the pruner); None: dense kernel, zeros are not skipped.
+    sparsity: Sparsity | None = None
     # Exact types of weights/bias that came from QONNX Quant nodes (used unless configured).
     weight_hint: FixedType | None = None
     bias_hint: FixedType | None = None
@@ -193,7 +196,8 @@ def matmul_cost(ctx: CostContext, layer: Any, words: int, n_in: int, n_out: int,
     depth = int(math.ceil(math.log2(max(n_in, 2)))) + 3
     latency = words * rf + depth
     return LayerCost(latency=latency, ii=words * rf, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram,
-                     multipliers=n_mult, macs=words * n_in * n_out)
+                     multipliers=n_mult, macs=words * n_in * n_out, weight_sparsity=zero_fraction(layer.weight),
+                     note="dense kernel: zero weights are not skipped" if zero_fraction(layer.weight) else "")
 
 
 # ---------------------------------------------------------------------- ONNX import

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hwprune.errors import BuildError, HwpruneInputError, ShapeError
-from hwprune.fixed import FixedType, to_float
+from hwprune.fixed import to_float
 
 CXX = os.environ.get("CXX", "g++")
 CXXFLAGS = ["-std=c++14", "-O1", "-w"]
@@ -180,43 +180,30 @@ def write_inputs(g_or_manifest: object, inputs: list[np.ndarray], out_dir: Path)
         np.ascontiguousarray(input_raw(g, name, x), dtype="<i8").tofile(out_dir / f"input_{k}.bin")  # type: ignore[arg-type]
 
 
-def run_csim(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Run the project's C simulation on a batch; returns logical-layout float outputs."""
+def _execute(project: Path, inputs: list[np.ndarray]) -> tuple[object, list[np.ndarray]]:
+    """Build (cached) and run the C simulation; raw outputs in physical layout."""
     from hwprune.project import load_project_graph
 
-    project = Path(project)
     g = load_project_graph(project)
     binary = build(project)
-    man = json.loads((project / "hwprune_project.json").read_text())
     with tempfile.TemporaryDirectory(prefix="hwp_csim_") as d:
         dd = Path(d)
         write_inputs(g, inputs, dd)
         r = subprocess.run([str(binary.resolve()), str(dd)], capture_output=True, text=True)
         if r.returncode != 0:
             raise BuildError(f"C simulation of {project} failed (exit {r.returncode}): {r.stderr[-2000:]}")
-        outs = []
         n = np.asarray(inputs[0]).shape[0]
-        for k, port in enumerate(man["outputs"]):
-            raw = np.fromfile(dd / f"output_{k}.bin", dtype="<i8")
-            t = g.tensor(port["name"])
-            phys = raw.reshape((n, *t.physical_shape))
-            outs.append(t.to_logical(to_float(phys, FixedType.parse(port["type"]))))
-    return outs
+        raws = [np.fromfile(dd / f"output_{k}.bin", dtype="<i8").reshape((n, *g.tensor(o).physical_shape))
+                for k, o in enumerate(g.outputs)]
+    return g, raws
+
+
+def run_csim(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run the project's C simulation on a batch; returns logical-layout float outputs."""
+    g, raws = _execute(Path(project), inputs)
+    return [g.tensor(o).to_logical(to_float(raw, g.tensor(o).type)) for o, raw in zip(g.outputs, raws)]
 
 
 def raw_outputs(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Raw integer outputs in physical layout (for bit-exact comparisons)."""
-    from hwprune.project import load_project_graph
-
-    project = Path(project)
-    g = load_project_graph(project)
-    binary = build(project)
-    with tempfile.TemporaryDirectory(prefix="hwp_csim_") as d:
-        dd = Path(d)
-        write_inputs(g, inputs, dd)
-        r = subprocess.run([str(binary.resolve()), str(dd)], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise BuildError(f"C simulation of {project} failed (exit {r.returncode}): {r.stderr[-2000:]}")
-        n = np.asarray(inputs[0]).shape[0]
-        return [np.fromfile(dd / f"output_{k}.bin", dtype="<i8").reshape((n, *g.tensor(o).physical_shape))
-                for k, o in enumerate(g.outputs)]
+    return _execute(Path(project), inputs)[1]

@@ -78,7 +78,7 @@ TOP_FF = 300
 
 def estimate(g: Graph, board: Board, clock_mhz: float | None = None) -> DesignEstimate:
     clock = clock_mhz or board.default_clock_mhz
-    ctx = CostContext(graph=g, io_type=g.io_type, dsp_kind=board.dsp_kind)
+    ctx = CostContext(graph=g, io_type=g.io_type, dsp_kind=board.dsp_kind, has_uram=board.resources.uram > 0)
     layers = [LayerEstimate(l.name, l.op_type, l.cost(ctx)) for l in g.layers]
     dsp = sum(l.cost.dsp for l in layers)
     lut = TOP_LUT + sum(l.cost.lut for l in layers)

@@ -86,3 +86,13 @@ def test_zero_weights_are_nominal_sparsity_not_savings():
     assert row["weight_sparsity"] == pytest.approx(0.5)
     assert row["macs_skipped"] == 0 and "not skipped" in row["note"]
     assert sparse.latency_cycles == dense.latency_cycles and sparse.resources.dsp == dense.resources.dsp
+
+
+def test_large_tables_use_uram_only_where_the_board_has_it():
+    rng = np.random.default_rng(0)
+    m = make_model([helper.make_node("Gather", ["emb", "ids"], ["y"])], [helper.make_tensor_value_info("ids", 7, ["N", 8])],
+                   [fin("y", 8, 64)], [("emb", rng.normal(size=(8000, 64)))])
+    z2 = hwprune.estimate(m, "pynq-z2", io_type="stream")
+    kv = hwprune.estimate(m, "kv260", io_type="stream")
+    assert z2.resources.uram == 0 and z2.resources.bram18 > 0
+    assert kv.resources.uram > 0

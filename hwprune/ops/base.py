@@ -91,6 +91,7 @@ class CostContext:
     graph: Graph
     io_type: IOType
     dsp_kind: str
+    has_uram: bool = False  # the device has UltraRAM (large tables may go there)
 
 
 # ---------------------------------------------------------------- templates

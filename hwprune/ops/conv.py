@@ -16,7 +16,7 @@ import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
-from hwprune.ir.sparsity import Sparsity, zero_fraction
+from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, exact_type,
     int_bits_for, onnx_op, out_of_range, render, requant, round_error, value_bound,
@@ -146,7 +146,10 @@ class Conv(OpMixin, Layer):
         win = self.win
         positions = win.out_h * win.out_w
         macs_px = self.c_out * self.taps
-        n_mult = math.ceil(macs_px / rf)
+        sp = self.sparsity
+        # A balanced pattern shrinks the per-pixel work to the kept blocks (same engine).
+        kept_px = int(sp.per_bank * (sp.kept.shape[1] if sp.column_balanced else sp.kept.shape[0]) * sp.block[0] * sp.block[1]) if sp is not None else macs_px
+        n_mult = math.ceil(kept_px / rf)
         dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
         lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
         bram = uram = 0.0
@@ -167,15 +170,31 @@ class Conv(OpMixin, Layer):
             ii = compute
             latency = compute + depth
         zeros = zero_fraction(self.weight)
+        if sp is not None:
+            lut += n_mult * hw.mux_luts(sp.group, acc_t.width if sp.column_balanced else x_t.width)
+            kept_blocks = kept_px // (sp.block[0] * sp.block[1])
+            idx = hw.memory_cost(kept_blocks, sp.index_bits, 1)
+            bram, uram, lut = bram + idx.bram18, uram + idx.uram, lut + idx.lut
+            note = f"{sp.pattern} sparse kernel: {kept_blocks} blocks kept, {kept_blocks * sp.index_bits} index bits"
+        else:
+            note = "dense kernel: zero weights are not skipped" if zeros else ""
         return LayerCost(latency=latency, ii=ii, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram, uram=uram,
                          multipliers=n_mult, macs=positions * macs_px, weight_sparsity=zeros,
-                         note="dense kernel: zero weights are not skipped" if zeros else "")
+                         macs_skipped=positions * (macs_px - kept_px), note=note)
 
     # ------------------------------------------------------------------ HLS
+    def matrix_raw(self) -> np.ndarray:
+        """Quantized weights as the (outputs, taps) matrix the patterns are defined on, taps in
+        torch's (ic, kh, kw) order."""
+        w, _ = self._raw()
+        return w.reshape(self.c_out, -1)
+
     def hls(self, ctx: HlsContext) -> HlsBinding:
         w, b = self._raw()
         win = self.win
         lname = ctx.lname(self)
+        if self.sparsity is not None:
+            return self._hls_sparse(ctx, lname, b)
         L = dict(cfg=f"{lname}_config", in_h=win.in_h, in_w=win.in_w, chan=self.c_in, out_h=win.out_h,
                  out_w=win.out_w, chan_out=self.c_out, kh=win.kh, kw=win.kw, sh=win.sh, sw=win.sw, dh=win.dh,
                  dw=win.dw, pt=win.pt, pl=win.pl, span=win.span, in_per_group=self.c_in // self.groups,
@@ -189,6 +208,42 @@ class Conv(OpMixin, Layer):
                           # ROM order (oc, kh, kw, ic): the kernel's innermost loop walks input channels.
                           weights=[WeightArray(f"{lname}_w", np.transpose(w, (0, 2, 3, 1)).reshape(-1), self.weight_t),
                                    WeightArray(f"{lname}_b", b, self.bias_t)])
+
+    def _hls_sparse(self, ctx: HlsContext, lname: str, b: np.ndarray) -> HlsBinding:
+        sp = self.sparsity
+        assert sp is not None
+        blocks, idx = _sparse_blocks(sp, self.matrix_raw())
+        win = self.win
+        L = dict(cfg=f"{lname}_config", in_h=win.in_h, in_w=win.in_w, chan=self.c_in, out_h=win.out_h,
+                 out_w=win.out_w, chan_out=self.c_out, kh=win.kh, kw=win.kw, sh=win.sh, sw=win.sw, dh=win.dh,
+                 dw=win.dw, pt=win.pt, pl=win.pl, span=win.span, reuse_factor=self.reuse_factor,
+                 n_mult=math.ceil(blocks.size / self.reuse_factor), br=sp.block[0], bc=sp.block[1],
+                 n_banks=blocks.shape[0], per_bank=sp.per_bank, group=sp.group, per_group=sp.per_group,
+                 column_balanced=int(sp.column_balanced), n_p0=blocks.size, n_p1=b.size, n_idx=idx.size,
+                 weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
+                 weight_bits=self.weight_t.width, bias_bits=self.bias_t.width, index_bits=sp.index_bits + 1,
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]),
+                 y=ctx.var(self.output), w=f"{lname}_w", b=f"{lname}_b", idx=f"{lname}_idx")
+        return HlsBinding("hwprune/conv_sparse.h", render("conv_sparse.j2", "config", L=L), render("conv_sparse.j2", "call", L=L),
+                          weights=[WeightArray(f"{lname}_w", blocks.reshape(-1), self.weight_t),
+                                   WeightArray(f"{lname}_b", b, self.bias_t),
+                                   WeightArray(f"{lname}_idx", idx.reshape(-1), FixedType(sp.index_bits + 1, sp.index_bits + 1, True))])
+
+
+def _sparse_blocks(sp: Sparsity, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kept blocks of an (outputs, taps) matrix in bank order, and their in-group indices."""
+    br, bc = sp.block
+    tiles = m.reshape(m.shape[0] // br, br, m.shape[1] // bc, bc).transpose(0, 2, 1, 3)
+    if sp.column_balanced:
+        tiles = tiles.transpose(1, 0, 2, 3)
+    idx = sp.bank_lists()
+    pos = idx.copy()
+    if not sp.column_balanced:
+        for t in range(idx.shape[1]):
+            pos[:, t] = (t // sp.per_group) * sp.group + idx[:, t]
+    return np.stack([tiles[k, pos[k]] for k in range(tiles.shape[0])]), idx
+
+
 
 
 @onnx_op("Conv")
@@ -219,7 +274,12 @@ def _import_conv(ctx: Any, node: Any) -> None:
     win = window_attrs(ctx, node, shape[1:], tuple(w.shape[2:]) if len(shape) == 3 else (w.shape[3],))
     if win.out_h < 1 or win.out_w < 1:
         raise ctx.error(node, f"the kernel does not fit the input {shape}")
+    from hwprune.ops.dense import declared_pattern
+
+    pattern = declared_pattern(ctx, node.input[1])
+    sparsity = balanced_structure(w.reshape(w.shape[0], -1), pattern) if pattern and groups == 1 else None
     layer = Conv(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=b, win=win, groups=groups,
+                 sparsity=sparsity,
                  weight_hint=ctx.const_type(node.input[1]),
                  bias_hint=ctx.const_type(node.input[2]) if len(node.input) > 2 else None)
     out = (w.shape[0], win.out_w) if len(shape) == 2 else (w.shape[0], win.out_h, win.out_w)

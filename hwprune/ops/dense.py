@@ -341,10 +341,14 @@ def _import_matmul(ctx: Any, node: Any) -> None:
     ctx.add(layer, (*x_shape[:-1], w.shape[1]))
 
 
-def _declared_sparsity(ctx: Any, weight_name: str, w: np.ndarray) -> Sparsity | None:
-    """The balanced pattern `hwprune prune` recorded for this weight, if its zeros still fit it."""
+def declared_pattern(ctx: Any, weight_name: str) -> str | None:
+    """The pattern `hwprune prune` (or the torch Pruner) recorded for a weight initializer."""
     from hwprune.prune.onnx_prune import META_PREFIX
 
-    meta = {p.key: p.value for p in ctx.model.metadata_props}
-    pattern = meta.get(META_PREFIX + weight_name)
+    return {p.key: p.value for p in ctx.model.metadata_props}.get(META_PREFIX + weight_name)
+
+
+def _declared_sparsity(ctx: Any, weight_name: str, w: np.ndarray) -> Sparsity | None:
+    """The recorded balanced pattern, if the weight's zeros still fit it."""
+    pattern = declared_pattern(ctx, weight_name)
     return balanced_structure(w.T, pattern) if pattern else None

@@ -143,11 +143,16 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
         inputs=ports[: len(g.inputs)], outputs=ports[len(g.inputs):], **common)
     files["build_prj.tcl"] = _env().get_template("build_prj.tcl.j2").render(
         version=__version__, top=top, board=board.name, part=board.part, period_ns=f"{1000.0 / clock_mhz:.3f}")
-    from hwprune.backend.csim import host_compile_command
+    from hwprune.backend.csim import ap_types_dir, host_compile_command
 
     files["build_host.sh"] = _env().get_template("build_host.sh.j2").render(
-        version=__version__, compile=host_compile_command(top, '"$AP_TYPES"', None))
+        version=__version__, compile=host_compile_command(top, '"$AP_TYPES"', None), ap_types=_sh_double_quoted(ap_types_dir()))
     return files
+
+
+def _sh_double_quoted(text: str) -> str:
+    """Escape a path for use inside a double-quoted sh word."""
+    return "".join("\\" + c if c in '\\"$`' else c for c in text)
 
 
 def _render_weights(w: WeightArray) -> str:

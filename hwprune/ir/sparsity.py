@@ -41,6 +41,32 @@ class Sparsity:
     def index_bits(self) -> int:
         return max(1, int(np.ceil(np.log2(max(self.group, 2)))))
 
+    @property
+    def n_banks(self) -> int:
+        return int(self.kept.shape[1] if self.column_balanced else self.kept.shape[0])
+
+    @property
+    def kept_blocks(self) -> int:
+        return self.n_banks * self.per_bank
+
+    @property
+    def kept_weights(self) -> int:
+        return self.kept_blocks * self.block[0] * self.block[1]
+
+    def gather(self, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The kept blocks of an (outputs, inputs) matrix in bank order, (banks, per_bank, br, bc),
+        and their in-group indices (banks, per_bank): what a sparse kernel's ROMs hold."""
+        br, bc = self.block
+        tiles = m.reshape(m.shape[0] // br, br, m.shape[1] // bc, bc).transpose(0, 2, 1, 3)  # (RB, CB, br, bc)
+        if self.column_balanced:
+            tiles = tiles.transpose(1, 0, 2, 3)  # banks are block-columns
+        idx = self.bank_lists()
+        pos = idx.copy()
+        if not self.column_balanced:
+            for t in range(idx.shape[1]):
+                pos[:, t] = (t // self.per_group) * self.group + idx[:, t]
+        return np.stack([tiles[b, pos[b]] for b in range(tiles.shape[0])]), idx
+
     def bank_lists(self) -> np.ndarray:
         """(banks, per_bank) index of each kept block *within its group*, in group order."""
         k = self.kept.T if self.column_balanced else self.kept

@@ -148,7 +148,7 @@ class Conv(OpMixin, Layer):
         macs_px = self.c_out * self.taps
         sp = self.sparsity
         # A balanced pattern shrinks the per-pixel work to the kept blocks (same engine).
-        kept_px = int(sp.per_bank * (sp.kept.shape[1] if sp.column_balanced else sp.kept.shape[0]) * sp.block[0] * sp.block[1]) if sp is not None else macs_px
+        kept_px = sp.kept_weights if sp is not None else macs_px
         n_mult = math.ceil(kept_px / rf)
         dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
         lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
@@ -172,7 +172,7 @@ class Conv(OpMixin, Layer):
         zeros = zero_fraction(self.weight)
         if sp is not None:
             lut += n_mult * hw.mux_luts(sp.group, acc_t.width if sp.column_balanced else x_t.width)
-            kept_blocks = kept_px // (sp.block[0] * sp.block[1])
+            kept_blocks = sp.kept_blocks
             idx = hw.memory_cost(kept_blocks, sp.index_bits, 1)
             bram, uram, lut = bram + idx.bram18, uram + idx.uram, lut + idx.lut
             note = f"{sp.pattern} sparse kernel: {kept_blocks} blocks kept, {kept_blocks * sp.index_bits} index bits"
@@ -212,7 +212,7 @@ class Conv(OpMixin, Layer):
     def _hls_sparse(self, ctx: HlsContext, lname: str, b: np.ndarray) -> HlsBinding:
         sp = self.sparsity
         assert sp is not None
-        blocks, idx = _sparse_blocks(sp, self.matrix_raw())
+        blocks, idx = sp.gather(self.matrix_raw())
         win = self.win
         L = dict(cfg=f"{lname}_config", in_h=win.in_h, in_w=win.in_w, chan=self.c_in, out_h=win.out_h,
                  out_w=win.out_w, chan_out=self.c_out, kh=win.kh, kw=win.kw, sh=win.sh, sw=win.sw, dh=win.dh,
@@ -228,22 +228,6 @@ class Conv(OpMixin, Layer):
                           weights=[WeightArray(f"{lname}_w", blocks.reshape(-1), self.weight_t),
                                    WeightArray(f"{lname}_b", b, self.bias_t),
                                    WeightArray(f"{lname}_idx", idx.reshape(-1), FixedType(sp.index_bits + 1, sp.index_bits + 1, True))])
-
-
-def _sparse_blocks(sp: Sparsity, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kept blocks of an (outputs, taps) matrix in bank order, and their in-group indices."""
-    br, bc = sp.block
-    tiles = m.reshape(m.shape[0] // br, br, m.shape[1] // bc, bc).transpose(0, 2, 1, 3)
-    if sp.column_balanced:
-        tiles = tiles.transpose(1, 0, 2, 3)
-    idx = sp.bank_lists()
-    pos = idx.copy()
-    if not sp.column_balanced:
-        for t in range(idx.shape[1]):
-            pos[:, t] = (t // sp.per_group) * sp.group + idx[:, t]
-    return np.stack([tiles[k, pos[k]] for k in range(tiles.shape[0])]), idx
-
-
 
 
 @onnx_op("Conv")

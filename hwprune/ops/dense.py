@@ -167,30 +167,11 @@ class Dense(OpMixin, Layer):
         )
 
 
-    def sparse_blocks(self) -> tuple[np.ndarray, np.ndarray]:
-        """Kept blocks' raw weights in bank order (banks, per_bank, br, bc) and their
-        in-group indices (banks, per_bank)."""
-        sp = self.sparsity
-        assert sp is not None
-        w, _ = self._raw_weights()
-        m = w.T  # (outputs, inputs)
-        br, bc = sp.block
-        tiles = m.reshape(m.shape[0] // br, br, m.shape[1] // bc, bc).transpose(0, 2, 1, 3)  # (RB, CB, br, bc)
-        if sp.column_balanced:
-            tiles = tiles.transpose(1, 0, 2, 3)  # banks are block-columns
-        idx = sp.bank_lists()
-        k = sp.per_bank
-        pos = np.zeros_like(idx)
-        for g in range(k):
-            pos[:, g] = (g // sp.per_group) * sp.group + idx[:, g] if not sp.column_balanced else idx[:, g]
-        blocks = np.stack([tiles[b, pos[b]] for b in range(tiles.shape[0])])
-        return blocks, idx
-
     def _hls_sparse(self, ctx: HlsContext) -> HlsBinding:
         sp = self.sparsity
         assert sp is not None and self.weight_t and self.bias_t and self.accum_t
-        blocks, idx = self.sparse_blocks()
-        _, b = self._raw_weights()
+        w, b = self._raw_weights()
+        blocks, idx = sp.gather(w.T)
         lname = ctx.lname(self)
         kept_macs = int(blocks.size)
         L = dict(cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
@@ -223,9 +204,8 @@ def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) ->
     g = ctx.graph
     x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
     br, bc = sp.block
-    n_banks = sp.kept.shape[1] if sp.column_balanced else sp.kept.shape[0]
-    kept_blocks = n_banks * sp.per_bank
-    kept_macs = kept_blocks * br * bc
+    kept_blocks = sp.kept_blocks
+    kept_macs = sp.kept_weights
     n_mult = math.ceil(kept_macs / rf)
     dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
     lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)

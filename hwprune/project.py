@@ -72,7 +72,8 @@ def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type:
            precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
            example_input: Any = None, sample_inputs: Sequence[np.ndarray] | None = None) -> Path:
     """Write a Vitis HLS project for `model`. Returns the project directory."""
-    from hwprune.backend.hls_project import check_out_dir, write_project
+    from hwprune.backend.hls_project import write_project
+    from hwprune.fsutil import check_out_dir
 
     check_out_dir(Path(out), force)
     b = board if isinstance(board, Board) else load_board(board)

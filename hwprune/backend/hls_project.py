@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 
 from hwprune import __version__
 from hwprune.board import Board
-from hwprune.errors import OutputDirError
+from hwprune.fsutil import atomic_directory, check_out_dir
 from hwprune.fixed import FixedType
 from hwprune.ir.graph import Graph, IOType, TensorKind, c_identifier
 from hwprune.ops.base import HlsBinding, HlsContext, WeightArray
@@ -180,13 +179,6 @@ def manifest(g: Graph, board: Board, clock_mhz: float, top: str, precision: Prec
     )
 
 
-def check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(f"--out {out} exists and is a file; choose a directory path")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputDirError(f"--out {out} exists and is not empty; choose another directory or pass --force to replace it")
-
-
 def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, clock_mhz: float | None = None,
                   precision: PrecisionConfig | None = None, force: bool = False,
                   sample_inputs: list[np.ndarray] | None = None) -> Path:
@@ -197,9 +189,7 @@ def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, c
     clock = clock_mhz or board.default_clock_mhz
     top = c_identifier(g.name, "hwp")
     files = render_firmware(g, board, clock, top)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out, force) as tmp:
         for rel, text in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -214,10 +204,4 @@ def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, c
             from hwprune.backend.csim import write_inputs
 
             write_inputs(g, sample_inputs, tmp / "tb_data")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hwprune.errors import ModelLoadError, OutputDirError
+from hwprune.errors import ModelLoadError
+from hwprune.fsutil import atomic_directory
 from hwprune.text.data import TextDataset, Vocabulary, split
 from hwprune.text.model import TextCNN
 
@@ -107,11 +106,7 @@ def save_model_dir(out: Path, result: TrainResult, cfg: TrainConfig, splits: dic
     """Write MODEL_DIR atomically (a failure leaves nothing behind)."""
     from hwprune.frontend.torch_export import export_torch
 
-    if out.exists() and any(out.iterdir()) and not force:
-        raise OutputDirError(f"--out {out} exists and is not empty; choose another directory or pass --force")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out, force) as tmp:
         torch.save(result.model.state_dict(), tmp / "model.pt")
         (tmp / "config.json").write_text(json.dumps(dict(asdict(cfg), vocab=len(result.vocab),
                                                          classes=result.metrics["classes"]), indent=2))
@@ -122,12 +117,6 @@ def save_model_dir(out: Path, result: TrainResult, cfg: TrainConfig, splits: dic
         import onnx
 
         onnx.save(export_torch(result.model, example), str(tmp / "model.onnx"))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -1,9 +1,17 @@
 """Convolution, 1-D and 2-D: ONNX Conv (stride, padding incl. auto_pad, dilation, groups,
-depthwise, with or without bias). Channels-last in hardware; the kernel is the window engine
-of hls/hwprune/window.h with a dot product per output channel.
+depthwise, with or without bias). Channels-last in hardware (logical [C, L] / [C, H, W],
+physical [L, C] / [H, W, C]); a 1-D layer is a 2-D one with H = 1, so one engine serves both:
+the window engine of hls/hwprune/window.h with a dot product per output channel (conv.h).
+
+* io_parallel: a loop over output pixels; each reads its (zero-padded) window straight from
+  the input array and does C_out dot products of K*C_in/groups terms.
+* io_stream: a line buffer of the last span = dh*(kh-1)+1 input rows (a ring of rows); an
+  output row is computed as soon as the last input row its windows need has arrived, the rows
+  that only need bottom padding right after the last input row.
 
 Fixed point as in Dense: exact products, an accumulator sized from the actual weights of each
-output channel, zero padding contributes exact zeros, one rounding into the output type.
+output channel (sum |w_q| * max|x| + |b_q|, so it cannot overflow), zero padding contributes
+exact zeros, one rounding into the output type.
 """
 
 from __future__ import annotations
@@ -64,11 +72,22 @@ class Conv(OpMixin, Layer):
         return channels_last(g.tensor(self.output).rank)
 
     def absorb_output_affine(self, g: Graph, scale: np.ndarray, shift: np.ndarray, axis: int) -> bool:
-        if axis != 0:
+        """Fold a following per-channel y*scale+shift (batch norm, bias add) into the weights.
+        Per-channel parameters must vary along the channel axis (logical 0); a scalar pair
+        folds whatever axis it was attached to."""
+        scale, shift = np.asarray(scale, dtype=np.float64), np.asarray(shift, dtype=np.float64)
+        if axis != 0 and (scale.size != 1 or shift.size != 1):
             return False
-        s = np.broadcast_to(scale, (self.c_out,))
+        s = np.broadcast_to(scale.reshape(-1), (self.c_out,))
         self.weight = self.weight * s[:, None, None, None]
-        self.bias = self.bias * s + np.broadcast_to(shift, (self.c_out,))
+        self.bias = self.bias * s + np.broadcast_to(shift.reshape(-1), (self.c_out,))
+        # Exact QONNX types describe the weights as imported; scaled weights may not fit them.
+        if np.any(s != 1.0):
+            self.weight_hint = None
+        self.bias_hint = None if np.any(s != 1.0) or np.any(shift != 0.0) else self.bias_hint
+        if self.sparsity is not None:
+            # Scaling rows keeps the zeros, but a zero scale adds some: re-derive the pattern.
+            self.sparsity = balanced_structure(self.weight.reshape(self.c_out, -1), self.sparsity.pattern)
         return True
 
     # ------------------------------------------------------------------ types
@@ -137,11 +156,27 @@ class Conv(OpMixin, Layer):
 
     # ------------------------------------------------------------------ cost
     def cost(self, ctx: CostContext) -> LayerCost:
-        """Per output pixel c_out*taps MACs on ceil(that/RF) multipliers over RF cycles; pixels
-        are sequential. io_stream also reads every input word once (1/cycle) and keeps a line
-        buffer of `span` rows: the first output waits for the rows its window needs."""
+        """Cost of one sample.
+
+        Work: per output pixel `macs_px = C_out * K * C_in/groups` MACs (K = kh*kw taps); the
+        pixels are computed one after another, each on `ceil(macs_px / RF)` multipliers over RF
+        cycles (`matmul_cost`'s engine with one "word" per output pixel):
+
+        * io_parallel: II = positions * RF; latency = II + depth, depth = ceil(log2 taps) + 3
+          (adder tree and registers), taps = K * C_in/groups.
+        * io_stream: one process alternates reading input rows (one word of C_in per cycle) and
+          computing the output rows they complete, so the two add:
+          II = H*W + positions * RF; latency = II + depth (the line-buffer fill, the
+          span - pad_top rows read before the first output, is part of the H*W reads).
+          Line buffer: `span` rows of W words of C_in*width bits, one bank per row
+          (`memory_cost(span*W, C_in*width, span)`).
+
+        Weights: RF = 1 folds them into the multipliers as constants; RF > 1 gives every
+        multiplier a ROM bank of RF words (`memory_cost(RF*multipliers, width, multipliers)`).
+        """
         g = ctx.graph
         x_t, w_t, acc_t = g.tensor(self.inputs[0]).type, self.weight_t, self.accum_t
+        assert x_t is not None and w_t is not None and acc_t is not None
         rf = self.reuse_factor
         win = self.win
         positions = win.out_h * win.out_w
@@ -154,21 +189,18 @@ class Conv(OpMixin, Layer):
         lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
         bram = uram = 0.0
         if rf > 1:
-            mem = hw.memory_cost(rf, w_t.width, n_mult)
+            mem = hw.memory_cost(rf * n_mult, w_t.width, n_mult)
             bram, uram, lut = mem.bram18, mem.uram, lut + mem.lut + n_mult * hw.mux_luts(min(rf, self.taps), x_t.width)
         ff = (n_mult + self.c_out) * hw.ff_per_register(acc_t.width)
         depth = int(math.ceil(math.log2(max(self.taps, 2)))) + 3
         compute = positions * rf
         if ctx.io_type == IOType.STREAM:
-            in_words = win.in_h * win.in_w
-            fill = max(win.span - 1 - win.pt, 0) * win.in_w
-            lb = hw.memory_cost(win.in_w, self.c_in * x_t.width, win.span)
+            lb = hw.memory_cost(win.span * win.in_w, self.c_in * x_t.width, win.span)
             bram, uram, lut = bram + lb.bram18, uram + lb.uram, lut + lb.lut
-            ii = max(in_words, compute)
-            latency = fill + ii + depth
+            ii = win.in_h * win.in_w + compute
         else:
             ii = compute
-            latency = compute + depth
+        latency = ii + depth
         zeros = zero_fraction(self.weight)
         if sp is not None:
             lut += n_mult * hw.mux_luts(sp.group, acc_t.width if sp.column_balanced else x_t.width)

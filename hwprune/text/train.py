@@ -1,36 +1,43 @@
-"""Train the TextCNN on a text dataset (`hwprune train`).
+"""Train the TextCNN on a text dataset (`hwprune train`), and the one training loop that
+fine-tuning after pruning and quantization-aware training reuse (`fit`).
 
 MODEL_DIR holds everything the later steps (pruning, export, deployment) need:
 
-    model.pt        state dict          config.json   architecture, sequence length, classes, seed
+    model.pt        state dict          config.json   architecture, sequence length, classes, seed, data
     vocab.json      the vocabulary      split.npz     train/validation/test indices of the data
     model.onnx      the float model     metrics.json  accuracy per split and per epoch, parameters, MACs
+    rewind.pt       weights after the first epoch (lottery-ticket rewinding)
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
 
-from hwprune.errors import ModelLoadError
+from hwprune.errors import ConfigError, ModelLoadError
 from hwprune.fsutil import atomic_directory
-from hwprune.text.data import TextDataset, Vocabulary, split
+from hwprune.text.data import TextDataset, Vocabulary, load_csv, rotten_tomatoes, split
 from hwprune.text.model import TextCNN
 
 log = logging.getLogger(__name__)
+
+EMBEDDINGS = ("glove", "random")
 
 
 @dataclass
 class TrainConfig:
     seq_len: int = 48
     vocab_size: int = 20000
-    dim: int = 64
+    # A multiple of 16 so balanced patterns divide the conv matrices (see text/glove.py).
+    dim: int = 48
     filters: int = 64
     widths: tuple[int, ...] = (3, 4, 5)
     dropout: float = 0.5
@@ -39,6 +46,27 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    # "glove": GloVe 6B 50-d vectors (their leading `dim` principal components) initialise
+    # the embedding; "random".
+    embeddings: str = "glove"
+
+    def __post_init__(self) -> None:
+        if self.embeddings not in EMBEDDINGS:
+            raise ConfigError(f"embeddings {self.embeddings!r} is not one of: {', '.join(EMBEDDINGS)}")
+        if self.embeddings == "glove" and not 1 <= self.dim <= 50:
+            raise ConfigError(f"GloVe vectors have 50 dimensions; got dim={self.dim} (use --embeddings random)")
+
+
+@dataclass
+class DataSpec:
+    """Where the dataset came from, so later steps (compare, demo) reload the same texts."""
+
+    path: str | None = None  # None: the bundled Rotten Tomatoes snippets
+    text_column: str = "text"
+    label_column: str = "label"
+
+    def load(self) -> TextDataset:
+        return rotten_tomatoes() if self.path is None else load_csv(self.path, self.text_column, self.label_column)
 
 
 @dataclass
@@ -46,6 +74,26 @@ class TrainResult:
     model: TextCNN
     vocab: Vocabulary
     metrics: dict = field(default_factory=dict)
+    rewind_state: dict[str, torch.Tensor] | None = None
+
+
+class MaskHolder(Protocol):
+    """What `fit` needs from a pruner (hwprune.prune.torch_prune.Pruner, FixedMasks)."""
+
+    def observe(self) -> None: ...
+    def apply_masks(self) -> None: ...
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    # Knowledge distillation from a teacher (Hinton et al. 2015): loss = (1-a)*CE + a*T^2*KL.
+    distill_alpha: float = 0.0
+    temperature: float = 2.0
 
 
 def accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
@@ -54,62 +102,126 @@ def accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 
     with torch.no_grad():
         for i in range(0, len(x), batch):
             logits = model(torch.from_numpy(x[i:i + batch]))
+            logits = getattr(logits, "value", logits)  # a Brevitas QuantTensor
             correct += int((logits.argmax(1).numpy() == y[i:i + batch]).sum())
     return correct / max(len(x), 1)
 
 
-def train_textcnn(data: TextDataset, cfg: TrainConfig, progress: bool = True) -> tuple[TrainResult, dict[str, np.ndarray]]:
+def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+        cfg: FitConfig, masks: MaskHolder | None = None, teacher: torch.nn.Module | None = None,
+        on_step: Callable[[int], bool] | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Train `model` and keep the weights of its best validation epoch.
+
+    `masks` (a pruner) sees every gradient (`observe`) and re-zeros pruned weights after every
+    optimizer step. `on_step(step)` runs after each step (a pruning schedule updating its
+    masks) and returns True while the model is still changing shape: only epochs that end
+    with the final masks may be chosen as the best. With a `teacher`, the loss adds
+    distillation towards its softened outputs."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if teacher is not None:
+        teacher.eval()
+    history: list[dict] = []
+    best, best_state, step = -1.0, None, 0
+    changing = False
+    for epoch in range(cfg.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        order = rng.permutation(train_idx)
+        total = 0.0
+        for i in range(0, len(order), cfg.batch_size):
+            b = order[i:i + cfg.batch_size]
+            xb, yb = torch.from_numpy(x[b]), torch.from_numpy(y[b])
+            opt.zero_grad()
+            logits = model(xb)
+            logits = getattr(logits, "value", logits)
+            loss = torch.nn.functional.cross_entropy(logits, yb)
+            if teacher is not None and cfg.distill_alpha > 0:
+                with torch.no_grad():
+                    t_logits = teacher(xb)
+                    t_logits = getattr(t_logits, "value", t_logits)
+                T = cfg.temperature
+                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / T, 1), torch.softmax(t_logits / T, 1),
+                                                reduction="batchmean") * T * T
+                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
+            loss.backward()
+            if masks is not None:
+                masks.observe()
+            opt.step()
+            if masks is not None:
+                masks.apply_masks()
+            step += 1
+            changing = bool(on_step(step)) if on_step is not None else False
+            total += loss.item() * len(b)
+        val = accuracy(model, x[val_idx], y[val_idx])
+        history.append(dict(epoch=epoch + 1, loss=total / len(order), val_accuracy=val, seconds=time.perf_counter() - t0,
+                            final_masks=not changing))
+        if progress is not None:
+            progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {total / len(order):.4f}, validation accuracy "
+                     f"{100 * val:.1f}% ({time.perf_counter() - t0:.1f} s)")
+        # Early stopping on validation, among epochs whose masks are the final ones.
+        if not changing and val > best:
+            best, best_state = val, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if masks is not None:
+        masks.apply_masks()
+    model.eval()
+    return history
+
+
+def textcnn_macs(cfg: TrainConfig, classes: int) -> int:
+    positions = [cfg.seq_len - w + 1 for w in cfg.widths]
+    return sum(p * w * cfg.dim * cfg.filters for p, w in zip(positions, cfg.widths)) + cfg.filters * len(cfg.widths) * classes
+
+
+def train_textcnn(data: TextDataset, cfg: TrainConfig, progress: bool = True) -> tuple[TrainResult, dict[str, np.ndarray]]:
+    torch.manual_seed(cfg.seed)
     idx_train, idx_val, idx_test = split(len(data.texts), cfg.seed)
     vocab = Vocabulary.build([data.texts[i] for i in idx_train], cfg.vocab_size)
     x = vocab.encode(data.texts, cfg.seq_len)
     y = data.labels
     model = TextCNN(len(vocab), len(data.classes), cfg.dim, cfg.filters, cfg.widths, cfg.dropout)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history = []
-    best, best_state = -1.0, None
-    for epoch in range(cfg.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        order = rng.permutation(idx_train)
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            b = order[i:i + cfg.batch_size]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x[b])), torch.from_numpy(y[b]))
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-        val = accuracy(model, x[idx_val], y[idx_val])
-        history.append(dict(epoch=epoch + 1, loss=total / len(order), val_accuracy=val, seconds=time.perf_counter() - t0))
-        if progress:
-            print(f"[hwprune train] epoch {epoch + 1}/{cfg.epochs}: loss {total / len(order):.4f}, "
-                  f"validation accuracy {100 * val:.1f}% ({time.perf_counter() - t0:.1f} s)", flush=True)
-        if val > best:  # keep the epoch that generalises best (early stopping on validation)
-            best, best_state = val, {k: v.clone() for k, v in model.state_dict().items()}
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
+    coverage = None
+    if cfg.embeddings == "glove":
+        from hwprune.text.glove import glove_matrix
+
+        table, coverage = glove_matrix(vocab, cfg.seed, cfg.dim)
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(table))
+    rewind: dict[str, torch.Tensor] = {}
+
+    def keep_first_epoch(step: int) -> bool:
+        if not rewind and step * cfg.batch_size >= len(idx_train):
+            rewind.update(copy.deepcopy(model.state_dict()))
+        return False
+
+    say = (lambda m: print(f"[hwprune train] {m}", flush=True)) if progress else None
+    fc = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed)
+    history = fit(model, x, y, idx_train, idx_val, fc, on_step=keep_first_epoch, progress=say)
     n_params = sum(p.numel() for p in model.parameters())
-    positions = [cfg.seq_len - w + 1 for w in cfg.widths]
-    macs = sum(p * w * cfg.dim * cfg.filters for p, w in zip(positions, cfg.widths)) + cfg.filters * len(cfg.widths) * len(data.classes)
     metrics = dict(
         train_accuracy=accuracy(model, x[idx_train], y[idx_train]), val_accuracy=accuracy(model, x[idx_val], y[idx_val]),
-        test_accuracy=accuracy(model, x[idx_test], y[idx_test]), params=int(n_params), macs=int(macs),
-        classes=data.classes, n_samples=len(data.texts), history=history, source=data.source,
+        test_accuracy=accuracy(model, x[idx_test], y[idx_test]), params=int(n_params),
+        macs=textcnn_macs(cfg, len(data.classes)), classes=data.classes, n_samples=len(data.texts), history=history,
+        source=data.source, embeddings=cfg.embeddings, glove_coverage=coverage,
     )
-    return TrainResult(model, vocab, metrics), dict(train=idx_train, val=idx_val, test=idx_test)
+    return TrainResult(model, vocab, metrics, rewind or None), dict(train=idx_train, val=idx_val, test=idx_test)
 
 
-def save_model_dir(out: Path, result: TrainResult, cfg: TrainConfig, splits: dict[str, np.ndarray], force: bool) -> Path:
+def save_model_dir(out: Path, result: TrainResult, cfg: TrainConfig, splits: dict[str, np.ndarray], force: bool,
+                   data: DataSpec | None = None) -> Path:
     """Write MODEL_DIR atomically (a failure leaves nothing behind)."""
     from hwprune.frontend.torch_export import export_torch
 
     with atomic_directory(out, force) as tmp:
         torch.save(result.model.state_dict(), tmp / "model.pt")
-        (tmp / "config.json").write_text(json.dumps(dict(asdict(cfg), vocab=len(result.vocab),
-                                                         classes=result.metrics["classes"]), indent=2))
+        if result.rewind_state is not None:
+            torch.save(result.rewind_state, tmp / "rewind.pt")
+        (tmp / "config.json").write_text(json.dumps(dict(asdict(cfg), vocab=len(result.vocab), classes=result.metrics["classes"],
+                                                         data=asdict(data or DataSpec())), indent=2))
         (tmp / "vocab.json").write_text(json.dumps(result.vocab.tokens))
         np.savez(tmp / "split.npz", **splits)
         (tmp / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
@@ -120,14 +232,44 @@ def save_model_dir(out: Path, result: TrainResult, cfg: TrainConfig, splits: dic
     return out
 
 
-def load_model_dir(path: str | Path) -> tuple[TextCNN, Vocabulary, TrainConfig, dict]:
+@dataclass
+class ModelDir:
+    """A trained model directory, loaded: the model, its data and split, ready for pruning."""
+
+    path: Path
+    model: TextCNN
+    vocab: Vocabulary
+    cfg: TrainConfig
+    metrics: dict[str, Any]
+    data: DataSpec
+    splits: dict[str, np.ndarray]
+    rewind_state: dict[str, torch.Tensor] | None
+
+    def encoded(self) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids, labels) of the whole dataset, in the split's index space."""
+        d = self.data.load()
+        if len(d.texts) != sum(len(v) for v in self.splits.values()):
+            raise ModelLoadError(f"{self.path}: the data now has {len(d.texts)} texts but the model was trained on "
+                                 f"{sum(len(v) for v in self.splits.values())}; retrain with hwprune train")
+        return self.vocab.encode(d.texts, self.cfg.seq_len), d.labels
+
+
+def load_model_dir(path: str | Path) -> ModelDir:
     p = Path(path)
     if not (p / "config.json").is_file():
         raise ModelLoadError(f"{p} is not a trained model directory (no config.json); create one with hwprune train")
-    d = json.loads((p / "config.json").read_text())
-    cfg = TrainConfig(**{k: (tuple(v) if k == "widths" else v) for k, v in d.items() if k in TrainConfig.__dataclass_fields__})
-    vocab = Vocabulary(json.loads((p / "vocab.json").read_text()))
-    model = TextCNN(len(vocab), len(d["classes"]), cfg.dim, cfg.filters, cfg.widths, cfg.dropout)
-    model.load_state_dict(torch.load(p / "model.pt", weights_only=True))
+    try:
+        d = json.loads((p / "config.json").read_text())
+        d.setdefault("embeddings", "random")  # directories written before GloVe support
+        cfg = TrainConfig(**{k: (tuple(v) if k == "widths" else v) for k, v in d.items() if k in TrainConfig.__dataclass_fields__})
+        vocab = Vocabulary(json.loads((p / "vocab.json").read_text()))
+        model = TextCNN(len(vocab), len(d["classes"]), cfg.dim, cfg.filters, cfg.widths, cfg.dropout)
+        model.load_state_dict(torch.load(p / "model.pt", weights_only=True))
+        splits = dict(np.load(p / "split.npz"))
+        rewind = torch.load(p / "rewind.pt", weights_only=True) if (p / "rewind.pt").is_file() else None
+        metrics = json.loads((p / "metrics.json").read_text())
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelLoadError(f"{p}: the model directory is incomplete or corrupt ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}); retrain with hwprune train") from None
     model.eval()
-    return model, vocab, cfg, json.loads((p / "metrics.json").read_text())
+    return ModelDir(p, model, vocab, cfg, metrics, DataSpec(**d.get("data", {})), splits, rewind)

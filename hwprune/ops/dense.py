@@ -322,10 +322,20 @@ def _import_matmul(ctx: Any, node: Any) -> None:
 
 
 def declared_pattern(ctx: Any, weight_name: str) -> str | None:
-    """The pattern `hwprune prune` (or the torch Pruner) recorded for a weight initializer."""
+    """The pattern `hwprune prune` (or the torch Pruner, or hwprune.quantize.export_qonnx)
+    recorded for a weight initializer. In QONNX the weight input is the output of a Quant
+    node: the pattern is recorded for the float initializer that Quant reads."""
     from hwprune.prune.onnx_prune import META_PREFIX
 
-    return {p.key: p.value for p in ctx.model.metadata_props}.get(META_PREFIX + weight_name)
+    meta = {p.key: p.value for p in ctx.model.metadata_props}
+    name, seen = weight_name, set()
+    while name and name not in seen:
+        seen.add(name)
+        if META_PREFIX + name in meta:
+            return meta[META_PREFIX + name]
+        quant = next((n for n in ctx.model.graph.node if n.op_type == "Quant" and name in n.output), None)
+        name = quant.input[0] if quant is not None and quant.input else ""
+    return None
 
 
 def _declared_sparsity(ctx: Any, weight_name: str, w: np.ndarray) -> Sparsity | None:

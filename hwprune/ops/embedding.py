@@ -21,6 +21,8 @@ from hwprune.sim import resources as hw
 @dataclass
 class Embedding(OpMixin, Layer):
     table: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (V, D)
+    # Exact type of a table that came out of a QONNX Quant (used unless a weight type is configured).
+    table_hint: FixedType | None = None
 
     op_type: ClassVar[str] = "Embedding"
 
@@ -42,8 +44,12 @@ class Embedding(OpMixin, Layer):
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         p = prec.resolve(self.name, self.op_type)
-        # The table is stored in the output type: a lookup adds no rounding after it.
-        g.tensor(self.output).type = p.weight or p.result
+        from hwprune.ops.quant import explicit_result
+
+        # The table is stored in the output type: a lookup adds no rounding after it. A
+        # Quant'ed table (QONNX) keeps its exact narrow type unless this layer is configured.
+        explicit = p.weight or explicit_result(prec, self.name, self.op_type)
+        g.tensor(self.output).type = explicit or self.table_hint or p.result
 
     def _table_raw(self, g: Graph) -> np.ndarray:
         return quantize(self.table, g.tensor(self.output).type)
@@ -107,5 +113,6 @@ def _import_gather(ctx: Any, node: Any) -> None:
     if ids.kind != TensorKind.INDEX:
         raise ctx.error(node, "embedding indices must be an integer model input")
     ids.index_range = max(ids.index_range, int(np.shape(table)[0]))
-    layer = Embedding(ctx.layer_name(node), [node.input[1]], [node.output[0]], table=np.asarray(table, dtype=np.float64))
+    layer = Embedding(ctx.layer_name(node), [node.input[1]], [node.output[0]], table=np.asarray(table, dtype=np.float64),
+                      table_hint=ctx.const_type(node.input[0]))
     ctx.add(layer, (*ids.shape, int(np.shape(table)[1])))

@@ -89,7 +89,15 @@ class Concat(OpMixin, Layer):
         return g.tensor(self.inputs[0]).perm
 
     def infer_types(self, g: Graph, prec: Any) -> None:
+        from hwprune.ops.quant import dictated_type, explicit_result, union_type
+
         p = prec.resolve(self.name, self.op_type)
+        # Inputs whose exact types QONNX dictates are placed side by side without rounding:
+        # the smallest type holding each of them (unless this layer is configured explicitly).
+        dictated = [dictated_type(g, i) for i in self.inputs]
+        if explicit_result(prec, self.name, self.op_type) is None and all(t is not None for t in dictated):
+            g.tensor(self.output).type = union_type(dictated)  # type: ignore[arg-type]
+            return
         g.tensor(self.output).type = p.result
 
     def _phys_axis(self, g: Graph) -> int:

@@ -35,6 +35,16 @@ from hwprune.sim import resources as hw
 RECIP_T = FixedType(18, 1, False, Rounding.RND_CONV)
 
 
+def _max_keeps_type(layer: Any, g: Graph, prec: Any) -> FixedType | None:
+    """A max of values whose exact type QONNX dictates is one of them: it keeps that type
+    (unless this layer's result type is configured explicitly). None: use the configuration."""
+    from hwprune.ops.quant import dictated_type, explicit_result
+
+    if layer.kind != "max" or explicit_result(prec, layer.name, layer.op_type) is not None:
+        return None
+    return dictated_type(g, layer.inputs[0])
+
+
 def reciprocals(n: int) -> np.ndarray:
     """recip[k] = 1/k quantized (index 0 unused)."""
     k = np.arange(n + 1, dtype=np.float64)
@@ -58,7 +68,7 @@ class Pool(OpMixin, Layer):
         return channels_last(g.tensor(self.output).rank)
 
     def infer_types(self, g: Graph, prec: Any) -> None:
-        g.tensor(self.output).type = prec.resolve(self.name, self.op_type).result
+        g.tensor(self.output).type = _max_keeps_type(self, g, prec) or prec.resolve(self.name, self.op_type).result
 
     def _counts(self) -> np.ndarray:
         """Divisor of every output pixel (OH, OW) for average pooling."""
@@ -180,7 +190,7 @@ class GlobalPool(OpMixin, Layer):
         return channels_last(r) if r > 1 else (0,)
 
     def infer_types(self, g: Graph, prec: Any) -> None:
-        g.tensor(self.output).type = prec.resolve(self.name, self.op_type).result
+        g.tensor(self.output).type = _max_keeps_type(self, g, prec) or prec.resolve(self.name, self.op_type).result
 
     def _n(self, g: Graph) -> int:
         return g.tensor(self.inputs[0]).size // self.channels

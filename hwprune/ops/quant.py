@@ -10,6 +10,10 @@ an ap_fixed one, narrow signed ranges onto AP_SAT_SYM.
 * On an activation it is a `Quantize` layer whose output type is dictated by the node, not
   by the precision configuration; the producers feeding it keep exact values
   (`keep_exact_before_quantize`) so the result equals QONNX's bit for bit.
+* Ops that cannot change a quantized value keep its narrow type (`dictated_type`): an
+  embedding of a Quant'ed table, layout moves, max pooling, and concatenations of such tensors
+  (the smallest type holding every input, `union_type`). In a plain ONNX model no tensor has a
+  dictated type, so the precision configuration types everything as before.
 """
 
 from __future__ import annotations
@@ -67,6 +71,60 @@ def fold_constant_quant(ctx: Any, node: Any) -> np.ndarray:
     x = np.asarray(ctx.const(node.input[0]), dtype=np.float64)
     ctx.const_types[node.output[0]] = t
     return to_float(quantize(x, t), t)
+
+
+def union_type(types: list[FixedType]) -> FixedType:
+    """The smallest fixed-point type that holds every value of each of `types` exactly.
+
+    Equal types give that type unchanged; otherwise an exact (TRN/WRAP: it never rounds nor
+    overflows by construction) type with the finest fraction, and the integer bits of the
+    widest input (one more for an unsigned input when another one is signed)."""
+    if not types:
+        raise ValueError("union_type needs at least one type")
+    if all(t == types[0] for t in types):
+        return types[0]
+    signed = any(t.signed for t in types)
+    frac = max(t.frac for t in types)
+    integer = max(t.integer + (1 if signed and not t.signed else 0) for t in types)
+    return FixedType(integer + frac, integer, signed, Rounding.TRN, Overflow.WRAP)
+
+
+def dictated_type(g: Graph, name: str) -> FixedType | None:
+    """The exact type QONNX dictates for tensor `name`, or None if the precision configuration
+    decides it. Dictated: the output of a Quantize; of an embedding whose table came out of a
+    Quant; and, recursively, of ops that pass such values on unchanged (layout moves, clones,
+    max pooling) or side by side (concatenation: the union of the inputs' types). A tensor
+    whose assigned type differs from that (a layer the user configured explicitly) is not
+    dictated. Layers are typed in order, so this is valid while the types pass runs."""
+    from hwprune.ops.embedding import Embedding
+    from hwprune.ops.layout import Clone, Reorder, Reshape
+    from hwprune.ops.merge import Concat
+    from hwprune.ops.pool import GlobalPool, Pool
+
+    p = g.producer(name)
+    if p is None:
+        return None
+    t: FixedType | None = None
+    if isinstance(p, Quantize):
+        t = p.type
+    elif isinstance(p, Embedding):
+        t = p.table_hint
+    elif isinstance(p, (Reshape, Reorder, Clone)) or (isinstance(p, (Pool, GlobalPool)) and p.kind == "max"):
+        t = dictated_type(g, p.inputs[0])
+    elif isinstance(p, Concat):
+        ins = [dictated_type(g, i) for i in p.inputs]
+        t = union_type([x for x in ins if x is not None]) if all(x is not None for x in ins) else None
+    assigned = g.tensor(name).type
+    return t if t is not None and (assigned is None or assigned == t) else None
+
+
+def explicit_result(prec: Any, layer_name: str, op_type: str) -> FixedType | None:
+    """A result type the user set for this very layer (by name or by layer type), which wins
+    over a dictated type; the model-wide default does not."""
+    for level in (getattr(prec, "layer_name", {}).get(layer_name), getattr(prec, "layer_type", {}).get(op_type)):
+        if level is not None and level.result is not None:
+            return level.result
+    return None
 
 
 @dataclass

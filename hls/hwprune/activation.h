@@ -68,6 +68,10 @@ struct elu_op {  // identity for x >= 0, table for the negative branch
 
 template <class CFG, class OP, class in_T, class out_T>
 void activation(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::param_rom_t p[CFG::n_params]) {
+    HWP_COUNT_CALL(CFG);
+    // Fully unrolled inside the pipelined top: no loop sets a schedule, so count what the
+    // estimate charges per call (II = 1).
+    HWP_COUNT_CYCLES(CFG, 1);
 ActivationLoop:
     for (int e = 0; e < CFG::size; e++) {
 #pragma HLS UNROLL
@@ -78,16 +82,20 @@ ActivationLoop:
 template <class CFG, class OP, class in_T, class out_T>
 void activation(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y,
                 const typename CFG::param_rom_t p[CFG::n_params]) {
+    HWP_COUNT_CALL(CFG);
 ActivationWords:
     for (int w = 0; w < CFG::size / CFG::word; w++) {
 #pragma HLS PIPELINE II = 1
+        HWP_COUNT_CYCLES(CFG, 1);
         vec<in_T, CFG::word> in = x.read();
+        HWP_COUNT_READ(CFG);
         vec<out_T, CFG::word> out;
         for (int c = 0; c < CFG::word; c++) {
 #pragma HLS UNROLL
             out[c] = OP::template apply<CFG, in_T, out_T>(in[c], c, p);
         }
         y.write(out);
+        HWP_COUNT_WRITE(CFG);
     }
 }
 

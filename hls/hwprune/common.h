@@ -67,4 +67,64 @@ inline T from_int64(long long r) {
 
 }  // namespace hwp
 
+// ---------------------------------------------------------------- loop counters
+// A separate host build (-DHWP_COUNT, see hwprune.backend.csim.count_loops) counts what each
+// kernel's loops execute, so the analytical estimate can be checked against it: per layer,
+// "cycles" (each trip of the loop that sets a kernel's schedule adds its II), stream words read
+// and written, and calls. Every CONFIG names its layer with HWP_LAYER_NAME. In synthesis and in
+// the normal host build the macros expand to nothing.
+#if defined(HWP_COUNT) && !defined(__SYNTHESIS__)
+#include <cstdio>
+#include <map>
+#include <string>
+
+namespace hwp {
+
+struct loop_counts {
+    long long cycles, reads, writes, calls;
+};
+
+inline std::map<std::string, loop_counts> &count_registry() {
+    static std::map<std::string, loop_counts> m;
+    return m;
+}
+
+// One slot per layer, looked up once per kernel instance (std::map references stay valid).
+template <class CFG>
+inline loop_counts &counts() {
+    static loop_counts &c = count_registry()[CFG::name()];
+    return c;
+}
+
+// Layer names are sanitised C identifiers: they need no JSON escaping.
+inline bool write_counts(const char *path) {
+    FILE *f = std::fopen(path, "w");
+    if (!f) return false;
+    std::fprintf(f, "{");
+    const char *sep = "";
+    for (std::map<std::string, loop_counts>::const_iterator it = count_registry().begin(); it != count_registry().end(); ++it) {
+        std::fprintf(f, "%s\n  \"%s\": {\"cycles\": %lld, \"reads\": %lld, \"writes\": %lld, \"calls\": %lld}", sep,
+                     it->first.c_str(), it->second.cycles, it->second.reads, it->second.writes, it->second.calls);
+        sep = ",";
+    }
+    std::fprintf(f, "\n}\n");
+    return std::fclose(f) == 0;
+}
+
+}  // namespace hwp
+
+#define HWP_LAYER_NAME(n) \
+    static const char *name() { return n; }
+#define HWP_COUNT_CYCLES(CFG, n) (::hwp::counts<CFG>().cycles += (n))
+#define HWP_COUNT_READ(CFG) (::hwp::counts<CFG>().reads += 1)
+#define HWP_COUNT_WRITE(CFG) (::hwp::counts<CFG>().writes += 1)
+#define HWP_COUNT_CALL(CFG) (::hwp::counts<CFG>().calls += 1)
+#else
+#define HWP_LAYER_NAME(n)
+#define HWP_COUNT_CYCLES(CFG, n)
+#define HWP_COUNT_READ(CFG)
+#define HWP_COUNT_WRITE(CFG)
+#define HWP_COUNT_CALL(CFG)
+#endif
+
 #endif

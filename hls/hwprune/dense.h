@@ -28,6 +28,7 @@ DenseInit:
 DenseReuse:
     for (int r = 0; r < CFG::reuse_factor; r++) {
 #pragma HLS PIPELINE II = 1
+        HWP_COUNT_CYCLES(CFG, 1);
     DenseMult:
         for (int m = 0; m < CFG::n_mult; m++) {
 #pragma HLS UNROLL
@@ -51,6 +52,7 @@ template <class CFG, class in_T, class out_T>
 void dense(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
            const typename CFG::weight_rom_t w[CFG::n_in * CFG::n_out],
            const typename CFG::bias_rom_t b[CFG::n_out]) {
+    HWP_COUNT_CALL(CFG);
 DenseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         dense_word<CFG, in_T, out_T>(x + t * CFG::n_in, y + t * CFG::n_out, w, b);
@@ -62,13 +64,16 @@ template <class CFG, class in_T, class out_T>
 void dense(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
            const typename CFG::weight_rom_t w[CFG::n_in * CFG::n_out],
            const typename CFG::bias_rom_t b[CFG::n_out]) {
+    HWP_COUNT_CALL(CFG);
 DenseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         vec<in_T, CFG::n_in> in = x.read();
+        HWP_COUNT_READ(CFG);
         vec<out_T, CFG::n_out> out;
 #pragma HLS ARRAY_PARTITION variable = out.data complete
         dense_word<CFG, in_T, out_T>(in.data, out.data, w, b);
         y.write(out);
+        HWP_COUNT_WRITE(CFG);
     }
 }
 

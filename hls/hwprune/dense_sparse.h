@@ -4,6 +4,7 @@
 // pruned block. Row-balanced: block t of bank rb reads inputs from block-column
 //   (t / per_group) * group + idx[rb][t];
 // column-balanced: block t of bank cb adds into block-row idx[cb][t].
+// Schedule as dense.h: n_mult = ceil(kept / RF) multipliers, RF cycles per word.
 #ifndef HWP_DENSE_SPARSE_H
 #define HWP_DENSE_SPARSE_H
 
@@ -17,6 +18,8 @@ void dense_sparse_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
                        const typename CFG::index_rom_t idx[CFG::n_banks * CFG::per_bank],
                        const typename CFG::bias_rom_t b[CFG::n_out]) {
 #pragma HLS INLINE
+    // In io_parallel the top function is pipelined and loops unroll: the allocation limit is
+    // what makes HLS share n_mult multipliers over the reuse cycles.
     const int mult_limit = CFG::n_mult;
 #pragma HLS ALLOCATION operation instances = mul limit = mult_limit
     typename CFG::accum_t acc[CFG::n_out];
@@ -26,53 +29,66 @@ SparseInit:
 #pragma HLS UNROLL
         acc[o] = from_raw<typename CFG::bias_t>(b[o]);
     }
-SparseBanks:
-    for (int bank = 0; bank < CFG::n_banks; bank++) {
-    SparseBlocks:
-        for (int t = 0; t < CFG::per_bank; t++) {
-            const int sel = (int)idx[bank * CFG::per_bank + t];
-            const int rb = CFG::column_balanced ? sel : bank;
-            const int cb = CFG::column_balanced ? bank : (t / CFG::per_group) * CFG::group + sel;
-        SparseRows:
-            for (int i = 0; i < CFG::br; i++) {
-            SparseCols:
-                for (int j = 0; j < CFG::bc; j++) {
-                    acc[rb * CFG::br + i] +=
-                        x[cb * CFG::bc + j] *
-                        from_raw<typename CFG::weight_t>(w[((bank * CFG::per_bank + t) * CFG::br + i) * CFG::bc + j]);
-                }
+    // Kept weight k, in storage order ((bank * per_bank + t) * br + i) * bc + j, is served by
+    // multiplier k / RF in cycle k % RF. The accumulators are exact, so the order of the
+    // products does not change the result.
+SparseReuse:
+    for (int r = 0; r < CFG::reuse_factor; r++) {
+#pragma HLS PIPELINE II = 1
+        HWP_COUNT_CYCLES(CFG, 1);
+    SparseMult:
+        for (int m = 0; m < CFG::n_mult; m++) {
+#pragma HLS UNROLL
+            const int k = m * CFG::reuse_factor + r;
+            if (k < CFG::n_banks * CFG::per_bank * CFG::br * CFG::bc) {
+                const int blk = k / (CFG::br * CFG::bc);  // bank * per_bank + t
+                const int i = (k / CFG::bc) % CFG::br;
+                const int j = k % CFG::bc;
+                const int bank = blk / CFG::per_bank;
+                const int t = blk % CFG::per_bank;
+                const int sel = (int)idx[blk];
+                const int rb = CFG::column_balanced ? sel : bank;
+                const int cb = CFG::column_balanced ? bank : (t / CFG::per_group) * CFG::group + sel;
+                acc[rb * CFG::br + i] += x[cb * CFG::bc + j] * from_raw<typename CFG::weight_t>(w[k]);
             }
         }
     }
 SparseOut:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        y[o] = acc[o];
+        y[o] = acc[o];  // rounding/saturation of out_T applies here
     }
 }
 
+// io_parallel: the tensor is an array of n_words words of n_in elements.
 template <class CFG, class in_T, class out_T>
 void dense_sparse(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
                   const typename CFG::weight_rom_t w[CFG::n_banks * CFG::per_bank * CFG::br * CFG::bc],
                   const typename CFG::index_rom_t idx[CFG::n_banks * CFG::per_bank],
                   const typename CFG::bias_rom_t b[CFG::n_out]) {
+    HWP_COUNT_CALL(CFG);
 SparseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         dense_sparse_word<CFG, in_T, out_T>(x + t * CFG::n_in, y + t * CFG::n_out, w, idx, b);
     }
 }
 
+// io_stream: one stream word in, one stream word out.
 template <class CFG, class in_T, class out_T>
 void dense_sparse(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
                   const typename CFG::weight_rom_t w[CFG::n_banks * CFG::per_bank * CFG::br * CFG::bc],
                   const typename CFG::index_rom_t idx[CFG::n_banks * CFG::per_bank],
                   const typename CFG::bias_rom_t b[CFG::n_out]) {
+    HWP_COUNT_CALL(CFG);
 SparseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         vec<in_T, CFG::n_in> in = x.read();
+        HWP_COUNT_READ(CFG);
         vec<out_T, CFG::n_out> out;
+#pragma HLS ARRAY_PARTITION variable = out.data complete
         dense_sparse_word<CFG, in_T, out_T>(in.data, out.data, w, idx, b);
         y.write(out);
+        HWP_COUNT_WRITE(CFG);
     }
 }
 

@@ -9,6 +9,10 @@ namespace hwp {
 template <class CFG, class in_T, class out_T>
 void embedding(const in_T ids[CFG::n_ids], out_T y[CFG::n_ids * CFG::dim],
                const typename CFG::table_rom_t table[CFG::vocab * CFG::dim]) {
+    HWP_COUNT_CALL(CFG);
+    // Fully unrolled (one table copy per id) inside the pipelined top: no loop sets a
+    // schedule, so count what the estimate charges per call (II = 1).
+    HWP_COUNT_CYCLES(CFG, 1);
 EmbeddingIds:
     for (int i = 0; i < CFG::n_ids; i++) {
 #pragma HLS UNROLL
@@ -22,11 +26,14 @@ EmbeddingIds:
 template <class CFG, class in_T, class out_T>
 void embedding(hls::stream<vec<in_T, CFG::in_word> > &ids, hls::stream<vec<out_T, CFG::dim> > &y,
                const typename CFG::table_rom_t table[CFG::vocab * CFG::dim]) {
+    HWP_COUNT_CALL(CFG);
 EmbeddingWords:
     for (int w = 0; w < CFG::n_ids / CFG::in_word; w++) {
         vec<in_T, CFG::in_word> in = ids.read();
+        HWP_COUNT_READ(CFG);
         for (int i = 0; i < CFG::in_word; i++) {
 #pragma HLS PIPELINE II = 1
+            HWP_COUNT_CYCLES(CFG, 1);
             const int row = in[i].to_int();
             vec<out_T, CFG::dim> out;
             for (int d = 0; d < CFG::dim; d++) {
@@ -34,6 +41,7 @@ EmbeddingWords:
                 out[d] = from_raw<out_T>(table[row * CFG::dim + d]);
             }
             y.write(out);
+            HWP_COUNT_WRITE(CFG);
         }
     }
 }

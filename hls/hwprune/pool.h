@@ -63,6 +63,10 @@ struct avgpool_op {
 // Global pooling over n positions of chan channels.
 template <class CFG, class in_T, class out_T>
 void global_pool(const in_T x[CFG::n * CFG::chan], out_T y[CFG::chan], const typename CFG::recip_rom_t r[1]) {
+    HWP_COUNT_CALL(CFG);
+    // Fully unrolled (a reduction tree per channel) inside the pipelined top: no loop sets a
+    // schedule, so count what the estimate charges per call (II = 1).
+    HWP_COUNT_CYCLES(CFG, 1);
 GlobalChan:
     for (int c = 0; c < CFG::chan; c++) {
 #pragma HLS UNROLL
@@ -84,12 +88,15 @@ GlobalChan:
 template <class CFG, class in_T, class out_T>
 void global_pool(hls::stream<vec<in_T, CFG::chan> > &x, hls::stream<vec<out_T, CFG::out_word> > &y,
                  const typename CFG::recip_rom_t r[1]) {
+    HWP_COUNT_CALL(CFG);
     typename CFG::sum_t acc[CFG::chan];
 #pragma HLS ARRAY_PARTITION variable = acc complete
 GlobalWords:
     for (int p = 0; p < CFG::n; p++) {
 #pragma HLS PIPELINE II = 1
+        HWP_COUNT_CYCLES(CFG, 1);
         vec<in_T, CFG::chan> w = x.read();
+        HWP_COUNT_READ(CFG);
         for (int c = 0; c < CFG::chan; c++) {
             if (p == 0)
                 acc[c] = w[c];
@@ -109,7 +116,10 @@ GlobalWords:
         else
             v = acc[c] * from_raw<typename CFG::recip_t>(r[0]);
         out[c % CFG::out_word] = v;
-        if (c % CFG::out_word == CFG::out_word - 1) y.write(out);
+        if (c % CFG::out_word == CFG::out_word - 1) {
+            y.write(out);
+            HWP_COUNT_WRITE(CFG);
+        }
     }
 }
 

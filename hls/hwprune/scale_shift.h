@@ -10,6 +10,10 @@ namespace hwp {
 template <class CFG, class in_T, class out_T>
 void scale_shift(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::scale_rom_t s[CFG::n_chan],
                  const typename CFG::shift_rom_t b[CFG::n_chan]) {
+    HWP_COUNT_CALL(CFG);
+    // Fully unrolled inside the pipelined top: no loop sets a schedule, so count what the
+    // estimate charges per call (II = 1).
+    HWP_COUNT_CYCLES(CFG, 1);
 ScaleShiftLoop:
     for (int e = 0; e < CFG::size; e++) {
 #pragma HLS UNROLL
@@ -21,10 +25,13 @@ ScaleShiftLoop:
 template <class CFG, class in_T, class out_T>
 void scale_shift(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y,
                  const typename CFG::scale_rom_t s[CFG::n_chan], const typename CFG::shift_rom_t b[CFG::n_chan]) {
+    HWP_COUNT_CALL(CFG);
 ScaleShiftWords:
     for (int w = 0; w < CFG::size / CFG::word; w++) {
 #pragma HLS PIPELINE II = 1
+        HWP_COUNT_CYCLES(CFG, 1);
         vec<in_T, CFG::word> in = x.read();
+        HWP_COUNT_READ(CFG);
         vec<out_T, CFG::word> out;
         for (int c = 0; c < CFG::word; c++) {
 #pragma HLS UNROLL
@@ -32,6 +39,7 @@ ScaleShiftWords:
             out[c] = in[c] * from_raw<typename CFG::scale_t>(s[ch]) + from_raw<typename CFG::shift_t>(b[ch]);
         }
         y.write(out);
+        HWP_COUNT_WRITE(CFG);
     }
 }
 

@@ -53,8 +53,12 @@ SoftmaxOut:
 template <class CFG, class in_T, class out_T>
 void softmax(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::exp_rom_t exp_table[CFG::n_table],
              const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
+    HWP_COUNT_CALL(CFG);
 SoftmaxRows:
     for (int r = 0; r < CFG::size / CFG::n; r++) {
+        // Unrolled inside the pipelined top, but the rows share the exp/reciprocal tables
+        // (ceil(n/2) copies serve one row): count what the estimate charges, a cycle per row.
+        HWP_COUNT_CYCLES(CFG, 1);
         softmax_row<CFG, in_T, out_T>(x + r * CFG::n, y + r * CFG::n, exp_table, recip_table);
     }
 }
@@ -62,13 +66,17 @@ SoftmaxRows:
 template <class CFG, class in_T, class out_T>
 void softmax(hls::stream<vec<in_T, CFG::n> > &x, hls::stream<vec<out_T, CFG::n> > &y,
              const typename CFG::exp_rom_t exp_table[CFG::n_table], const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
+    HWP_COUNT_CALL(CFG);
 SoftmaxWords:
     for (int r = 0; r < CFG::size / CFG::n; r++) {
 #pragma HLS PIPELINE
+        HWP_COUNT_CYCLES(CFG, 1);  // no II given: the target is 1
         vec<in_T, CFG::n> in = x.read();
+        HWP_COUNT_READ(CFG);
         vec<out_T, CFG::n> out;
         softmax_row<CFG, in_T, out_T>(in.data, out.data, exp_table, recip_table);
         y.write(out);
+        HWP_COUNT_WRITE(CFG);
     }
 }
 

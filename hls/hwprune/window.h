@@ -34,12 +34,14 @@ template <class CFG, class OP, class in_T, class out_T>
 void window(const in_T x[CFG::in_h * CFG::in_w * CFG::chan], out_T y[CFG::out_h * CFG::out_w * CFG::chan_out],
             const typename CFG::p0_rom_t p0[CFG::n_p0], const typename CFG::p1_rom_t p1[CFG::n_p1],
             const typename CFG::p2_rom_t p2[CFG::n_p2]) {
+    HWP_COUNT_CALL(CFG);
     array_source<CFG, in_T> src = {x};
 WindowRows:
     for (int oh = 0; oh < CFG::out_h; oh++) {
     WindowCols:
         for (int ow = 0; ow < CFG::out_w; ow++) {
 #pragma HLS PIPELINE II = CFG::reuse_factor
+            HWP_COUNT_CYCLES(CFG, CFG::reuse_factor);
             OP::template pixel<CFG>(src, oh, ow, y + (oh * CFG::out_w + ow) * CFG::chan_out, p0, p1, p2);
         }
     }
@@ -52,6 +54,7 @@ void window(hls::stream<vec<in_T, CFG::chan> > &x, hls::stream<vec<out_T, CFG::c
             const typename CFG::p2_rom_t p2[CFG::n_p2]) {
     // static: line buffers can be large; every call refills them before reading.
     static in_T rows[CFG::span][CFG::in_w * CFG::chan];
+    HWP_COUNT_CALL(CFG);
     ring_source<CFG, in_T> src = {rows};
     int next = 0;
 WindowInRows:
@@ -60,7 +63,9 @@ WindowInRows:
         WindowRead:
             for (int c = 0; c < CFG::in_w; c++) {
 #pragma HLS PIPELINE II = 1
+                HWP_COUNT_CYCLES(CFG, 1);
                 vec<in_T, CFG::chan> word = x.read();
+                HWP_COUNT_READ(CFG);
                 for (int ch = 0; ch < CFG::chan; ch++) rows[r % CFG::span][c * CFG::chan + ch] = word[ch];
             }
         }
@@ -71,9 +76,11 @@ WindowInRows:
             if (r < CFG::in_h && last > r) break;  // needs rows not read yet
             for (int ow = 0; ow < CFG::out_w; ow++) {
 #pragma HLS PIPELINE II = CFG::reuse_factor
+                HWP_COUNT_CYCLES(CFG, CFG::reuse_factor);
                 vec<out_T, CFG::chan_out> out;
                 OP::template pixel<CFG>(src, next, ow, out.data, p0, p1, p2);
                 y.write(out);
+                HWP_COUNT_WRITE(CFG);
             }
             next++;
         }

@@ -5,6 +5,10 @@ Speed matters (users iterate, tests compile hundreds of designs):
 * the Xilinx headers and our kernels are parsed once into a precompiled header cached under
   ~/.cache/hwprune (keyed by header contents, compiler and flags);
 * a project's binary is cached by the hash of its sources: an unchanged project is not rebuilt.
+
+`count_loops` builds a second binary of the same sources with -DHWP_COUNT (cached beside the
+normal one as build/csim_count): the kernels then count, per layer, the cycles their scheduling
+loops execute and the stream words they move, so the estimate can be checked against them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import tempfile
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,8 @@ from hwprune.fixed import to_float
 CXX = os.environ.get("CXX", "g++")
 CXXFLAGS = ["-std=c++14", "-O1", "-w"]
 PCH_STALE_S = 300.0
+# The counting build: the kernels' HWP_COUNT_* macros become counters (hls/hwprune/common.h).
+COUNT_DEFINES = ("-DHWP_COUNT",)
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,13 +77,14 @@ def _kernel_files() -> list[Path]:
     return sorted(kernel_dir().glob("*.h"))
 
 
-def precompiled_header(start: bool = True) -> str | None:
+def precompiled_header(start: bool = True, defines: tuple[str, ...] = ()) -> str | None:
     """Path of an umbrella header whose .gch holds ap_types + all kernels, or None while it
     does not exist yet. With `start`, a missing PCH is built in the background (once per
-    machine, guarded by a lock file): no build ever waits for it."""
+    machine, guarded by a lock file): no build ever waits for it. `defines` (the counting
+    build's) change what the kernels contain, so they get a PCH of their own."""
     h = hashlib.sha256()
     h.update(_compiler_id().encode())
-    h.update(" ".join(CXXFLAGS).encode())
+    h.update(" ".join([*CXXFLAGS, *defines]).encode())
     h.update(ap_types_dir().encode())
     for f in _kernel_files():
         h.update(f.name.encode())
@@ -101,7 +109,7 @@ def precompiled_header(start: bool = True) -> str | None:
     header.write_text("#include \"ap_fixed.h\"\n#include \"ap_int.h\"\n#include \"hls_stream.h\"\n"
                       + "".join(f"#include \"{kd / f.name}\"\n" for f in _kernel_files()))
     tmp = d / f".tmp{os.getpid()}.gch"
-    cmd = " ".join(shlex.quote(a) for a in [CXX, *CXXFLAGS, f"-I{ap_types_dir()}", "-x", "c++-header", str(header),
+    cmd = " ".join(shlex.quote(a) for a in [CXX, *CXXFLAGS, *defines, f"-I{ap_types_dir()}", "-x", "c++-header", str(header),
                                              "-o", str(tmp)])
     script = f"{cmd} && mv {shlex.quote(str(tmp))} {shlex.quote(str(gch))}; rm -f {shlex.quote(str(lock))}"
     subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -139,34 +147,38 @@ def _source_hash(project: Path, cmd: str) -> str:
     return h.hexdigest()
 
 
-def build(project: str | Path) -> Path:
-    """Compile the project's C simulation (cached). Returns the binary."""
+def build(project: str | Path, count: bool = False) -> Path:
+    """Compile the project's C simulation (cached). Returns the binary. With `count`, the
+    counting variant (-DHWP_COUNT, build/csim_count), cached separately."""
     project = Path(project)
     man = json.loads((project / "hwprune_project.json").read_text())
     top = man["top"]
+    defines = COUNT_DEFINES if count else ()
+    name = "csim_count" if count else "csim"
     kernels_match = _project_kernels_match(project)
-    pch = precompiled_header(start=False) if kernels_match else None
+    pch = precompiled_header(start=False, defines=defines) if kernels_match else None
     # The key ignores the PCH: it only speeds the build up, the binary is the same.
-    key = _source_hash(project, host_compile_command(top, ap_types_dir(), None))
-    binary = project / "build" / "csim"
-    stamp = project / "build" / "csim.key"
+    key = _source_hash(project, " ".join([host_compile_command(top, ap_types_dir(), None), *defines]))
+    binary = project / "build" / name
+    stamp = project / "build" / f"{name}.key"
     if binary.exists() and stamp.exists() and stamp.read_text() == key:
         return binary
     (project / "build").mkdir(exist_ok=True)
-    flags = [*CXXFLAGS, *(["-include", pch] if pch else []), "-Ifirmware", f"-I{ap_types_dir()}"]
+    flags = [*CXXFLAGS, *defines, *(["-include", pch] if pch else []), "-Ifirmware", f"-I{ap_types_dir()}"]
     # Two translation units compiled side by side (2 cores), then linked.
-    units = [(f"firmware/{top}.cpp", "build/firmware.o"), (f"tb/{top}_test.cpp", "build/testbench.o")]
+    suffix = "_count" if count else ""
+    units = [(f"firmware/{top}.cpp", f"build/firmware{suffix}.o"), (f"tb/{top}_test.cpp", f"build/testbench{suffix}.o")]
     procs = [subprocess.Popen([CXX, *flags, "-c", src, "-o", obj], cwd=project, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for src, obj in units]
     errors = [p.communicate()[1] for p in procs]
     if any(p.returncode for p in procs):
         raise BuildError(f"g++ failed for {project}:\n{''.join(errors)[-4000:]}")
-    r = subprocess.run([CXX, *[o for _, o in units], "-o", "build/csim"], cwd=project, capture_output=True, text=True)
+    r = subprocess.run([CXX, *[o for _, o in units], "-o", f"build/{name}"], cwd=project, capture_output=True, text=True)
     if r.returncode != 0:
         raise BuildError(f"linking the C simulation of {project} failed:\n{r.stderr[-4000:]}")
     stamp.write_text(key)
     if kernels_match and pch is None:
-        precompiled_header(start=True)  # after this build, so it does not compete for the cores
+        precompiled_header(start=True, defines=defines)  # after this build, so it does not compete for the cores
     return binary
 
 
@@ -180,12 +192,13 @@ def write_inputs(g_or_manifest: object, inputs: list[np.ndarray], out_dir: Path)
         np.ascontiguousarray(input_raw(g, name, x), dtype="<i8").tofile(out_dir / f"input_{k}.bin")  # type: ignore[arg-type]
 
 
-def _execute(project: Path, inputs: list[np.ndarray]) -> tuple[object, list[np.ndarray]]:
-    """Build (cached) and run the C simulation; raw outputs in physical layout."""
+def _execute(project: Path, inputs: list[np.ndarray], count: bool = False) -> tuple[object, list[np.ndarray], dict]:
+    """Build (cached) and run the C simulation; raw outputs in physical layout and, for the
+    counting build, the parsed counts.json (else {})."""
     from hwprune.project import load_project_graph
 
     g = load_project_graph(project)
-    binary = build(project)
+    binary = build(project, count=count)
     with tempfile.TemporaryDirectory(prefix="hwp_csim_") as d:
         dd = Path(d)
         write_inputs(g, inputs, dd)
@@ -195,15 +208,44 @@ def _execute(project: Path, inputs: list[np.ndarray]) -> tuple[object, list[np.n
         n = np.asarray(inputs[0]).shape[0]
         raws = [np.fromfile(dd / f"output_{k}.bin", dtype="<i8").reshape((n, *g.tensor(o).physical_shape))
                 for k, o in enumerate(g.outputs)]
-    return g, raws
+        counts = json.loads((dd / "counts.json").read_text()) if count else {}
+    return g, raws, counts
 
 
 def run_csim(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run the project's C simulation on a batch; returns logical-layout float outputs."""
-    g, raws = _execute(Path(project), inputs)
+    g, raws, _ = _execute(Path(project), inputs)
     return [g.tensor(o).to_logical(to_float(raw, g.tensor(o).type)) for o, raw in zip(g.outputs, raws)]
 
 
 def raw_outputs(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Raw integer outputs in physical layout (for bit-exact comparisons)."""
     return _execute(Path(project), inputs)[1]
+
+
+@dataclass(frozen=True)
+class LoopCounts:
+    """What one layer's kernel executed over a batch (hls/hwprune/common.h, HWP_COUNT_*).
+
+    cycles: each trip of the loop that sets the kernel's schedule adds its II (a fully unrolled
+    io_parallel kernel adds what the estimate charges per call); reads/writes: stream words
+    (io_stream; 0 in io_parallel); calls: kernel invocations (one per sample)."""
+
+    cycles: int
+    reads: int
+    writes: int
+    calls: int
+
+
+def count_loops(project: str | Path, inputs: list[np.ndarray]) -> dict[str, LoopCounts]:
+    """Run the counting build of the project's C simulation on a batch. Keyed by IR layer
+    name; layers without a kernel (free reshapes that alias their input) are absent."""
+    project = Path(project)
+    g, _, raw = _execute(project, inputs, count=True)
+    by_c_name = {c: n[2:] for n, c in g.c_names().items() if n.startswith("L:")}  # type: ignore[attr-defined]
+    out: dict[str, LoopCounts] = {}
+    for c_name, v in raw.items():
+        if c_name not in by_c_name:
+            raise BuildError(f"counts.json of {project} names an unknown layer {c_name!r}")
+        out[by_c_name[c_name]] = LoopCounts(int(v["cycles"]), int(v["reads"]), int(v["writes"]), int(v["calls"]))
+    return out

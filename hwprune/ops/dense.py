@@ -197,9 +197,12 @@ def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) ->
 
     Every bank (processing-element group) holds the same number of blocks, so the work splits
     evenly: multipliers = ceil(kept MACs / RF), RF cycles per word — at equal DSPs the cycles
-    shrink by the density. Extra cost, counted: an index per kept block (log2 of its group's
-    candidates, stored in a ROM) and, per multiplier, a multiplexer picking its input among
-    those candidates."""
+    shrink by the density. The kernel (dense_sparse.h) serves kept weight k = m*RF + r with
+    multiplier m in cycle r of a PIPELINE II=1 loop of RF trips, as the dense kernel does.
+    Extra cost, counted: an index per kept block (log2 of its group's candidates, stored in a
+    ROM) and, per multiplier, a multiplexer picking its input among those candidates — over
+    its RF weights up to group * RF of them (at most the layer's inputs, or outputs when
+    column-balanced)."""
     sp = layer.sparsity
     g = ctx.graph
     x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
@@ -210,8 +213,12 @@ def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) ->
     dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
     lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
     # Input selection: each multiplier's operand comes from one of `group` candidate blocks
-    # (column-balanced: its accumulator is one of `group` row-blocks — a demultiplexer).
-    lut += n_mult * hw.mux_luts(sp.group, acc_t.width if sp.column_balanced else x_t.width)
+    # (column-balanced: its accumulator is one of `group` row-blocks — a demultiplexer), for
+    # each of the RF weights it serves in turn.
+    if sp.column_balanced:
+        lut += n_mult * hw.mux_luts(min(sp.group * rf, layer.n_out), acc_t.width)
+    else:
+        lut += n_mult * hw.mux_luts(min(sp.group * rf, layer.n_in), x_t.width)
     index_bits = kept_blocks * sp.index_bits
     idx_mem = hw.memory_cost(max(rf // (br * bc), 1), sp.index_bits, math.ceil(kept_blocks / max(rf // (br * bc), 1)))
     bram, uram = idx_mem.bram18, idx_mem.uram

@@ -135,9 +135,11 @@ class Reorder(OpMixin, Layer):
         bits = src.type.width if src.type else 16
         if ctx.io_type == IOType.PARALLEL:
             return LayerCost(latency=0, ii=1, note="wires")
-        # Stream: the whole tensor is buffered before the first reordered word leaves.
+        # Stream: one buffer filled (a word per cycle), then emitted in the new order (an element
+        # per cycle from the single-ported buffer); the next sample's fill waits for the emit.
         mem = hw.memory_cost(src.size, bits, 1)
-        return LayerCost(latency=2 * src.size, ii=src.size, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
+        ii = src.words + src.size
+        return LayerCost(latency=ii + 2, ii=ii, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
                          note="full-tensor buffer")
 
     def hls(self, ctx: HlsContext) -> HlsBinding:

@@ -27,10 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-MARK_BEGIN = "<!-- speed:begin -->"
-MARK_END = "<!-- speed:end -->"
+from _doc import write_section  # noqa: E402
 
 
 def mlp_model() -> tuple[onnx.ModelProto, np.ndarray]:
@@ -102,7 +99,7 @@ def main() -> None:
                              compile=statistics.median(r.get("compile_s") or 0 for r in runs),
                              error=err, max_err=acc))
     hls = {r["model"]: r["total"] for r in rows if r["tool"] == "hls4ml" and not r["error"]}
-    lines = [MARK_BEGIN, "## Speed: export + host build + predict (100 samples)", "",
+    lines = ["## Speed: export + host build + predict (100 samples)", "",
              f"Measured by `python benchmarks/speed.py --repeats {args.repeats}` on {platform.machine()} "
              f"({os.cpu_count()} cores), medians, tools interleaved in one run. "
              "hwprune cold = empty compiler cache (the precompiled header is then built in the background, not waited for); warm = cache present.", "",
@@ -112,16 +109,7 @@ def main() -> None:
         ratio = f"{r['total'] / hls[r['model']]:.2f}x" if r["model"] in hls and r["tool"] != "hls4ml" else ""
         note = (r["error"] or "")[:80].replace("|", "/")
         lines.append(f"| {r['model']} | {r['tool']} | {r['total']:.2f} | {r['compile']:.2f} | {ratio} | {r['max_err']} | {note} |")
-    lines += ["", MARK_END]
-    section = "\n".join(lines)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if MARK_BEGIN in text:
-        pre, rest = text.split(MARK_BEGIN, 1)
-        text = pre + section + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
-    print(section)
+    print(write_section("speed", "\n".join(lines)))
 
 
 if __name__ == "__main__":

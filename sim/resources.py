@@ -67,6 +67,23 @@ def mux_luts(inputs: int, bits: int) -> float:
     return float(luts_per_bit * bits)
 
 
+# Vitis HLS binds a stream's FIFO to shift registers (SRL) when it is shallow or small
+# (config_storage fifo -impl autosrl defaults: depth <= 2 or depth*width <= 1024 bits; UG1399),
+# to block RAM otherwise. One SRL32 LUT holds 32 entries of one bit.
+FIFO_SRL_MAX_DEPTH = 2
+FIFO_SRL_MAX_BITS = 1024
+SRL_DEPTH = 32
+
+
+def fifo_cost(depth: int, width: int) -> MemoryCost:
+    """A stream FIFO of `depth` words of `width` bits."""
+    if depth <= 0 or width <= 0:
+        return MemoryCost()
+    if depth <= FIFO_SRL_MAX_DEPTH or depth * width <= FIFO_SRL_MAX_BITS:
+        return MemoryCost(lut=float(math.ceil(depth / SRL_DEPTH) * width))
+    return MemoryCost(bram18=float(bram18_for(depth, width)))
+
+
 def bram18_for(depth: int, width: int) -> int:
     best = None
     for d, w in BRAM18_SHAPES:

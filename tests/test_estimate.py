@@ -96,3 +96,13 @@ def test_large_tables_use_uram_only_where_the_board_has_it():
     kv = hwprune.estimate(m, "kv260", io_type="stream")
     assert z2.resources.uram == 0 and z2.resources.bram18 > 0
     assert kv.resources.uram > 0
+
+
+def test_shallow_stream_fifos_are_shift_registers_deep_ones_block_ram():
+    from hwprune.sim.resources import fifo_cost
+
+    wide = fifo_cost(2, 1280)  # a depth-2 FIFO of 64 x 20-bit words: SRL, never 36 BRAMs
+    assert wide.bram18 == 0 and wide.lut == 1280
+    assert fifo_cost(16, 64).lut == 64 and fifo_cost(16, 64).bram18 == 0  # 1024 bits: still SRL
+    deep = fifo_cost(512, 36)  # 18 Kbit: one BRAM18 (512 x 36)
+    assert deep.bram18 == 1 and deep.lut == 0

@@ -1,0 +1,349 @@
+"""`hwprune compare`: prune, fine-tune and quantize a trained TextCNN with several patterns and
+levels, and tabulate what each buys on a board — the table a user reads to choose a pattern.
+
+Rows, in order: the dense float model, the dense fixed-point model (QAT with power-of-two
+scales), then one row per pattern and sparsity: pruned during fine-tuning (cubic schedule,
+distillation from the dense model), quantization-aware trained with the zeros held, exported
+to QONNX and imported. Accuracy of fixed-point rows comes from the bit-exact fixed-point
+engine (the C simulation computes the same bits), never from the float model.
+
+Hardware is compared at an equal multiplier budget: the dense fixed-point design takes the
+smallest uniform reuse factor whose multipliers fit the board's DSPs and LUTs; every other row
+gives each compute layer the smallest reuse factor that uses no more multipliers than that
+layer had in the dense design. Cycles then show what the pattern really saves.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from hwprune.errors import ConfigError
+from hwprune.prune.patterns import Pattern, check_sparsity
+
+log = logging.getLogger(__name__)
+
+REUSE_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+FLOAT_RESULT = "ap_fixed<16,6>"  # the hardware the float row is estimated with
+
+
+@dataclass
+class CompareConfig:
+    board: str = "pynq-z2"
+    patterns: list[str] = field(default_factory=lambda: ["unstructured", "filter", "block:4x4", "block:4x4:col",
+                                                         "nm:2:4", "bbs:8"])
+    sparsities: list[float] = field(default_factory=lambda: [0.5, 0.75, 0.9])
+    bits: int = 8
+    finetune_epochs: int = 3
+    qat_epochs: int = 1
+    distill_alpha: float = 0.5
+    importance: str = "magnitude"
+    rewind: bool = False
+    io_type: str = "stream"
+    lr: float = 1e-3
+    seed: int = 0
+    # Evaluate on at most this many test samples (None: all); for quick runs and tests.
+    max_eval: int | None = None
+    # Keep only the N most frequent training tokens in the embedding of the fixed-point rows
+    # (None: the whole vocabulary): it decides whether the table fits in on-chip memory.
+    vocab: int | None = None
+
+    def __post_init__(self) -> None:
+        for p in self.patterns:
+            Pattern.parse(p)  # a clear error for a bad pattern before any training
+        self.sparsities = [check_sparsity(s) for s in self.sparsities]
+        if self.vocab is not None and self.vocab < 3:
+            raise ConfigError(f"--vocab {self.vocab} must keep at least one token besides <pad> and <unk>")
+        if not 2 <= self.bits <= 16:
+            raise ConfigError(f"--bits {self.bits} must be between 2 and 16")
+        for name in ("finetune_epochs", "qat_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0")
+
+    def rows(self) -> list[tuple[str, float]]:
+        """(pattern, sparsity) of every pruned row; a pattern with a fixed sparsity (N:M) once."""
+        out: list[tuple[str, float]] = []
+        for p in self.patterns:
+            fixed = Pattern.parse(p).fixed_sparsity()
+            for s in ([fixed] if fixed is not None else self.sparsities):
+                if (p, s) not in out:
+                    out.append((p, s))
+        return out
+
+
+@dataclass
+class CompareRow:
+    pattern: str
+    sparsity: float
+    bits: int
+    accuracy: float
+    params: int
+    memory_bits: int
+    macs: int
+    latency_cycles: int
+    dsp: int
+    lut: int
+    bram18: int
+    # Beyond the table's columns:
+    nominal_sparsity: float = 0.0
+    nominal_macs: int = 0
+    index_bits: int = 0
+    compression: float = 1.0
+    latency_us: float = 0.0
+    ii_cycles: int = 0
+    ff: int = 0
+    uram: int = 0
+    multipliers: int = 0
+    fits: bool = False
+    reuse_factors: dict[str, int] = field(default_factory=dict)
+    torch_accuracy: float | None = None  # the quantized torch model's own accuracy (cross-check)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Study:
+    """State shared by the rows: data, the dense teacher, the multiplier budget."""
+
+    def __init__(self, md: Any, cfg: CompareConfig, say: Callable[[str], None]) -> None:
+        from hwprune.board import load_board
+
+        self.md, self.cfg, self.say = md, cfg, say
+        self.board = load_board(cfg.board)
+        self.x, self.y = md.encoded()
+        self.train, self.val, self.test = md.splits["train"], md.splits["val"], md.splits["test"]
+        if cfg.max_eval is not None:
+            self.test = self.test[: cfg.max_eval]
+        self.example = torch.zeros((1, md.cfg.seq_len), dtype=torch.long)
+        self.float_model = md.model.eval()
+        self.float_x = self.x
+        self.teacher = md.model.eval()
+        self.model = md.model
+        self.budget: list[int] | None = None  # multipliers per compute layer of the dense design
+        self.dense_float_bits: int | None = None
+        if cfg.vocab is not None and cfg.vocab < len(md.vocab):
+            self.model, self.x = self._smaller_vocabulary(cfg.vocab)
+            # The teacher reads the same (re-encoded) ids, so it uses the smaller table too.
+            self.teacher = self.model
+
+    def _smaller_vocabulary(self, keep: int) -> tuple[torch.nn.Module, np.ndarray]:
+        from hwprune.prune.vocab import prune_vocabulary
+
+        texts = self.md.data.load().texts
+        model = copy.deepcopy(self.md.model)
+        model.embedding, vocab = prune_vocabulary(model.embedding, self.md.vocab, [texts[i] for i in self.train], keep)
+        x = vocab.encode(texts, self.md.cfg.seq_len)
+        self.say(f"vocabulary pruning: {len(self.md.vocab)} -> {len(vocab)} tokens "
+                 f"(float test accuracy {100 * self.torch_accuracy(self.md.model, self.float_x):.1f}% -> "
+                 f"{100 * self.torch_accuracy(model, x):.1f}%)")
+        return model.eval(), x
+
+    # -------------------------------------------------------------- training
+    def fit(self, model: torch.nn.Module, epochs: int, masks: Any = None, on_step: Any = None) -> None:
+        from hwprune.text.train import FitConfig, fit
+
+        if epochs == 0:
+            return
+        fc = FitConfig(epochs=epochs, batch_size=self.md.cfg.batch_size, lr=self.cfg.lr, weight_decay=0.0,
+                       seed=self.cfg.seed, distill_alpha=self.cfg.distill_alpha)
+        fit(model, self.x, self.y, self.train, self.val, fc, masks=masks, teacher=self.teacher, on_step=on_step,
+            progress=lambda m: self.say(f"  {m}"))
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.md.cfg.batch_size)
+
+    def prune(self, pattern: str, sparsity: float) -> torch.nn.Module:
+        """A pruned, fine-tuned float copy of the dense model."""
+        from hwprune.prune.channels import prune_channels
+        from hwprune.prune.torch_prune import Cubic, FixedMasks, Pruner
+
+        student = copy.deepcopy(self.model)
+        if Pattern.parse(pattern).kind == "filter":
+            report = prune_channels(student, self.example, sparsity)
+            self.say(f"  filter pruning: {', '.join(f'{k} {a}->{b}' for k, (a, b) in report.items() if a != b)}")
+            self.fit(student, self.cfg.finetune_epochs)
+            return student
+        total = max(self.cfg.finetune_epochs, 1) * self.steps_per_epoch()
+        # Ramp over the first two thirds of fine-tuning, ~30 mask updates, then hold.
+        every = max(1, (2 * total // 3) // 30)
+        pruner = Pruner(student, pattern, sparsity, importance=self.cfg.importance,
+                        schedule=Cubic(steps=max(1, (2 * total // 3) // every))).prepare()
+        pruner.step()
+
+        def on_step(step: int) -> bool:
+            if step % every == 0 and not pruner.is_final:
+                pruner.step()
+            return not pruner.is_final
+
+        if self.cfg.finetune_epochs == 0:
+            while not pruner.is_final:
+                pruner.step()
+        self.fit(student, self.cfg.finetune_epochs, masks=pruner, on_step=on_step)
+        while not pruner.is_final:  # a schedule longer than the fine-tuning: finish it
+            pruner.step()
+        if self.cfg.rewind:
+            if self.md.rewind_state is None:
+                raise ConfigError(f"{self.md.path} has no rewind.pt (train it again with hwprune train to rewind)")
+            pruner.rewind(self.md.rewind_state)
+            self.say("  rewound to the first-epoch weights (lottery ticket); fine-tuning with the final masks")
+            self.fit(student, self.cfg.finetune_epochs, masks=FixedMasks(student))
+        pruner.make_permanent()
+        return student
+
+    def quantize(self, model: torch.nn.Module) -> Any:
+        """QAT copy of a float model with its zeros held; returns the QONNX proto."""
+        from hwprune.prune.torch_prune import FixedMasks
+        from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_textcnn
+
+        q = quantize_textcnn(model, QuantConfig(weight_bits=self.cfg.bits, act_bits=self.cfg.bits))
+        calibrate(q, [torch.from_numpy(self.x[self.train[i:i + 256]]) for i in range(0, min(len(self.train), 2048), 256)])
+        self.fit(q, self.cfg.qat_epochs, masks=FixedMasks(q))
+        sparsity = getattr(model, "hwprune_sparsity", None)
+        if sparsity:
+            q.hwprune_sparsity = dict(sparsity)
+        return q, export_qonnx(q, self.example)
+
+    # -------------------------------------------------------------- hardware
+    def compile(self, proto: Any, result: str | None = None, reuse: dict[str, int] | None = None, uniform: int = 1) -> Any:
+        from hwprune.fixed import FixedType
+        from hwprune.pipeline import compile_graph
+        from hwprune.precision import LayerPrecision, PrecisionConfig
+
+        prec = PrecisionConfig().with_overrides(result=FixedType.parse(result) if result else None, reuse_factor=uniform)
+        if reuse:
+            prec = PrecisionConfig(prec.model, {}, {k: LayerPrecision(reuse_factor=v) for k, v in reuse.items()})
+        return compile_graph(proto, prec, self.cfg.io_type)
+
+    def estimate(self, g: Any) -> Any:
+        from hwprune.sim.estimate import estimate
+
+        return estimate(g, self.board)
+
+    @staticmethod
+    def compute_layers(g: Any) -> list[Any]:
+        from hwprune.ops.conv import Conv
+        from hwprune.ops.dense import Dense
+
+        return [l for l in g.layers if isinstance(l, (Dense, Conv))]
+
+    def set_budget(self, proto: Any) -> int:
+        """The dense fixed-point design's uniform reuse factor: the smallest whose DSPs and LUTs
+        fit the board; its per-layer multipliers become every row's budget."""
+        for rf in REUSE_FACTORS:
+            est = self.estimate(self.compile(proto, uniform=rf))
+            cap = self.board.resources
+            if est.resources.dsp <= cap.dsp and est.resources.lut <= cap.lut:
+                break
+        g = self.compile(proto, uniform=rf)
+        costs = {le.name: le.cost for le in self.estimate(g).layers}
+        self.budget = [max(costs[l.name].multipliers, 1) for l in self.compute_layers(g)]
+        self.say(f"  multiplier budget: reuse factor {rf} on the dense design -> {sum(self.budget)} multipliers")
+        return rf
+
+    def matched_reuse(self, proto: Any, result: str | None = None) -> dict[str, int]:
+        """Per compute layer, the smallest reuse factor within that layer's multiplier budget."""
+        assert self.budget is not None
+        g1 = self.compile(proto, result)
+        layers = self.compute_layers(g1)
+        if len(layers) != len(self.budget):
+            raise ConfigError(f"the pruned model has {len(layers)} compute layers, the dense one {len(self.budget)}")
+        work = {le.name: le.cost.multipliers for le in self.estimate(g1).layers}
+        return {l.name: max(1, math.ceil(work[l.name] / b)) for l, b in zip(layers, self.budget)}
+
+    def row(self, pattern: str, sparsity: float, bits: int, proto: Any, accuracy_of: Callable[[Any], float],
+            result: str | None = None, torch_acc: float | None = None, t0: float = 0.0) -> CompareRow:
+        from hwprune.prune.metrics import model_metrics
+
+        reuse = self.matched_reuse(proto, result)
+        g = self.compile(proto, result, reuse)
+        est = self.estimate(g)
+        m = model_metrics(g, est)
+        acc = accuracy_of(g)
+        if self.dense_float_bits is None:
+            self.dense_float_bits = 32 * m.dense_params
+        return CompareRow(pattern, sparsity, bits, acc, m.params, m.memory_bits, m.macs, m.latency_cycles, m.dsp,
+                          m.lut, m.bram18, nominal_sparsity=m.nominal_sparsity, nominal_macs=m.nominal_macs,
+                          index_bits=m.index_bits, compression=self.dense_float_bits / max(m.memory_bits, 1),
+                          latency_us=m.latency_us, ii_cycles=m.ii_cycles, ff=m.ff, uram=m.uram,
+                          multipliers=m.multipliers, fits=m.fits, reuse_factors=reuse, torch_accuracy=torch_acc,
+                          seconds=time.perf_counter() - t0)
+
+    def fixed_accuracy(self, g: Any) -> float:
+        from hwprune.pipeline import run_fixed
+
+        correct = 0
+        for i in range(0, len(self.test), 512):
+            idx = self.test[i:i + 512]
+            correct += int((np.argmax(run_fixed(g, [self.x[idx]])[0], axis=1) == self.y[idx]).sum())
+        return correct / max(len(self.test), 1)
+
+    def torch_accuracy(self, model: torch.nn.Module, x: np.ndarray | None = None) -> float:
+        from hwprune.text.train import accuracy
+
+        x = self.x if x is None else x
+        return accuracy(model, x[self.test], self.y[self.test])
+
+
+def compare(md: Any, cfg: CompareConfig, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
+    """Run the study on a loaded model directory (`hwprune.text.train.load_model_dir`)."""
+    from hwprune.frontend.torch_export import export_torch
+
+    say = progress or (lambda m: log.info("%s", m))
+    st = _Study(md, cfg, say)
+    rows: list[CompareRow] = []
+
+    t0 = time.perf_counter()
+    say("dense float")
+    float_proto = export_torch(st.float_model, st.example)
+    # The budget comes from the dense fixed-point design, so quantize first.
+    say(f"dense {cfg.bits}-bit: calibration and quantization-aware training")
+    q_dense, dense_proto = st.quantize(copy.deepcopy(st.model))
+    rf = st.set_budget(dense_proto)
+    float_acc = st.torch_accuracy(st.float_model, st.float_x)
+    rows.append(st.row("dense", 0.0, 32, float_proto, lambda g: float_acc, FLOAT_RESULT, float_acc, t0))
+    say(f"  accuracy {100 * float_acc:.1f}%")
+    rows.append(st.row("dense", 0.0, cfg.bits, dense_proto, st.fixed_accuracy, torch_acc=st.torch_accuracy(q_dense), t0=t0))
+    say(f"  accuracy {100 * rows[-1].accuracy:.1f}% (uniform reuse factor {rf})")
+    for pattern, s in cfg.rows():
+        t0 = time.perf_counter()
+        say(f"{pattern} at {100 * s:.0f}% sparsity: pruning during fine-tuning")
+        student = st.prune(pattern, s)
+        say(f"  {cfg.bits}-bit quantization-aware training")
+        q, proto = st.quantize(student)
+        rows.append(st.row(pattern, s, cfg.bits, proto, st.fixed_accuracy, torch_acc=st.torch_accuracy(q), t0=t0))
+        r = rows[-1]
+        say(f"  accuracy {100 * r.accuracy:.1f}%, {r.latency_cycles} cycles, {r.memory_bits / 8e3:.0f} kB "
+            f"({time.perf_counter() - t0:.0f} s)")
+    return rows
+
+
+COLUMNS = [("pattern", "{}"), ("sparsity", "{:.0%}"), ("bits", "{}"), ("accuracy", "{:.1%}"), ("params", "{:,}"),
+           ("memory_bits", "{:,}"), ("macs", "{:,}"), ("latency_cycles", "{:,}"), ("dsp", "{}"), ("lut", "{:,}"),
+           ("bram18", "{}")]
+
+
+def format_rows(rows: list[CompareRow], markdown: bool = False) -> str:
+    """The table: one line per row (plain text, or a Markdown table)."""
+    heads = [c for c, _ in COLUMNS] + ["speed-up"]
+    base = next((r for r in rows if r.pattern == "dense" and r.bits != 32), rows[0])
+    cells = [[fmt.format(getattr(r, c)) for c, fmt in COLUMNS] + [f"{base.latency_cycles / max(r.latency_cycles, 1):.2f}x"]
+             for r in rows]
+    for r, c in zip(rows, cells):
+        if r.bits == 32:
+            c[2] = "float"
+    if markdown:
+        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        lines += ["| " + " | ".join(c) + " |" for c in cells]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(heads, widths))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(c, widths)) for c in cells]
+    return "\n".join(lines)

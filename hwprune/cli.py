@@ -126,11 +126,16 @@ def format_estimate(est: Any) -> str:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    if args.board is not None or Path(args.model).is_dir():
+        return _prune_to_budget(args)
     import onnx
 
     from hwprune.prune.onnx_prune import prune_onnx
     from hwprune.prune.patterns import Pattern
 
+    if args.pattern is None or args.sparsity is None:
+        raise HwpruneInputError("pruning an ONNX file needs --pattern and --sparsity (or give a model directory and "
+                                "--board with budgets for the budget-driven pruner)")
     out = Path(args.out)
     if out.exists() and not args.force:
         raise HwpruneInputError(f"--out {out} exists; choose another path or pass --force to replace it")
@@ -149,6 +154,37 @@ def cmd_prune(args: argparse.Namespace) -> int:
         shape = "x".join(map(str, r.shape))
         print(f"{r.node[:32]:32s} {shape:>16s} {'dense: ' + r.skipped if r.skipped else f'{r.sparsity:9.3f}'}")
     print(f"wrote {out}")
+    return 0
+
+
+def budget_from_args(args: argparse.Namespace) -> Any:
+    from hwprune.codesign.budget import Budget
+
+    return Budget(latency_us=args.latency_us, latency_cycles=args.latency_cycles, throughput=args.throughput,
+                  dsp=args.dsp, lut=args.lut, ff=args.ff, bram18=args.bram, uram=args.uram)
+
+
+def _prune_to_budget(args: argparse.Namespace) -> int:
+    from hwprune.codesign.pruner import BudgetConfig, prune_to_budget
+    from hwprune.fsutil import check_out_dir
+    from hwprune.text.train import load_model_dir
+
+    if args.board is None:
+        raise HwpruneInputError(f"{args.model} is a model directory: the budget-driven pruner needs --board and a budget "
+                                "(e.g. --latency-us 500)")
+    if args.pattern is not None or args.sparsity is not None:
+        raise HwpruneInputError("--pattern/--sparsity are for one-shot pruning of an ONNX file; the budget-driven "
+                                "pruner chooses patterns per layer (use hwprune compare to try fixed ones)")
+    _board(args.board)
+    check_out_dir(Path(args.out), args.force)
+    cfg = BudgetConfig(board=args.board, budget=budget_from_args(args), bits=args.bits, io_type=args.io,
+                       clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed)
+    md = load_model_dir(args.model)
+    res = prune_to_budget(md, cfg, args.out, args.force, say=lambda m: print(f"[hwprune prune] {m}", flush=True))
+    r = res.report
+    print(f"[hwprune prune] accuracy {100 * r['accuracy_before']:.1f}% -> {100 * r['accuracy_after']:.1f}%, latency "
+          f"{r['latency_us']:.1f} us ({r['timing_source']}), " + ", ".join(f"{k.upper()} {v}" for k, v in r["resources"].items())
+          + f"; wrote {res.out}")
     return 0
 
 
@@ -217,6 +253,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), force=args.force)
 
 
+def add_budget_args(p: Any) -> None:
+    p.add_argument("--latency-us", type=float, help="latency budget in microseconds at the design clock")
+    p.add_argument("--latency-cycles", type=int, help="latency budget in clock cycles")
+    p.add_argument("--throughput", type=float, help="samples per second the design must sustain")
+    for name, what in (("dsp", "DSP slices"), ("lut", "LUTs"), ("ff", "flip-flops"), ("bram", "BRAM"), ("uram", "URAM")):
+        p.add_argument(f"--{name}", type=float, default=1.0, metavar="F", help=f"fraction of the board's {what} (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hwprune", description="Hardware-aware pruning and HLS export for edge FPGAs.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
@@ -255,12 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_estimate)
 
-    pr = sub.add_parser("prune", help="one-shot magnitude pruning of an ONNX model's weights")
-    pr.add_argument("model", help="ONNX model file")
-    pr.add_argument("--pattern", required=True, help="unstructured, block:RxC, block:RxC:col, bbs:B, nm:N:M or filter")
-    pr.add_argument("--sparsity", required=True, help="fraction of weights to remove, e.g. 0.75")
-    pr.add_argument("--out", required=True, help="pruned ONNX file to write")
+    pr = sub.add_parser("prune", help="one-shot pruning of an ONNX file, or budget-driven pruning of a model directory")
+    pr.add_argument("model", metavar="MODEL", help="ONNX model file (one-shot) or a directory from hwprune train (budget)")
+    pr.add_argument("--pattern", help="one-shot: unstructured, block:RxC, block:RxC:col, bbs:B, nm:N:M or filter")
+    pr.add_argument("--sparsity", help="one-shot: fraction of weights to remove, e.g. 0.75")
+    pr.add_argument("--out", required=True, help="one-shot: pruned ONNX file; budget: output directory")
     pr.add_argument("--force", action="store_true", help="replace an existing --out")
+    bg = pr.add_argument_group("budget-driven pruning (MODEL is a directory from hwprune train)")
+    bg.add_argument("--board", help="target board, e.g. pynq-z2")
+    add_budget_args(bg)
+    bg.add_argument("--bits", default="8", help="'auto' (weights 4/6/8 bits per layer) or a width for weights and activations")
+    bg.add_argument("--io", choices=["parallel", "stream"], default="stream", help="hardware io type (default stream)")
+    bg.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
+    bg.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
+    bg.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs (default 1)")
+    bg.add_argument("--seed", type=int, default=0)
     pr.set_defaults(func=cmd_prune)
 
     t = sub.add_parser("train", help="train the TextCNN on a text dataset (default: bundled Rotten Tomatoes)")

@@ -115,31 +115,32 @@ class _Study:
 
     def __init__(self, md: Any, cfg: CompareConfig, say: Callable[[str], None]) -> None:
         from hwprune.board import load_board
+        from hwprune.prune.recipe import Recipe, TaskData
 
         self.md, self.cfg, self.say = md, cfg, say
         self.board = load_board(cfg.board)
-        self.x, self.y = md.encoded()
-        self.train, self.val, self.test = md.splits["train"], md.splits["val"], md.splits["test"]
-        if cfg.max_eval is not None:
-            self.test = self.test[: cfg.max_eval]
-        self.example = torch.zeros((1, md.cfg.seq_len), dtype=torch.long)
+        x, y = md.encoded()
+        test = md.splits["test"][: cfg.max_eval] if cfg.max_eval is not None else md.splits["test"]
+        self.data = TaskData(x, y, md.splits["train"], md.splits["val"], test, md.cfg.seq_len, md.cfg.batch_size)
+        self.recipe = Recipe(cfg.finetune_epochs, cfg.qat_epochs, cfg.distill_alpha, cfg.importance, cfg.rewind,
+                             cfg.lr, cfg.seed)
+        self.example = self.data.example()
         self.float_model = md.model.eval()
-        self.float_x = self.x
-        self.teacher = md.model.eval()
-        self.model = md.model
+        self.float_x = x
+        self.model = md.model  # the starting point of every row (after vocabulary pruning)
         self.budget: list[int] | None = None  # multipliers per compute layer of the dense design
         self.dense_float_bits: int | None = None
         if cfg.vocab is not None and cfg.vocab < len(md.vocab):
-            self.model, self.x = self._smaller_vocabulary(cfg.vocab)
-            # The teacher reads the same (re-encoded) ids, so it uses the smaller table too.
-            self.teacher = self.model
+            self.model, self.data.x = self._smaller_vocabulary(cfg.vocab)
+        # The teacher reads the same ids as the students, so it has their vocabulary.
+        self.teacher = self.model
 
     def _smaller_vocabulary(self, keep: int) -> tuple[torch.nn.Module, np.ndarray]:
         from hwprune.prune.vocab import prune_vocabulary
 
         texts = self.md.data.load().texts
         model = copy.deepcopy(self.md.model)
-        model.embedding, vocab = prune_vocabulary(model.embedding, self.md.vocab, [texts[i] for i in self.train], keep)
+        model.embedding, vocab = prune_vocabulary(model.embedding, self.md.vocab, [texts[i] for i in self.data.train], keep)
         x = vocab.encode(texts, self.md.cfg.seq_len)
         self.say(f"vocabulary pruning: {len(self.md.vocab)} -> {len(vocab)} tokens "
                  f"(float test accuracy {100 * self.torch_accuracy(self.md.model, self.float_x):.1f}% -> "
@@ -147,69 +148,20 @@ class _Study:
         return model.eval(), x
 
     # -------------------------------------------------------------- training
-    def fit(self, model: torch.nn.Module, epochs: int, masks: Any = None, on_step: Any = None) -> None:
-        from hwprune.text.train import FitConfig, fit
-
-        if epochs == 0:
-            return
-        fc = FitConfig(epochs=epochs, batch_size=self.md.cfg.batch_size, lr=self.cfg.lr, weight_decay=0.0,
-                       seed=self.cfg.seed, distill_alpha=self.cfg.distill_alpha)
-        fit(model, self.x, self.y, self.train, self.val, fc, masks=masks, teacher=self.teacher, on_step=on_step,
-            progress=lambda m: self.say(f"  {m}"))
-
-    def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train) / self.md.cfg.batch_size)
-
     def prune(self, pattern: str, sparsity: float) -> torch.nn.Module:
         """A pruned, fine-tuned float copy of the dense model."""
-        from hwprune.prune.channels import prune_channels
-        from hwprune.prune.torch_prune import Cubic, FixedMasks, Pruner
+        from hwprune.prune.recipe import prune_finetune
 
-        student = copy.deepcopy(self.model)
-        if Pattern.parse(pattern).kind == "filter":
-            report = prune_channels(student, self.example, sparsity)
-            self.say(f"  filter pruning: {', '.join(f'{k} {a}->{b}' for k, (a, b) in report.items() if a != b)}")
-            self.fit(student, self.cfg.finetune_epochs)
-            return student
-        total = max(self.cfg.finetune_epochs, 1) * self.steps_per_epoch()
-        # Ramp over the first two thirds of fine-tuning, ~30 mask updates, then hold.
-        every = max(1, (2 * total // 3) // 30)
-        pruner = Pruner(student, pattern, sparsity, importance=self.cfg.importance,
-                        schedule=Cubic(steps=max(1, (2 * total // 3) // every))).prepare()
-        pruner.step()
+        return prune_finetune(self.model, self.data, (pattern, sparsity), self.recipe, self.teacher, self.say,
+                              self.md.rewind_state)
 
-        def on_step(step: int) -> bool:
-            if step % every == 0 and not pruner.is_final:
-                pruner.step()
-            return not pruner.is_final
+    def quantize(self, model: torch.nn.Module) -> tuple[Any, Any]:
+        """QAT copy of a float model with its zeros held, and its QONNX proto."""
+        from hwprune.prune.recipe import quantize_finetune
+        from hwprune.quantize.qat import QuantConfig
 
-        if self.cfg.finetune_epochs == 0:
-            while not pruner.is_final:
-                pruner.step()
-        self.fit(student, self.cfg.finetune_epochs, masks=pruner, on_step=on_step)
-        while not pruner.is_final:  # a schedule longer than the fine-tuning: finish it
-            pruner.step()
-        if self.cfg.rewind:
-            if self.md.rewind_state is None:
-                raise ConfigError(f"{self.md.path} has no rewind.pt (train it again with hwprune train to rewind)")
-            pruner.rewind(self.md.rewind_state)
-            self.say("  rewound to the first-epoch weights (lottery ticket); fine-tuning with the final masks")
-            self.fit(student, self.cfg.finetune_epochs, masks=FixedMasks(student))
-        pruner.make_permanent()
-        return student
-
-    def quantize(self, model: torch.nn.Module) -> Any:
-        """QAT copy of a float model with its zeros held; returns the QONNX proto."""
-        from hwprune.prune.torch_prune import FixedMasks
-        from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_textcnn
-
-        q = quantize_textcnn(model, QuantConfig(weight_bits=self.cfg.bits, act_bits=self.cfg.bits))
-        calibrate(q, [torch.from_numpy(self.x[self.train[i:i + 256]]) for i in range(0, min(len(self.train), 2048), 256)])
-        self.fit(q, self.cfg.qat_epochs, masks=FixedMasks(q))
-        sparsity = getattr(model, "hwprune_sparsity", None)
-        if sparsity:
-            q.hwprune_sparsity = dict(sparsity)
-        return q, export_qonnx(q, self.example)
+        return quantize_finetune(model, self.data, QuantConfig(weight_bits=self.cfg.bits, act_bits=self.cfg.bits),
+                                 self.recipe, self.teacher, self.say)
 
     # -------------------------------------------------------------- hardware
     def compile(self, proto: Any, result: str | None = None, reuse: dict[str, int] | None = None, uniform: int = 1) -> Any:
@@ -259,7 +211,8 @@ class _Study:
         return {l.name: max(1, math.ceil(work[l.name] / b)) for l, b in zip(layers, self.budget)}
 
     def row(self, pattern: str, sparsity: float, bits: int, proto: Any, accuracy_of: Callable[[Any], float],
-            result: str | None = None, torch_acc: float | None = None, t0: float = 0.0) -> CompareRow:
+            float_model: torch.nn.Module, result: str | None = None, torch_acc: float | None = None,
+            t0: float = 0.0) -> CompareRow:
         from hwprune.prune.metrics import model_metrics
 
         reuse = self.matched_reuse(proto, result)
@@ -269,7 +222,10 @@ class _Study:
         acc = accuracy_of(g)
         if self.dense_float_bits is None:
             self.dense_float_bits = 32 * m.dense_params
-        return CompareRow(pattern, sparsity, bits, acc, m.params, m.memory_bits, m.macs, m.latency_cycles, m.dsp,
+        # Parameters the pruning kept: non-zeros of the float model before quantization (values
+        # that round to zero at low precision are still parameters the hardware stores).
+        params = int(sum(int(torch.count_nonzero(p)) for p in float_model.parameters()))
+        return CompareRow(pattern, sparsity, bits, acc, params, m.memory_bits, m.macs, m.latency_cycles, m.dsp,
                           m.lut, m.bram18, nominal_sparsity=m.nominal_sparsity, nominal_macs=m.nominal_macs,
                           index_bits=m.index_bits, compression=self.dense_float_bits / max(m.memory_bits, 1),
                           latency_us=m.latency_us, ii_cycles=m.ii_cycles, ff=m.ff, uram=m.uram,
@@ -277,19 +233,14 @@ class _Study:
                           seconds=time.perf_counter() - t0)
 
     def fixed_accuracy(self, g: Any) -> float:
-        from hwprune.pipeline import run_fixed
+        from hwprune.prune.recipe import fixed_accuracy
 
-        correct = 0
-        for i in range(0, len(self.test), 512):
-            idx = self.test[i:i + 512]
-            correct += int((np.argmax(run_fixed(g, [self.x[idx]])[0], axis=1) == self.y[idx]).sum())
-        return correct / max(len(self.test), 1)
+        return fixed_accuracy(g, self.data, self.data.test)
 
     def torch_accuracy(self, model: torch.nn.Module, x: np.ndarray | None = None) -> float:
-        from hwprune.text.train import accuracy
+        from hwprune.prune.recipe import torch_accuracy
 
-        x = self.x if x is None else x
-        return accuracy(model, x[self.test], self.y[self.test])
+        return torch_accuracy(model, self.data, self.data.test, x)
 
 
 def compare(md: Any, cfg: CompareConfig, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
@@ -305,12 +256,13 @@ def compare(md: Any, cfg: CompareConfig, progress: Callable[[str], None] | None 
     float_proto = export_torch(st.float_model, st.example)
     # The budget comes from the dense fixed-point design, so quantize first.
     say(f"dense {cfg.bits}-bit: calibration and quantization-aware training")
-    q_dense, dense_proto = st.quantize(copy.deepcopy(st.model))
+    q_dense, dense_proto = st.quantize(st.model)
     rf = st.set_budget(dense_proto)
     float_acc = st.torch_accuracy(st.float_model, st.float_x)
-    rows.append(st.row("dense", 0.0, 32, float_proto, lambda g: float_acc, FLOAT_RESULT, float_acc, t0))
+    rows.append(st.row("dense", 0.0, 32, float_proto, lambda g: float_acc, st.float_model, FLOAT_RESULT, float_acc, t0))
     say(f"  accuracy {100 * float_acc:.1f}%")
-    rows.append(st.row("dense", 0.0, cfg.bits, dense_proto, st.fixed_accuracy, torch_acc=st.torch_accuracy(q_dense), t0=t0))
+    rows.append(st.row("dense", 0.0, cfg.bits, dense_proto, st.fixed_accuracy, st.model,
+                       torch_acc=st.torch_accuracy(q_dense), t0=t0))
     say(f"  accuracy {100 * rows[-1].accuracy:.1f}% (uniform reuse factor {rf})")
     for pattern, s in cfg.rows():
         t0 = time.perf_counter()
@@ -318,7 +270,7 @@ def compare(md: Any, cfg: CompareConfig, progress: Callable[[str], None] | None 
         student = st.prune(pattern, s)
         say(f"  {cfg.bits}-bit quantization-aware training")
         q, proto = st.quantize(student)
-        rows.append(st.row(pattern, s, cfg.bits, proto, st.fixed_accuracy, torch_acc=st.torch_accuracy(q), t0=t0))
+        rows.append(st.row(pattern, s, cfg.bits, proto, st.fixed_accuracy, student, torch_acc=st.torch_accuracy(q), t0=t0))
         r = rows[-1]
         say(f"  accuracy {100 * r.accuracy:.1f}%, {r.latency_cycles} cycles, {r.memory_bits / 8e3:.0f} kB "
             f"({time.perf_counter() - t0:.0f} s)")

@@ -183,3 +183,28 @@ def test_metrics_of_a_block_sparse_mlp_are_hand_computed():
     assert m.macs == kept + 32 and m.dense_macs == 12 * 32 + 32 * 16 + 16 * 2
     assert m.params == int(sum(np.count_nonzero(p.detach().numpy()) for p in model.parameters()))
     assert m.nominal_sparsity == pytest.approx(1 - (kept + 32) / m.dense_macs)
+
+
+def test_per_layer_patterns_and_sparsities():
+    model = mlp()
+    pruner = Pruner(model, layers={"0": ("unstructured", 0.5), "2": ("block:4x4", 0.75), "4": ("nm:2:4", 0.5)})
+    pruner.prepare().step()
+    patterns = pruner.make_permanent()
+    assert patterns == {"0.weight": "unstructured", "2.weight": "block:4x4", "4.weight": "nm:2:4"}
+    assert np.mean(model[0].weight.detach().numpy() == 0) == pytest.approx(0.5)
+    blocks = (model[2].weight.detach().numpy().reshape(4, 4, 8, 4) != 0).any(axis=(1, 3))
+    assert (blocks.sum(axis=1) == 2).all()
+    groups = (model[4].weight.detach().numpy().reshape(-1, 4) != 0).sum(axis=1)
+    assert (groups <= 2).all()  # the classifier was named, so it is pruned too
+    with pytest.raises(ConfigError, match="no Linear"):
+        Pruner(mlp(), layers={"9": ("unstructured", 0.5)}).prepare()
+    with pytest.raises(ConfigError, match="either one pattern"):
+        Pruner(mlp(), "unstructured", 0.5, layers={"0": ("unstructured", 0.5)})
+
+
+def test_per_layer_filter_pruning():
+    model = mlp().eval()
+    report = prune_channels(model, torch.randn(2, 12), {"0": 0.75})
+    assert report["0"] == (32, 8) and report["2"] == (16, 16) and model[2].in_features == 8
+    with pytest.raises(ConfigError, match="no Conv/Linear"):
+        prune_channels(mlp(), torch.randn(2, 12), {"conv9": 0.5})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import operator
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -75,13 +76,24 @@ def _shape(node: torch.fx.Node) -> tuple[int, ...] | None:
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-def prune_channels(model: torch.nn.Module, example_input: torch.Tensor, sparsity: float,
+def prune_channels(model: torch.nn.Module, example_input: torch.Tensor, sparsity: float | Mapping[str, float],
                    ignore: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
     """Remove the least important output channels (L2 norm of their weights, summed over tied
-    layers) of every Conv/Linear in place. Returns {layer: (channels before, after)}."""
+    layers) of every Conv/Linear in place, or, with a mapping {layer: sparsity}, of the named
+    layers only (tied layers take the largest of their sparsities). Returns {layer: (channels
+    before, after)}."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    s = check_sparsity(sparsity)
+    if isinstance(sparsity, Mapping):
+        per_layer = {str(k): check_sparsity(v) for k, v in sparsity.items()}
+        known = {n for n, m in model.named_modules() if isinstance(m, _PRODUCERS)}
+        unknown = sorted(set(per_layer) - known)
+        if unknown:
+            raise ConfigError(f"no Conv/Linear module named {unknown[0]!r}; prunable: {', '.join(sorted(known))}")
+        s = 0.0
+    else:
+        per_layer = None
+        s = check_sparsity(sparsity)
     model.eval()
     try:
         gm = torch.fx.symbolic_trace(model)
@@ -193,12 +205,17 @@ def prune_channels(model: torch.nn.Module, example_input: torch.Tensor, sparsity
             for g in members:
                 keep[g] = np.arange(groups[g].channels)
             continue
+        share = s if per_layer is None else max(per_layer.get(p, 0.0) for g in members for p in groups[g].producers)
+        if share == 0.0:
+            for g in members:
+                keep[g] = np.arange(c)
+            continue
         score = np.zeros(c)
         for g in members:
             for p in groups[g].producers:
                 w = modules[p].weight.detach().reshape(c, -1).numpy()
                 score += (w**2).sum(axis=1)
-        kept = np.sort(np.argsort(-score, kind="stable")[: kept_count(c, s)])
+        kept = np.sort(np.argsort(-score, kind="stable")[: kept_count(c, share)])
         for g in members:
             keep[g] = kept
 

@@ -61,24 +61,39 @@ class _Target:
     module: torch.nn.Module
     mask: torch.Tensor | None = None
     score: torch.Tensor | None = None
+    pattern: Pattern | None = None  # this layer's own pattern and final sparsity (per-layer mode)
+    sparsity: float = 0.0
 
 
 @dataclass
 class Pruner:
+    """Prune Linear/Conv layers with one pattern and sparsity, or per layer:
+
+        Pruner(model, "block:4x4", 0.75)
+        Pruner(model, layers={"convs.0": ("block:4x4", 0.75), "convs.1": ("nm:2:4", 0.5)})
+
+    With `layers`, exactly the named modules are pruned (the classifier too, if named), each
+    towards its own sparsity on the shared schedule."""
+
     model: torch.nn.Module
-    pattern: Pattern | str
-    sparsity: float
+    pattern: Pattern | str | None = None
+    sparsity: float = 0.0
     importance: str = "magnitude"
     schedule: OneShot | Cubic = field(default_factory=OneShot)
     ignore: Iterable[str] = ()
     prune_classifier: bool = False
+    layers: dict[str, tuple[Pattern | str, float]] | None = None
 
     def __post_init__(self) -> None:
-        self.pattern = self.pattern if isinstance(self.pattern, Pattern) else Pattern.parse(self.pattern)
-        self.sparsity = check_sparsity(self.sparsity)
-        fixed = self.pattern.fixed_sparsity()
-        if fixed is not None:
-            self.sparsity = fixed
+        if self.layers is not None:
+            if self.pattern is not None:
+                raise ConfigError("give either one pattern or per-layer patterns (layers=...), not both")
+            self.layers = {n: _pattern_and_sparsity(p, s) for n, (p, s) in self.layers.items()}
+            self.sparsity = max((s for _, s in self.layers.values()), default=0.0)
+        else:
+            if self.pattern is None:
+                raise ConfigError("a pattern is needed (e.g. 'block:4x4'), or per-layer patterns via layers=")
+            self.pattern, self.sparsity = _pattern_and_sparsity(self.pattern, self.sparsity)
         if self.importance not in IMPORTANCE:
             raise ConfigError(f"importance {self.importance!r} is not one of: {', '.join(IMPORTANCE)}")
         self._targets: list[_Target] = []
@@ -91,14 +106,20 @@ class Pruner:
         attach all-ones masks."""
         prunable = [(n, m) for n, m in self.model.named_modules()
                     if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d))]
+        if self.layers is not None:
+            unknown = sorted(set(self.layers) - {n for n, _ in prunable})
+            if unknown:
+                raise ConfigError(f"no Linear/Conv1d/Conv2d module named {unknown[0]!r}; prunable: "
+                                  f"{', '.join(n for n, _ in prunable)}")
         ignore = set(self.ignore)
-        if prunable and not self.prune_classifier:
+        if prunable and not self.prune_classifier and self.layers is None:
             ignore.add(prunable[-1][0])  # the last layer maps features to classes
         for name, module in prunable:
-            if name in ignore:
+            if name in ignore or (self.layers is not None and name not in self.layers):
                 continue
+            pattern, sparsity = self.layers[name] if self.layers is not None else (self.pattern, self.sparsity)
             self._targets.append(_Target(name, module, torch.ones_like(module.weight, dtype=torch.bool),
-                                         torch.zeros_like(module.weight)))
+                                         torch.zeros_like(module.weight), pattern, sparsity))
         if not self._targets:
             raise ConfigError("no Linear/Conv1d/Conv2d layer left to prune (all ignored)")
         self._prepared = True
@@ -127,8 +148,12 @@ class Pruner:
             w = t.module.weight
             matrix = w.detach().reshape(w.shape[0], -1).cpu().numpy()
             score = self._score(t, matrix)
+            # Each layer follows the schedule towards its own final sparsity.
+            layer_target = self.schedule.sparsity_at(self._step - 1, t.sparsity)
+            if t.pattern.fixed_sparsity() is not None:  # N:M is all or nothing
+                layer_target = t.sparsity if layer_target >= t.sparsity - 1e-12 else 0.0
             try:
-                m = mask(matrix, self.pattern, target, importance=score) if target > 0 else np.ones_like(matrix, dtype=bool)
+                m = mask(matrix, t.pattern, layer_target, importance=score) if layer_target > 0 else np.ones_like(matrix, dtype=bool)
             except ConfigError as e:
                 log.warning("%s stays dense: %s", t.name, e)
                 continue
@@ -173,7 +198,7 @@ class Pruner:
     def make_permanent(self) -> dict[str, str]:
         """Bake the masks in and return {parameter name: pattern} for the export."""
         self.apply_masks()
-        pruned = {f"{t.name}.weight": str(self.pattern) for t in self._targets}
+        pruned = {f"{t.name}.weight": str(t.pattern) for t in self._targets if t.sparsity > 0}
         self.model.hwprune_sparsity = pruned  # type: ignore[attr-defined]
         self._prepared = False
         return pruned
@@ -194,6 +219,13 @@ class Pruner:
                 meta = proto.metadata_props.add()
                 meta.key, meta.value = META_PREFIX + param, pattern
         return proto
+
+
+def _pattern_and_sparsity(pattern: Pattern | str, sparsity: float) -> tuple[Pattern, float]:
+    p = pattern if isinstance(pattern, Pattern) else Pattern.parse(pattern)
+    s = check_sparsity(sparsity)
+    fixed = p.fixed_sparsity()
+    return p, (fixed if fixed is not None else s)
 
 
 class FixedMasks:

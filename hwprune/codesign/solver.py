@@ -1,0 +1,171 @@
+"""Choose one option per site so the design meets every budget at the least predicted loss:
+a multiple-choice knapsack with several capacities (DSP, LUT, FF, BRAM, URAM), a latency
+limit on every input-to-output path and an interval limit, solved exactly with OR-Tools CP-SAT.
+
+When nothing fits, the report names the binding limit: a limit that no choice can meet even
+alone (the cheapest option of every site still exceeds it), or else the one whose removal
+makes the others feasible, with the best figure reachable for it under the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwprune.codesign.budget import RESOURCES, Budget, BudgetError
+from hwprune.codesign.space import DesignSpace, Option
+
+log = logging.getLogger(__name__)
+
+LOSS_SCALE = 1_000_000  # CP-SAT works on integers: loss in micro-nats
+TIME_LIMIT_S = 20.0
+
+
+@dataclass
+class Solution:
+    options: list[Option]  # one per site, in site order
+    predicted_loss: float
+    predicted: dict[str, float]  # latency_cycles (longest path), interval_cycles, resources
+    limits: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Limits:
+    """What the solver must respect, in cycles and absolute resources (after calibration)."""
+
+    latency: int | None
+    interval: int | None
+    caps: dict[str, float]
+
+    @classmethod
+    def from_budget(cls, budget: Budget, space: DesignSpace, latency_scale: float = 1.0) -> "Limits":
+        lat = budget.latency_limit(space.clock_mhz)
+        return cls(None if lat is None else int(math.floor(lat * latency_scale)),
+                   budget.interval_limit(space.clock_mhz), {k: float(v) for k, v in budget.caps(space.board).items()})
+
+
+def predict(space: DesignSpace, options: list[Option]) -> dict[str, float]:
+    """Whole-design figures of a choice: resources summed, latency the longest path, interval
+    the slowest layer."""
+    out = {k: space.overhead[k] + sum(getattr(o.cost, k) for o in options) for k in RESOURCES}
+    out["latency_cycles"] = max((fixed + sum(options[i].cost.latency for i in idx) for idx, fixed in space.paths), default=0)
+    out["interval_cycles"] = max([space.fixed_interval, *(o.cost.ii for o in options)])
+    return out
+
+
+def _model(space: DesignSpace, limits: Limits, drop: str | None = None, minimize: str | None = None) -> Any:
+    from ortools.sat.python import cp_model
+
+    m = cp_model.CpModel()
+    allowed = [[o for o in s.options if limits.interval is None or o.cost.ii <= limits.interval or drop == "interval_cycles"]
+               for s in space.sites]
+    x = [[m.NewBoolVar(f"s{i}o{j}") for j in range(len(opts))] for i, opts in enumerate(allowed)]
+    for xs in x:
+        m.AddExactlyOne(xs)
+    for k in RESOURCES:
+        if k == drop or minimize == k:
+            continue
+        room = limits.caps[k] - space.overhead[k]
+        if math.isinf(room):
+            continue
+        terms = [(int(math.ceil(getattr(o.cost, k))), v) for opts, xs in zip(allowed, x) for o, v in zip(opts, xs)]
+        if any(c for c, _ in terms):
+            m.Add(sum(c * v for c, v in terms) <= int(math.floor(room)))
+        elif room < 0:  # the part no site controls exceeds the limit by itself
+            never = m.NewBoolVar(f"over_{k}")
+            m.Add(never == 1)
+            m.Add(never == 0)
+    if limits.latency is not None and drop != "latency_cycles" and minimize != "latency_cycles":
+        for idx, fixed in space.paths:
+            m.Add(sum(o.cost.latency * v for i in idx for o, v in zip(allowed[i], x[i])) <= limits.latency - fixed)
+    if minimize is None:
+        loss = sum(int(round(o.loss * LOSS_SCALE)) * v for opts, xs in zip(allowed, x) for o, v in zip(opts, xs))
+        # Among equally good choices prefer the faster one (a tiny tie-break).
+        speed = sum(o.cost.latency * v for opts, xs in zip(allowed, x) for o, v in zip(opts, xs))
+        m.Minimize(loss * 1000 + speed)
+    elif minimize == "latency_cycles":
+        worst = m.NewIntVar(0, 10**12, "latency")
+        for idx, fixed in space.paths:
+            m.Add(sum(o.cost.latency * v for i in idx for o, v in zip(allowed[i], x[i])) + fixed <= worst)
+        m.Minimize(worst)
+    elif minimize == "interval_cycles":
+        worst = m.NewIntVar(0, 10**12, "interval")
+        for opts, xs in zip(allowed, x):
+            for o, v in zip(opts, xs):
+                m.Add(worst >= o.cost.ii).OnlyEnforceIf(v)
+        m.Minimize(worst)
+    else:
+        m.Minimize(sum(int(math.ceil(getattr(o.cost, minimize))) * v for opts, xs in zip(allowed, x) for o, v in zip(opts, xs)))
+    return m, allowed, x
+
+
+def _solve(space: DesignSpace, limits: Limits, drop: str | None = None, minimize: str | None = None,
+           seed: int = 0) -> list[Option] | None:
+    from ortools.sat.python import cp_model
+
+    m, allowed, x = _model(space, limits, drop, minimize)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = TIME_LIMIT_S
+    solver.parameters.random_seed = seed
+    solver.parameters.num_workers = 1  # deterministic for a given seed
+    status = solver.Solve(m)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    return [opts[next(j for j, v in enumerate(xs) if solver.Value(v))] for opts, xs in zip(allowed, x)]
+
+
+def solve(space: DesignSpace, budget: Budget, limits: Limits | None = None, seed: int = 0) -> Solution:
+    """The least-loss choice meeting every limit (the budget's, or calibrated `limits`), or a
+    BudgetError naming the binding one."""
+    limits = limits or Limits.from_budget(budget, space)
+    chosen = _solve(space, limits, seed=seed)
+    if chosen is None:
+        raise BudgetError(explain_infeasible(space, limits, budget))
+    return Solution(chosen, sum(o.loss for o in chosen), predict(space, chosen),
+                    dict(latency_cycles=limits.latency or 0, interval_cycles=limits.interval or 0, **limits.caps))
+
+
+def _describe(space: DesignSpace, what: str, value: float, limit: float | None, budget: Budget) -> str:
+    clock = space.clock_mhz
+    cap = space.board.resources.as_dict()
+    if what == "latency_cycles":
+        lim = f"{budget.latency_limit(clock)} cycles ({budget.latency_limit(clock) / clock:g} us)" if limit is not None else ""
+        return f"latency: the best reachable is {value:.0f} cycles ({value / clock:.2f} us at {clock:g} MHz), the budget {lim}"
+    if what == "interval_cycles":
+        return (f"throughput: the best reachable is {clock * 1e6 / max(value, 1):.0f} samples/s (interval {value:.0f} cycles), "
+                f"the budget {budget.throughput:g}/s")
+    name = "BRAM18" if what == "bram18" else what.upper()
+    frac = getattr(budget, what)
+    return (f"{name}: the least reachable is {value:.0f} ({100 * value / max(cap[what], 1):.1f}% of {space.board.name}), "
+            f"the budget {limit:.0f} ({100 * frac:.0f}%)")
+
+
+def explain_infeasible(space: DesignSpace, limits: Limits, budget: Budget) -> str:
+    """One line: which limit binds and the best figure reachable for it."""
+    # Alone: the cheapest option of every site for that limit.
+    for k in RESOURCES:
+        least = space.overhead[k] + sum(min(getattr(o.cost, k) for o in s.options) for s in space.sites)
+        if least > limits.caps[k]:
+            return "no design meets the budget; " + _describe(space, k, least, limits.caps[k], budget)
+    if limits.latency is not None:
+        best = _solve(space, Limits(None, None, {k: float("inf") for k in RESOURCES}), minimize="latency_cycles")
+        if best is not None:
+            lat = predict(space, best)["latency_cycles"]
+            if lat > limits.latency:
+                return "no design meets the budget; " + _describe(space, "latency_cycles", lat, limits.latency, budget)
+    if limits.interval is not None:
+        least = max([space.fixed_interval, *(min(o.cost.ii for o in s.options) for s in space.sites)])
+        if least > limits.interval:
+            return "no design meets the budget; " + _describe(space, "interval_cycles", least, limits.interval, budget)
+    # Jointly: the limit whose removal makes the rest feasible, and its best figure under them.
+    for what in ("latency_cycles", "interval_cycles", *RESOURCES):
+        if what == "latency_cycles" and limits.latency is None or what == "interval_cycles" and limits.interval is None:
+            continue
+        if _solve(space, limits, drop=what) is not None:
+            best = _solve(space, limits, drop=what, minimize=what)
+            value = predict(space, best)[what] if best is not None else float("nan")
+            limit = {"latency_cycles": limits.latency, "interval_cycles": limits.interval}.get(what, limits.caps.get(what))
+            return "no design meets every budget at once; binding: " + _describe(space, what, value, limit, budget)
+    return "no design meets the budget: several limits bind together; relax the latency or the resource fractions"

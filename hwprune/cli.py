@@ -274,6 +274,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from hwprune.backend.vivado import build_bitstream
+    from hwprune.errors import BuildError
+
+    try:
+        bit, hwh = build_bitstream(args.project, jobs=args.jobs)
+    except BuildError as e:  # a vendor tool failed: its log says why, not a hwprune bug
+        print(f"hwprune: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    board = json.loads((Path(args.project) / "hwprune_project.json").read_text())["board"]
+    print(f"bitstream: {bit}\nhardware handoff: {hwh}\n(next: hwprune deploy {args.project} --board {board} --out PKG)")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from hwprune.backend.deploy import write_package
+
+    out = write_package(args.project, _board(args.board), args.out, force=args.force)
+    has_bit = any(out.glob("*.bit"))
+    print(f"wrote {out} ({'with' if has_bit else 'without'} the bitstream); on the board: python3 validate.py --input X.npy "
+          f"--output Y.npy; here: python3 {out}/validate.py --sim --input X.npy --output Y.npy")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hwprune.demo import run_demo
 
@@ -394,6 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
     c.add_argument("--force", action="store_true", help="replace an existing --json file")
     c.set_defaults(func=cmd_compare)
+
+    bd = sub.add_parser("build", help="HLS IP, Vivado block design and bitstream of a project (needs vitis_hls, vivado)")
+    bd.add_argument("project", metavar="DIR", help="project directory written by hwprune export")
+    bd.add_argument("--jobs", type=int, default=2, help="parallel Vivado jobs (default 2)")
+    bd.set_defaults(func=cmd_build)
+
+    dp = sub.add_parser("deploy", help="PYNQ deployment package of a project: driver, validate.py, throughput.py")
+    dp.add_argument("project", metavar="DIR", help="project directory written by hwprune export")
+    dp.add_argument("--board", required=True, help="the board the project was exported for, e.g. pynq-z2")
+    dp.add_argument("--out", required=True, metavar="PKG", help="package directory to create")
+    dp.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    dp.set_defaults(func=cmd_deploy)
 
     d = sub.add_parser("demo", help="export, estimate and C-simulate the bundled model for pynq-z2")
     d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")

@@ -154,20 +154,31 @@ def build(project: str | Path, count: bool = False) -> Path:
     man = json.loads((project / "hwprune_project.json").read_text())
     top = man["top"]
     defines = COUNT_DEFINES if count else ()
-    name = "csim_count" if count else "csim"
+    suffix = "_count" if count else ""
+    units = [(f"firmware/{top}.cpp", f"build/firmware{suffix}.o"), (f"tb/{top}_test.cpp", f"build/testbench{suffix}.o")]
+    # The key ignores the PCH: it only speeds the build up, the binary is the same.
+    key = " ".join([host_compile_command(top, ap_types_dir(), None), *defines])
+    return build_units(project, units, "csim_count" if count else "csim", defines, key)
+
+
+def build_units(project: Path, units: list[tuple[str, str]], name: str, defines: tuple[str, ...] = (),
+                key_text: str | None = None) -> Path:
+    """Compile `units` ((source, object) pairs relative to the project) side by side and link
+    them into build/<name>, cached by the hash of the project's sources and `key_text` (the
+    command line by default). Other host programs of a project (the AXI-Stream wrapper's
+    testbench) share this machinery and the precompiled header."""
     kernels_match = _project_kernels_match(project)
     pch = precompiled_header(start=False, defines=defines) if kernels_match else None
-    # The key ignores the PCH: it only speeds the build up, the binary is the same.
-    key = _source_hash(project, " ".join([host_compile_command(top, ap_types_dir(), None), *defines]))
+    if key_text is None:
+        key_text = " ".join([CXX, *CXXFLAGS, *defines, f"-I{ap_types_dir()}", *(src for src, _ in units)])
+    key = _source_hash(project, key_text)
     binary = project / "build" / name
     stamp = project / "build" / f"{name}.key"
     if binary.exists() and stamp.exists() and stamp.read_text() == key:
         return binary
     (project / "build").mkdir(exist_ok=True)
     flags = [*CXXFLAGS, *defines, *(["-include", pch] if pch else []), "-Ifirmware", f"-I{ap_types_dir()}"]
-    # Two translation units compiled side by side (2 cores), then linked.
-    suffix = "_count" if count else ""
-    units = [(f"firmware/{top}.cpp", f"build/firmware{suffix}.o"), (f"tb/{top}_test.cpp", f"build/testbench{suffix}.o")]
+    # The translation units compile side by side (2 cores), then link.
     procs = [subprocess.Popen([CXX, *flags, "-c", src, "-o", obj], cwd=project, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for src, obj in units]
     errors = [p.communicate()[1] for p in procs]

@@ -9,6 +9,8 @@ Layout of a project:
     tb_data/               sample inputs (and their expected outputs from the fixed reference)
     build_prj.tcl          vitis_hls -f build_prj.tcl -tclargs csim=1 synth=1 cosim=0 export=0
     build_host.sh          g++ host build + run of the C simulation
+    firmware/<top>_axis.*, tb/<top>_axis_test.cpp, vivado/, build_bitstream.sh
+                           AXI-Stream top and bitstream flow (hwprune.backend.vivado)
 
 Every identifier in generated C++/Tcl comes from `Graph.c_names()` (sanitised); model names
 never reach the sources verbatim.
@@ -146,6 +148,9 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
 
     files["build_host.sh"] = _env().get_template("build_host.sh.j2").render(
         version=__version__, compile=host_compile_command(top, '"$AP_TYPES"', None), ap_types=_sh_double_quoted(ap_types_dir()))
+    from hwprune.backend.vivado import render_bitstream_files  # AXI-Stream top, block design, build script
+
+    files.update(render_bitstream_files(g, _env(), __version__, board, clock_mhz, top, ports))
     return files
 
 
@@ -195,6 +200,7 @@ def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, c
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
         (tmp / "build_host.sh").chmod(0o755)
+        (tmp / "build_bitstream.sh").chmod(0o755)
         shutil.copytree(kernel_dir(), tmp / "firmware" / "hwprune",
                         ignore=shutil.ignore_patterns("*.j2", "__pycache__"))
         (tmp / "model.onnx").write_bytes(model_bytes)
@@ -204,4 +210,7 @@ def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, c
             from hwprune.backend.csim import write_inputs
 
             write_inputs(g, sample_inputs, tmp / "tb_data")
+            from hwprune.backend.axis import write_axis_inputs
+
+            write_axis_inputs(g, sample_inputs, tmp / "tb_data")
     return out

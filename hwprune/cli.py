@@ -111,6 +111,50 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import hwprune
+
+    board = _board(args.board)
+    try:
+        batch = int(args.batch)
+    except ValueError:
+        batch = 0
+    if batch < 1 or str(batch) != str(args.batch).strip():
+        raise HwpruneInputError(f"--batch {args.batch!r} must be a positive whole number of samples, e.g. 16")
+    res = hwprune.simulate(args.model, board=board, batch=batch, precision=_precision(args), io_type=args.io,
+                           clock_mhz=args.clock_mhz)
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=2))
+    else:
+        print(format_simulation(res))
+    return 0
+
+
+def format_simulation(res: Any) -> str:
+    d = res.as_dict()
+    lines = [f"{'layer':28s} {'op':10s} {'busy/smp':>9s} {'starved':>8s} {'blocked':>8s} {'FIFO':>5s} {'high':>5s}"]
+    for l in d["layers"]:
+        depth = max((f["depth"] for f in l["fifos"].values()), default=None)
+        lines.append(f"{l['name'][:28]:28s} {l['op'][:10]:10s} {l['busy_per_sample']:9.1f} {l['starved_cycles']:8d} "
+                     f"{l['blocked_cycles']:8d} {'-' if depth is None else depth:>5} "
+                     f"{'-' if l['fifo_high_water'] is None else l['fifo_high_water']:>5}")
+    if d["deadlock"]:
+        lines.append("DEADLOCK with these FIFO depths:")
+        lines += [f"  {m}" for m in d["deadlock"]]
+    else:
+        lines.append(f"{d['batch']} samples on {d['board']} @ {d['clock_mhz']:g} MHz ({d['io_type']}): first-sample latency "
+                     f"{d['latency_cycles']} cycles = {d['latency_us']:.2f} us, interval {d['interval_cycles']:g} cycles, "
+                     f"{d['throughput_per_s']:.0f} samples/s (estimate: latency {d['estimate_latency_cycles']}, "
+                     f"II {d['estimate_ii_cycles']})")
+    r = d["resources"]
+    lines.append("  " + "  ".join(f"{k.upper()} {r[k]}" for k in ("dsp", "lut", "ff", "bram18", "uram")))
+    if d["fifo_depths"]:
+        deeper = {k: v for k, v in d["fifo_depths"].items() if v > 2}
+        lines.append(f"  {len(d['fifo_depths'])} FIFOs; deeper than 2: " +
+                     (", ".join(f"{k}={v}" for k, v in deeper.items()) if deeper else "none"))
+    return "\n".join(lines)
+
+
 def format_estimate(est: Any) -> str:
     d = est.as_dict()
     lines = [f"{'layer':28s} {'op':10s} {'latency':>8s} {'II':>7s} {'DSP':>6s} {'LUT':>8s} {'FF':>8s} {'BRAM18':>7s}"]
@@ -352,6 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_estimate)
+
+    sm = sub.add_parser("simulate", help="cycle-approximate simulation: latency, interval, stalls, FIFO depths")
+    sm.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
+    sm.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    sm.add_argument("--batch", default="16", metavar="N", help="samples to stream through the design (default 16)")
+    model_opts(sm)
+    sm.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
+    sm.add_argument("--json", action="store_true", help="machine-readable output")
+    sm.set_defaults(func=cmd_simulate)
 
     pr = sub.add_parser("prune", help="one-shot pruning of an ONNX file, or budget-driven pruning of a model directory")
     pr.add_argument("model", metavar="MODEL", help="ONNX model file (one-shot) or a directory from hwprune train (budget)")

@@ -4,6 +4,7 @@
     prj = hwprune.export("model.onnx", "out/", board="pynq-z2", io_type="stream")
     y = hwprune.run(prj, [x], engine="csim")        # or "fixed", "float"
     est = hwprune.estimate("model.onnx", board="pynq-z2")
+    sim = hwprune.simulate("model.onnx", board="pynq-z2", batch=16, io_type="stream")
 
 A torch.nn.Module is accepted wherever a model is, with `example_input` (see
 `hwprune.frontend.torch_export`).
@@ -159,3 +160,24 @@ def estimate(model_or_project: Any, board: str | Board = "pynq-z2", precision: P
         return _estimate(g, b, clock_mhz or man["clock_mhz"] if b.name == man["board"] else clock_mhz or b.default_clock_mhz)
     g = build_graph(model_or_project, precision, io_type, example_input)
     return _estimate(g, b, clock_mhz or b.default_clock_mhz)
+
+
+def simulate(model_or_project: Any, board: str | Board = "pynq-z2", batch: int = 16,
+             precision: PrecisionConfig | None = None, io_type: str = "parallel", clock_mhz: float | None = None,
+             example_input: Any = None, fifo_depths: Any = None) -> Any:
+    """Cycle-approximate simulation of `batch` samples (io_stream: the dataflow processes and
+    their FIFOs, sim/dataflow.py; io_parallel: the pipelined top). A project keeps its io type,
+    precision and clock; `fifo_depths` (io_stream) overrides the recommended depths: one depth
+    for every FIFO, or a {stream tensor: depth} mapping."""
+    from hwprune.sim.dataflow import simulate as _simulate
+
+    b = board if isinstance(board, Board) else load_board(board)
+    if is_project(model_or_project):
+        man = json.loads((Path(model_or_project) / "hwprune_project.json").read_text())
+        g = load_project_graph(model_or_project)
+        clock = clock_mhz or (man["clock_mhz"] if b.name == man["board"] else b.default_clock_mhz)
+        return _simulate(g, b, batch=batch, clock_mhz=clock, fifo_depths=fifo_depths)
+    if isinstance(model_or_project, (str, Path)) and Path(model_or_project).is_dir():
+        raise ModelLoadError(f"{model_or_project} is a directory but not an hwprune project (no hwprune_project.json)")
+    g = build_graph(model_or_project, precision, io_type, example_input)
+    return _simulate(g, b, batch=batch, clock_mhz=clock_mhz or b.default_clock_mhz, fifo_depths=fifo_depths)

@@ -4,14 +4,16 @@ io_parallel: layers run one after another inside a pipelined top function, so th
 the sum of the layer latencies and the design accepts a new sample every max(layer II).
 io_stream: layers are DATAFLOW processes joined by FIFOs; the interval is the slowest
 process's per-sample II, and the latency is the sum of each process's fill delay plus the
-last one's drain (an upper bound: a process starts as soon as its first word arrives).
+last one's drain (an upper bound: a process starts as soon as its first word arrives). The
+FIFOs are costed at the depths the dataflow simulator recommends (sim/dataflow.py: the
+smallest that lose no throughput or latency), the depths the generated project declares.
 Formulas and sources: docs/estimate.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from hwprune.board import Board, Resources, utilization
 from hwprune.ir.graph import Graph, IOType
@@ -76,7 +78,11 @@ TOP_LUT = 200
 TOP_FF = 300
 
 
-def estimate(g: Graph, board: Board, clock_mhz: float | None = None) -> DesignEstimate:
+def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
+             fifo_depths: Mapping[str, int] | None = None) -> DesignEstimate:
+    """`fifo_depths` (io_stream): depth per stream tensor (sim.dataflow.stream_fifos); None:
+    the simulator's recommended depths (memoised per design, so a search loop pays the sizing
+    once per distinct design point)."""
     clock = clock_mhz or board.default_clock_mhz
     ctx = CostContext(graph=g, io_type=g.io_type, dsp_kind=board.dsp_kind, has_uram=board.resources.uram > 0)
     layers = [LayerEstimate(l.name, l.op_type, l.cost(ctx)) for l in g.layers]
@@ -92,16 +98,13 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None) -> DesignEs
     else:
         latency = sum(l.cost.latency for l in layers)
         ii = max((l.cost.ii for l in layers), default=1)
-        for l in g.layers:
-            # Without the dataflow simulator a FIFO of 2 words suffices for chains; merges
-            # (Add/Concat) need the longer branch's words buffered: size for a full tensor.
-            for o in l.outputs:
-                fifo[o] = 2
-        for l in g.layers:
-            if len(l.inputs) > 1:
-                for i in l.inputs:
-                    fifo[i] = max(fifo.get(i, 2), g.tensor(i).words + 1)
+        from hwprune.sim.dataflow import MIN_DEPTH, recommended_fifo_depths, stream_fifos
         from hwprune.sim.resources import fifo_cost
+
+        if fifo_depths is None:
+            fifo_depths = recommended_fifo_depths(g, ctx, {l.name: l.cost for l in layers})
+        for t in stream_fifos(g):
+            fifo[t] = int(fifo_depths.get(t, MIN_DEPTH))
 
         for t, depth in fifo.items():
             width = (g.tensor(t).type.width if g.tensor(t).type else 16) * g.tensor(t).word

@@ -89,6 +89,8 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
     stream = g.io_type == IOType.STREAM
     from hwprune.sim.estimate import estimate  # cost model gives the pipeline II
 
+    # io_stream: every FIFO gets the depth the dataflow simulator recommends (the smallest that
+    # loses no throughput or latency; sim/dataflow.py), which the estimate also costs.
     est = estimate(g, board, clock_mhz)
     aliased = {f"t:{l.output}" for l in g.layers if names[f"t:{l.output}"] != g.c_names()[f"t:{l.output}"]}
 
@@ -121,7 +123,7 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
             declared.add(v)
             t = g.tensor(out)
             locals_.append(dict(var=v, ctype=ctx.ctype(out), size=t.size, word=t.word,
-                                depth=max(2, est.fifo_depth(out))))
+                                depth=est.fifo_depth(out)))
 
     weight_headers = []
     for _, b in bindings:

@@ -16,7 +16,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jinja2
 import numpy as np
@@ -46,6 +46,64 @@ class LayerCost:
     weight_sparsity: float = 0.0  # fraction of weights that are exactly zero (nominal)
     macs_skipped: int = 0  # multiply-accumulates the kernel's schedule really skips
     note: str = ""
+
+
+class Step(NamedTuple):
+    """`count` consecutive trips of one of a kernel's loops in io_stream, as the dataflow
+    simulator (sim/dataflow.py) replays them: each trip reads one word from every input port in
+    `reads` (indices into the layer's inputs) when it starts, keeps the process busy `cycles`
+    cycles (the loop's II), and writes one word to every output port in `writes` (indices into
+    the layer's outputs; a port listed k times gets k words on successive cycles) `latency`
+    cycles after it started (the pipeline depth, so the next trip overlaps the write)."""
+
+    count: int
+    cycles: int
+    reads: tuple[int, ...] = ()
+    writes: tuple[int, ...] = ()
+    latency: int = 0
+
+
+@dataclass(frozen=True)
+class ProcessModel:
+    """The token pattern of one layer's io_stream process for one sample: its loop trips in
+    program order (the kernel repeats them for every sample)."""
+
+    steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        for st in self.steps:
+            if st.count < 1 or st.cycles < 0 or st.latency < 0 or len(set(st.reads)) != len(st.reads):
+                raise ValueError(f"invalid process step {st}")
+
+    @property
+    def cycles(self) -> int:
+        """Busy cycles per sample (what the kernel's loop counters add up, -DHWP_COUNT)."""
+        return sum(st.count * st.cycles for st in self.steps)
+
+    def reads(self, port: int) -> int:
+        return sum(st.count for st in self.steps if port in st.reads)
+
+    def writes(self, port: int) -> int:
+        return sum(st.count * st.writes.count(port) for st in self.steps)
+
+
+def process(*steps: Step) -> ProcessModel:
+    """A ProcessModel from steps in program order; adjacent identical trips are merged."""
+    out: list[Step] = []
+    for st in steps:
+        if st.count <= 0:
+            continue
+        if out and out[-1][1:] == st[1:]:
+            out[-1] = st._replace(count=out[-1].count + st.count)
+        else:
+            out.append(st)
+    return ProcessModel(tuple(out))
+
+
+def output_delay(cost: LayerCost) -> int:
+    """Cycles a kernel's pipeline adds after a trip's last cycle before its word leaves (the
+    cost model's latency beyond its II: adder trees, registers; at least one register)."""
+    return max(cost.latency - cost.ii, 1)
 
 
 @dataclass
@@ -92,6 +150,16 @@ class CostContext:
     io_type: IOType
     dsp_kind: str
     has_uram: bool = False  # the device has UltraRAM (large tables may go there)
+    _words: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def words(self, tensor: str) -> int:
+        """Stream words per sample of a tensor (Tensor.words, memoised: the process models
+        ask for it inside every io_stream estimate, and numpy's product is slow on tuples)."""
+        w = self._words.get(tensor)
+        if w is None:
+            t = self.graph.tensor(tensor)
+            w = self._words[tensor] = math.prod(t.shape) // max(t.word, 1)
+        return w
 
 
 # ---------------------------------------------------------------- templates
@@ -197,6 +265,17 @@ class OpMixin:
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
         raise NotImplementedError
+
+    def stream_process(self: Layer, ctx: CostContext, cost: LayerCost) -> ProcessModel:  # type: ignore[misc]
+        """The layer's io_stream process for the dataflow simulator. Default, derived from the
+        cost model, for kernels whose loop reads one word, spends II/words cycles on it and
+        writes one word (dense, activations, softmax, quantize, scale-shift); op modules whose
+        loops differ override it."""
+        words = ctx.words(self.inputs[0]) if len(self.inputs) == 1 else 0
+        if len(self.outputs) != 1 or words < 1 or ctx.words(self.output) != words or cost.ii % words:
+            raise NotImplementedError(f"{self.op_type} layer '{self.name}' needs its own stream_process")
+        per = cost.ii // words
+        return process(Step(words, per, (0,), (0,), per - 1 + output_delay(cost)))
 
     def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
         """Elements that overflowed the output type on this batch (0 when not tracked)."""

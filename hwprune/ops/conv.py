@@ -26,11 +26,11 @@ from hwprune.fixed import FixedType, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, exact_type,
-    int_bits_for, onnx_op, out_of_range, render, requant, round_error, value_bound,
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, WeightArray, auto_weight_type, exact_type,
+    int_bits_for, onnx_op, out_of_range, output_delay, process, render, requant, round_error, value_bound,
 )
 from hwprune.ops.dense import check_accumulator
-from hwprune.ops.window import Window, as_4d, channels_last, spatial, window_attrs
+from hwprune.ops.window import Window, as_4d, channels_last, spatial, stream_steps, window_attrs
 from hwprune.sim import resources as hw
 
 
@@ -213,6 +213,11 @@ class Conv(OpMixin, Layer):
         return LayerCost(latency=latency, ii=ii, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram, uram=uram,
                          multipliers=n_mult, macs=positions * macs_px, weight_sparsity=zeros,
                          macs_skipped=positions * (macs_px - kept_px), note=note)
+
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """The window engine (window.h): input rows a word per cycle, each output row as soon
+        as its last input row is in, RF cycles per output pixel (dense or kept-block work)."""
+        return process(*stream_steps(self.win, self.reuse_factor, output_delay(cost)))
 
     # ------------------------------------------------------------------ HLS
     def matrix_raw(self) -> np.ndarray:

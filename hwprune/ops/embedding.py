@@ -14,7 +14,10 @@ import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer, TensorKind
-from hwprune.ops.base import CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, onnx_op, render
+from hwprune.ops.base import (
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, onnx_op, output_delay,
+    process, render,
+)
 from hwprune.sim import resources as hw
 
 
@@ -85,6 +88,12 @@ class Embedding(OpMixin, Layer):
         mem = hw.memory_cost(self.vocab, self.dim * t.width, 1, allow_uram=ctx.has_uram)
         return LayerCost(latency=n_ids + 2, ii=n_ids, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
                          ff=self.dim * t.width, note="one row per cycle")
+
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """embedding.h: reads a word of ids, then looks up one id and writes its row per cycle."""
+        d = output_delay(cost)
+        word = (Step(1, 1, (0,), (0,), d), Step(ctx.graph.tensor(self.inputs[0]).word - 1, 1, (), (0,), d))
+        return process(*(word * ctx.words(self.inputs[0])))
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph

@@ -17,7 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.ir.graph import Graph, IOType, Layer
-from hwprune.ops.base import CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, onnx_op, render
+from hwprune.ops.base import (
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, onnx_op, output_delay,
+    process, render,
+)
 from hwprune.sim import resources as hw
 from hwprune.fixed import FixedType
 
@@ -84,6 +87,21 @@ class Reshape(OpMixin, Layer):
         return LayerCost(latency=words + 1, ii=words, ff=max(src.word, dst.word) * (t.width if t else 16),
                          note="stream repack")
 
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """reorder.h repack: one trip per cycle, reading a word while fewer than out_word
+        elements wait and writing one when out_word are there. (An aliasing reshape has no
+        process: the simulator joins its two tensors into one FIFO.)"""
+        src, dst = ctx.graph.tensor(self.inputs[0]), ctx.graph.tensor(self.output)
+        d = output_delay(cost)
+        steps, have = [], 0
+        for _ in range(max(ctx.words(self.inputs[0]), ctx.words(self.output))):
+            read = have < dst.word
+            have += src.word if read else 0
+            write = have >= dst.word
+            have -= dst.word if write else 0
+            steps.append(Step(1, 1, (0,) if read else (), (0,) if write else (), d))
+        return process(*steps)
+
     def is_alias(self, g: Graph, io_type: IOType) -> bool:
         src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
         return io_type == IOType.PARALLEL or src.word == dst.word
@@ -142,6 +160,12 @@ class Reorder(OpMixin, Layer):
         return LayerCost(latency=ii + 2, ii=ii, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
                          note="full-tensor buffer")
 
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """reorder.h: fill the buffer a word per cycle, then emit a word per out_word cycles."""
+        out_word = ctx.graph.tensor(self.output).word
+        return process(Step(ctx.words(self.inputs[0]), 1, reads=(0,)),
+                       Step(ctx.words(self.output), out_word, writes=(0,), latency=out_word - 1 + output_delay(cost)))
+
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph
         src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
@@ -184,6 +208,11 @@ class Clone(OpMixin, Layer):
     def cost(self, ctx: CostContext) -> LayerCost:
         t = ctx.graph.tensor(self.inputs[0])
         return LayerCost(latency=t.words + 1, ii=t.words, ff=t.word * (t.type.width if t.type else 16))
+
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """reorder.h clone: each trip reads a word and writes it to both outputs, so a full
+        output FIFO stops the other reader too."""
+        return process(Step(ctx.words(self.inputs[0]), 1, (0,), (0, 1), output_delay(cost)))
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
         t = ctx.graph.tensor(self.inputs[0])

@@ -17,7 +17,8 @@ import numpy as np
 from hwprune.fixed import FixedType
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, onnx_op, out_of_range, render, requant, round_error,
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, onnx_op, out_of_range, output_delay,
+    process, render, requant, round_error,
 )
 from hwprune.sim import resources as hw
 
@@ -63,6 +64,11 @@ class Add(OpMixin, Layer):
                              ff=t.size * hw.ff_per_register(t.type.width))
         return LayerCost(latency=t.words + 1, ii=t.words, lut=t.word * hw.lut_per_adder(bits) * (len(self.inputs) - 1),
                          ff=t.word * hw.ff_per_register(t.type.width))
+
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """merge.h: each trip reads one word of each input and writes their sum, so both inputs
+        advance in lockstep (the shorter branch's FIFO must hold the other branch's lag)."""
+        return process(Step(ctx.words(self.output), 1, tuple(range(len(self.inputs))), (0,), output_delay(cost)))
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
         t = ctx.graph.tensor(self.output)
@@ -133,6 +139,18 @@ class Concat(OpMixin, Layer):
         if ctx.io_type == IOType.PARALLEL:
             return LayerCost(latency=0, ii=1, note="wires")
         return LayerCost(latency=t.words + 1, ii=t.words, ff=t.word * t.type.width)
+
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """merge.h: along the innermost axis a word of each input per output word; along an
+        outer axis, per outer index all of input a's block, then all of b's."""
+        g = ctx.graph
+        wa, wb = (g.tensor(i).word for i in self.inputs)
+        d = output_delay(cost)
+        if g.tensor(self.output).word == wa + wb:
+            return process(Step(ctx.words(self.output), 1, (0, 1), (0,), d))
+        outer, blocks = self._blocks(g)
+        pair = (Step(blocks[0] // wa, 1, (0,), (0,), d), Step(blocks[1] // wb, 1, (1,), (0,), d))
+        return process(*(pair * outer))
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph

@@ -26,10 +26,10 @@ import numpy as np
 from hwprune.fixed import FixedType, Rounding, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, exact_type, int_bits_for, onnx_op,
-    out_of_range, render, requant, round_error, value_bound,
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, exact_type, int_bits_for,
+    onnx_op, out_of_range, output_delay, process, render, requant, round_error, value_bound,
 )
-from hwprune.ops.window import Window, as_4d, channels_last, window_attrs
+from hwprune.ops.window import Window, as_4d, channels_last, stream_steps, window_attrs
 from hwprune.sim import resources as hw
 
 RECIP_T = FixedType(18, 1, False, Rounding.RND_CONV)
@@ -157,6 +157,10 @@ class Pool(OpMixin, Layer):
         return LayerCost(latency=ii + 3, ii=ii, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram,
                          multipliers=self.channels if self.kind == "avg" else 0)
 
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """The window engine (window.h) with one cycle per output pixel."""
+        return process(*stream_steps(self.win, 1, output_delay(cost)))
+
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph
         w = self.win
@@ -265,6 +269,13 @@ class GlobalPool(OpMixin, Layer):
         return LayerCost(latency=int(math.ceil(math.log2(max(n, 2)))) + 2, ii=1,
                          lut=lut + self.channels * max(n - 1, 1) * hw.lut_per_adder(sum_w), dsp=dsp,
                          ff=self.channels * hw.ff_per_register(sum_w), multipliers=mult)
+
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """Reads every word (one per cycle, accumulating); the result word(s) leave after the
+        last one (pool.h: the output loop is not a scheduled loop, so it adds no busy cycles)."""
+        n = ctx.words(self.inputs[0])  # pool.h's n positions: the input is channels-last
+        out_words = ctx.words(self.output)
+        return process(Step(n - 1, 1, reads=(0,)), Step(1, 1, reads=(0,), writes=(0,) * out_words, latency=output_delay(cost)))
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph

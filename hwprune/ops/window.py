@@ -69,6 +69,30 @@ class Window:
         return p, valid
 
 
+def stream_steps(win: Window, reuse_factor: int, delay: int) -> list["Step"]:
+    """The io_stream window engine's loop trips (hls/hwprune/window.h), in its order: each
+    input row is read a word per cycle, then every output row whose last needed input row has
+    arrived is emitted, `reuse_factor` cycles per pixel (the rows that need only bottom padding
+    after the last input row). Reads and emits alternate in the one process."""
+    from hwprune.ops.base import Step
+
+    in_h, out_h = win.in_h, win.out_h
+    read = Step(win.in_w, 1, reads=(0,))
+    emit = Step(win.out_w, reuse_factor, writes=(0,), latency=reuse_factor - 1 + delay)
+    steps: list[Step] = []
+    nxt = 0
+    for r in range(in_h + 1):
+        if r < in_h:
+            steps.append(read)
+        while nxt < out_h:
+            last = min(nxt * win.sh - win.pt + win.dh * (win.kh - 1), in_h - 1)
+            if r < in_h and last > r:
+                break
+            steps.append(emit)
+            nxt += 1
+    return steps
+
+
 def _out(n: int, k: int, s: int, d: int, p0: int, p1: int, ceil_mode: bool) -> int:
     span = d * (k - 1) + 1
     if ceil_mode:

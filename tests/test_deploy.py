@@ -273,16 +273,16 @@ def test_throughput_with_sim(mlp_pkg):
     r = _script(pkg, "throughput.py", "--sim", "--batch", "10", "--repeats", "1", "--max-batch", "4")
     assert r.returncode == 0, r.stderr
     assert "throughput (C simulation on the host): batch 10 x 1" in r.stdout
-    assert "modelled hardware: latency" in r.stdout and "at 200 MHz" in r.stdout and "hwprune.estimate" in r.stdout
+    assert "modelled hardware: latency" in r.stdout and "at 200 MHz" in r.stdout and "hwprune.simulate" in r.stdout
 
 
 def test_modelled_timing_adds_the_bus_beats(mlp_pkg):
     prj, pkg = mlp_pkg
     spec = drv.AcceleratorSpec.load(pkg)
-    est = hwprune.estimate(prj, "zcu104")
+    sim = hwprune.simulate(prj, "zcu104", batch=4)
     t = pynq_sim.modelled_timing(prj, spec)
-    assert t["latency_cycles"] == est.latency_cycles + spec.words_in + spec.words_out
-    assert t["interval_cycles"] == max(est.ii_cycles, spec.words_in, spec.words_out)
+    assert t["latency_cycles"] == sim.latency_cycles + spec.words_in + spec.words_out
+    assert t["interval_cycles"] == max(sim.interval_cycles, spec.words_in, spec.words_out)
 
 
 # ---------------------------------------------------------------- hwprune deploy

@@ -11,7 +11,7 @@ It models what a driver can get wrong on the board:
 * ap_start, ap_idle and the clear-on-read ap_done follow the Vitis HLS control register.
 
 Timing is reported, not simulated cycle by cycle: `hwprune.simulate` when this hwprune has it,
-else `hwprune.estimate`, plus the bus beats of the AXI-Stream wrapper.
+plus the bus beats of the AXI-Stream wrapper.
 """
 
 from __future__ import annotations
@@ -196,25 +196,14 @@ class SimulatedOverlay:
 
 
 def modelled_timing(project: Path, spec: drv.AcceleratorSpec) -> dict[str, Any]:
-    """Latency and interval of one sample through the AXI-Stream top: the network's (from
-    hwprune.simulate if available, else hwprune.estimate) with the bus beats around it (one
-    64-bit beat per cycle in, one out)."""
+    """Latency and interval of one sample through the AXI-Stream top: the network's (from the
+    cycle-approximate simulator, hwprune.simulate) with the bus beats around it (one 64-bit beat
+    per cycle in, one out)."""
     import hwprune
 
-    source, latency, interval = "hwprune.estimate", None, None
-    simulate = getattr(hwprune, "simulate", None)
-    if simulate is not None:
-        try:
-            r = simulate(project, spec.board, batch=4)
-            latency, interval = r.latency_cycles, r.interval_cycles
-            source = "hwprune.simulate"
-        except Exception as e:  # an API this version does not know: fall back to the estimate
-            log.info("hwprune.simulate failed on %s (%s); using the estimate", project, e)
-            latency = interval = None
-    if latency is None or interval is None:
-        est = hwprune.estimate(project, spec.board)
-        latency, interval, source = est.latency_cycles, est.ii_cycles, "hwprune.estimate"
-    return dict(source=source, clock_mhz=spec.clock_mhz, network_latency_cycles=int(latency),
+    r = hwprune.simulate(project, spec.board, batch=4)
+    latency, interval = r.latency_cycles, r.interval_cycles
+    return dict(source="hwprune.simulate", clock_mhz=spec.clock_mhz, network_latency_cycles=int(latency),
                 network_interval_cycles=float(interval), words_in=spec.words_in, words_out=spec.words_out,
                 latency_cycles=int(latency) + spec.words_in + spec.words_out,
                 interval_cycles=float(max(interval, spec.words_in, spec.words_out, 1)))

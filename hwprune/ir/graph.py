@@ -13,6 +13,7 @@ or insert a real data reorder, instead of silently producing a wrong design.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -58,7 +59,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # math.prod: ~20x faster than numpy on a tuple (hot in cost models)
 
     @property
     def physical_shape(self) -> tuple[int, ...]:

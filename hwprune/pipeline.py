@@ -24,7 +24,7 @@ from hwprune.ir.graph import Graph, IOType, TensorKind
 from hwprune.passes.fold import fold_constants_into_layers
 from hwprune.passes.layout import assign_layouts, fold_reorders_into_dense, insert_stream_clones
 from hwprune.passes.types import assign_types
-from hwprune.ops.quant import keep_exact_before_quantize
+from hwprune.ops.quant import fuse_relu_quantize, keep_exact_before_quantize
 from hwprune.precision import PrecisionConfig
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def compile_graph(model: Any, precision: PrecisionConfig | None = None, io_type:
     insert_stream_clones(g)
     assign_types(g, precision or PrecisionConfig())
     keep_exact_before_quantize(g)
+    fuse_relu_quantize(g)
     return g
 
 

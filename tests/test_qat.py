@@ -22,6 +22,7 @@ from hwprune.fixed import FixedType, Overflow
 from hwprune.ir.graph import Graph
 from hwprune.ops.conv import Conv
 from hwprune.ops.dense import Dense
+from hwprune.ops.activation import Activation
 from hwprune.ops.embedding import Embedding
 from hwprune.ops.merge import Concat
 from hwprune.ops.pool import GlobalPool
@@ -116,9 +117,11 @@ def test_per_layer_bits_and_narrow_ir_types(qat):
     assert [convs[w].weight_t.width for w in WIDTHS] == [4, 8, 8]  # convs.0 has 4-bit weights
     for c in convs.values():
         assert c.weight_t.signed and c.weight_t.overflow == Overflow.SAT_SYM  # narrow-range weights
-    relu_q = {w: next(l for l in g.layers if isinstance(l, Quantize) and l.inputs[0] == g.consumers(c.output)[0].output)
-              for w, c in convs.items()}
-    assert [relu_q[w].type.width for w in WIDTHS] == [6, 8, 8] and not any(q.type.signed for q in relu_q.values())
+    # Each conv absorbed its ReLU and unsigned ReLU quantizer: it writes the quantizer's type.
+    relu_q = {w: c.out_quant for w, c in convs.items()}
+    assert [relu_q[w].width for w in WIDTHS] == [6, 8, 8] and not any(q.signed for q in relu_q.values())
+    assert all(g.tensor(c.output).type == c.out_quant for c in convs.values())
+    assert not any(isinstance(l, Activation) for l in g.layers)
 
     emb = next(l for l in g.layers if isinstance(l, Embedding))
     emb_t = g.tensor(emb.output).type
@@ -230,9 +233,10 @@ def test_calibration_sets_scales_and_stays_bit_exact():
     np.testing.assert_array_equal(torch_out(qm, xs), ref)
     g = compile_graph(proto)
     np.testing.assert_array_equal(run_fixed(g, [xs])[0], ref)
-    # The calibrated ReLU ranges are the IR's types: 6 bits, binary point from the scale.
-    quants = [l for l in g.layers if isinstance(l, Quantize)]
-    assert {(q.type.width, q.type.frac) for q in quants[:2]} == {(6, -int(np.log2(after[f"relus.{i}"]))) for i in range(2)}
+    # The calibrated ReLU ranges are the IR's types (the convs absorbed their ReLU quantizers):
+    # 6 bits, binary point from the scale.
+    convs = [l for l in g.layers if isinstance(l, Conv)]
+    assert {(c.out_quant.width, c.out_quant.frac) for c in convs} == {(6, -int(np.log2(after[f"relus.{i}"]))) for i in range(2)}
 
 
 def test_what_cannot_map_onto_ap_fixed_is_refused():

@@ -130,3 +130,27 @@ def test_brevitas_export_is_bit_exact(tmp_path):
     np.testing.assert_array_equal(run_fixed(g, [xs])[0], ref)
     prj = hwprune.export(proto, tmp_path / "prj")
     np.testing.assert_array_equal(hwprune.run(prj, [xs], engine="csim")[0], ref)
+
+
+def test_relu_and_unsigned_quant_fuse_into_the_producer(tmp_path):
+    """Gemm -> Relu -> Quant(unsigned) is one Dense writing the Quant's type: same bits as QONNX,
+    two processes and the wide accumulator stream fewer, float semantics and bounds intact."""
+    from hwprune.ops.activation import Activation
+    from hwprune.ops.dense import Dense
+    from hwprune.ops.quant import Quantize
+    from hwprune.pipeline import error_bounds, run_float
+
+    m = qonnx_model()
+    x = (RNG.normal(size=(32, 10)) * 3).astype(np.float32)
+    ref = qonnx_reference(m, x)
+    g = compile_graph(m, io_type="stream")
+    dense = [l for l in g.layers if isinstance(l, Dense)]
+    assert dense[0].out_quant is not None and not dense[0].out_quant.signed
+    assert g.tensor(dense[0].output).type == dense[0].out_quant
+    assert not any(isinstance(l, Activation) for l in g.layers)
+    assert sum(isinstance(l, Quantize) for l in g.layers) == 2  # the input and the signed output quantizers
+    np.testing.assert_array_equal(run_fixed(g, [x])[0], ref)
+    np.testing.assert_allclose(run_float(g, [x])[0], ref, atol=1e-6)  # QONNX's float graph, fused
+    assert np.all(np.abs(run_fixed(g, [x])[0] - run_float(g, [x])[0]) <= error_bounds(g, [x])[0] + 1e-9)
+    prj = hwprune.export(m, tmp_path / "prj", io_type="stream")
+    np.testing.assert_array_equal(hwprune.run(prj, [x], engine="csim")[0], ref)

@@ -202,7 +202,10 @@ class _Run:
         pred, got = sol.predicted, r.figures
         for k, value, lim in r.violations:
             if k in RESOURCES:
-                new.caps[k] = limits.caps[k] - (value - lim) - 1
+                # The check exceeded the budget by (value - lim): the prediction must stay that far,
+                # plus what it under-predicted, below the limit.
+                under = max(value - pred[k], 0.0)
+                new.caps[k] = min(limits.caps[k] - (value - lim), lim - under) - 1
                 changed = True
             elif k == "latency_cycles" and limits.latency is not None:
                 ratio = got["latency_cycles"] / max(pred["latency_cycles"], 1)

@@ -30,12 +30,13 @@ from hwprune.ops.base import (
     int_bits_for, onnx_op, out_of_range, output_delay, process, render, requant, round_error, value_bound,
 )
 from hwprune.ops.dense import check_accumulator
+from hwprune.ops.quant import FusedOutputQuant
 from hwprune.ops.window import Window, as_4d, channels_last, spatial, stream_steps, window_attrs
 from hwprune.sim import resources as hw
 
 
 @dataclass
-class Conv(OpMixin, Layer):
+class Conv(FusedOutputQuant, OpMixin, Layer):
     weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 1, 1)))  # (Cout, Cin/g, KH, KW)
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
     win: Window = field(default_factory=lambda: Window(1, 1, 1, 1))
@@ -49,6 +50,8 @@ class Conv(OpMixin, Layer):
     # Exact types of weights/bias that came from QONNX Quant nodes (used unless configured).
     weight_hint: FixedType | None = None
     bias_hint: FixedType | None = None
+    # Set by fuse_relu_quantize: the output is Quant(relu(.)) of this type (QONNX graphs).
+    out_quant: FixedType | None = None
 
     op_type: ClassVar[str] = "Conv"
 
@@ -129,7 +132,7 @@ class Conv(OpMixin, Layer):
         return y.reshape((b, *out_shape))
 
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
-        return self._conv(xs[0], self.weight, g.tensor(self.output).physical_shape) + self.bias
+        return self.fused_float(self._conv(xs[0], self.weight, g.tensor(self.output).physical_shape) + self.bias)
 
     def _raw(self) -> tuple[np.ndarray, np.ndarray]:
         return quantize(self.weight, self.weight_t), quantize(self.bias, self.bias_t)
@@ -145,14 +148,16 @@ class Conv(OpMixin, Layer):
         return requant(self._acc(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
 
     def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        if self.out_quant is not None:
+            return 0  # saturating is what the fused Quant asks for
         return out_of_range(self._acc(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
         w, b = self._raw()
         wq, bq = to_float(w, self.weight_t), to_float(b, self.bias_t)
         shape = g.tensor(self.output).physical_shape
-        return (self._conv(errs[0], np.abs(wq), shape) + self._conv(np.abs(xs[0]), np.abs(wq - self.weight), shape)
-                + np.abs(bq - self.bias) + round_error(g.tensor(self.output).type))
+        return self.fused_error(g, self._conv(errs[0], np.abs(wq), shape)
+                                + self._conv(np.abs(xs[0]), np.abs(wq - self.weight), shape) + np.abs(bq - self.bias))
 
     # ------------------------------------------------------------------ cost
     def cost(self, ctx: CostContext) -> LayerCost:

@@ -21,11 +21,12 @@ from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type,
     exact_type, int_bits_for, onnx_op, render, requant, round_error, value_bound,
 )
+from hwprune.ops.quant import FusedOutputQuant
 from hwprune.sim import resources as hw
 
 
 @dataclass
-class Dense(OpMixin, Layer):
+class Dense(FusedOutputQuant, OpMixin, Layer):
     weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (K, N) float
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) float
     reuse_factor: int = 1
@@ -37,6 +38,8 @@ class Dense(OpMixin, Layer):
     # Exact types of weights/bias that came from QONNX Quant nodes (used unless configured).
     weight_hint: FixedType | None = None
     bias_hint: FixedType | None = None
+    # Set by fuse_relu_quantize: the output is Quant(relu(.)) of this type (QONNX graphs).
+    out_quant: FixedType | None = None
 
     op_type: ClassVar[str] = "Dense"
 
@@ -95,7 +98,7 @@ class Dense(OpMixin, Layer):
 
     # ------------------------------------------------------------------ semantics
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
-        return xs[0] @ self.weight + self.bias
+        return self.fused_float(xs[0] @ self.weight + self.bias)
 
     def _raw_weights(self) -> tuple[np.ndarray, np.ndarray]:
         assert self.weight_t and self.bias_t
@@ -118,6 +121,8 @@ class Dense(OpMixin, Layer):
         from hwprune.ops.base import out_of_range
 
         assert self.accum_t
+        if self.out_quant is not None:
+            return 0  # saturating is what the fused Quant asks for
         return out_of_range(self.accumulate(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
@@ -126,7 +131,7 @@ class Dense(OpMixin, Layer):
         wq, bq = to_float(w, self.weight_t), to_float(b, self.bias_t)
         ew = np.abs(wq - self.weight)
         eb = np.abs(bq - self.bias)
-        return errs[0] @ np.abs(wq) + np.abs(xs[0]) @ ew + eb + round_error(g.tensor(self.output).type)
+        return self.fused_error(g, errs[0] @ np.abs(wq) + np.abs(xs[0]) @ ew + eb)
 
     # ------------------------------------------------------------------ cost
     def n_words(self, g: Graph) -> int:

@@ -153,10 +153,7 @@ class Quantize(OpMixin, Layer):
         return 0  # saturating is what a Quant node asks for
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
-        # Both sides apply the same quantizer: an input error e moves the result by at most
-        # e rounded up to whole steps of the grid.
-        e = errs[0]
-        return np.where(e > 0, np.ceil(e / self.type.lsb + 1e-12) * self.type.lsb, 0.0)
+        return grid_steps(errs[0], self.type)
 
     def cost(self, ctx: CostContext) -> LayerCost:
         t = ctx.graph.tensor(self.output)
@@ -169,6 +166,59 @@ class Quantize(OpMixin, Layer):
         L = dict(cfg=f"{ctx.lname(self)}_config", size=t.size, word=t.word, in_t=ctx.ctype(self.inputs[0]),
                  out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]), y=ctx.var(self.output))
         return HlsBinding("hwprune/quant.h", render("quant.j2", "config", L=L), render("quant.j2", "call", L=L))
+
+
+def grid_steps(e: np.ndarray, t: FixedType) -> np.ndarray:
+    """Bound after both sides apply the same quantizer: an input error e moves the result by at
+    most e rounded up to whole steps of the grid."""
+    return np.where(e > 0, np.ceil(e / t.lsb + 1e-12) * t.lsb, 0.0)
+
+
+class FusedOutputQuant:
+    """Semantics of a Dense/Conv that absorbed a following ReLU and unsigned saturating Quant
+    (`fuse_relu_quantize`): its output is Quant(relu(acc)). In fixed point that is just the
+    assignment of the exact accumulator to the unsigned saturating type (negative values
+    saturate to 0 = ReLU), so the kernel is unchanged; float semantics and error bounds apply
+    the pair explicitly. Layers set `out_quant` (None: not fused)."""
+
+    out_quant: FixedType | None
+
+    def fused_float(self, y: np.ndarray) -> np.ndarray:
+        q = self.out_quant
+        return y if q is None else to_float(quantize(np.maximum(y, 0.0), q), q)
+
+    def fused_error(self, g: Graph, e_acc: np.ndarray) -> np.ndarray:
+        from hwprune.ops.base import round_error
+
+        q = self.out_quant
+        return e_acc + round_error(g.tensor(self.output).type) if q is None else grid_steps(e_acc, q)  # type: ignore[attr-defined]
+
+
+def fuse_relu_quantize(g: Graph) -> Graph:
+    """Dense/Conv -> ReLU -> Quant(unsigned, saturating) becomes one layer whose output type is
+    the Quant's (bit-exact: see FusedOutputQuant). Removes two processes, two FIFOs and the
+    wide accumulator-typed stream between them. Runs after keep_exact_before_quantize."""
+    from hwprune.ops.activation import Activation
+    from hwprune.ops.conv import Conv
+    from hwprune.ops.dense import Dense
+
+    for q in [l for l in g.layers if isinstance(l, Quantize)]:
+        if q.type.signed or q.type.overflow not in (Overflow.SAT, Overflow.SAT_SYM):
+            continue
+        r = g.producer(q.inputs[0])
+        if not (isinstance(r, Activation) and r.kind == "relu") or len(g.consumers(r.output)) != 1 or r.output in g.outputs:
+            continue
+        p = g.producer(r.inputs[0])
+        if not isinstance(p, (Dense, Conv)) or p.out_quant is not None or len(g.consumers(p.output)) != 1 \
+                or p.output in g.outputs:
+            continue
+        for dead in (p.output, r.output):
+            g.tensors.pop(dead, None)
+        p.outputs = [q.output]
+        p.out_quant = q.type
+        g.layers.remove(r)
+        g.layers.remove(q)
+    return g
 
 
 def keep_exact_before_quantize(g: Graph) -> Graph:

@@ -484,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--force", action="store_true", help="replace a non-empty --out")
     dp.set_defaults(func=cmd_deploy)
 
-    d = sub.add_parser("demo", help="export, estimate and C-simulate the bundled model for pynq-z2")
+    d = sub.add_parser("demo", help="train, prune to a pynq-z2 budget, verify, simulate, package and report (a few minutes)")
     d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     d.add_argument("--force", action="store_true", help="replace a non-empty --out")
     d.set_defaults(func=cmd_demo)

@@ -26,7 +26,7 @@ from hwprune.fsutil import atomic_directory, check_out_dir
 DRIVER_NAME = "hwprune_driver.py"
 
 
-def accelerator_json(project: Path, man: dict[str, Any], board: Board) -> dict[str, Any]:
+def accelerator_json(project: Path, man: dict[str, Any], board: Board, recorded: Path | None = None) -> dict[str, Any]:
     from hwprune.backend import pynq_driver as drv
     from hwprune.backend.axis import accelerator_spec, axis_top
     from hwprune.backend.vivado import ACCEL_CELL, DMA_CELL, board_support
@@ -47,12 +47,15 @@ def accelerator_json(project: Path, man: dict[str, Any], board: Board) -> dict[s
                           "little end first, unused bits 0")),
         words_in_per_sample=spec.words_in, words_out_per_sample=spec.words_out,
         inputs=[p.to_dict() for p in spec.inputs], outputs=[p.to_dict() for p in spec.outputs],
-        image=board_support(board).image, project_dir=str(project.resolve()),
+        image=board_support(board).image, project_dir=str((recorded or project).resolve()),
     )
 
 
-def write_package(project_dir: str | Path, board: str | Board, out: str | Path, force: bool = False) -> Path:
-    """Write the deployment package of `project_dir` for `board` to `out` (atomically)."""
+def write_package(project_dir: str | Path, board: str | Board, out: str | Path, force: bool = False,
+                  recorded_project: str | Path | None = None) -> Path:
+    """Write the deployment package of `project_dir` for `board` to `out` (atomically).
+    `recorded_project`: where the project will live when the package is used, if it is being
+    written inside a directory that is moved into place afterwards (the demo)."""
     from hwprune.backend.hls_project import _env
     from hwprune.backend.vivado import bitstream_files
 
@@ -69,12 +72,13 @@ def write_package(project_dir: str | Path, board: str | Board, out: str | Path, 
     check_out_dir(out, force)
     if out.resolve() == project.resolve() or project.resolve() in out.resolve().parents:
         raise HwpruneInputError(f"--out {out} is inside the project {project}; choose a directory outside it")
-    spec = accelerator_json(project, man, b)
+    recorded = Path(recorded_project) if recorded_project is not None else None
+    spec = accelerator_json(project, man, b, recorded)
     bit, hwh = bitstream_files(project)
     has_bitstream = bit.is_file() and hwh.is_file()
     ctx = dict(version=__version__, board=b.name, top=man["top"], clock_mhz=f"{float(man['clock_mhz']):g}",
                image=spec["image"], bitfile=spec["overlay"]["bitfile"], hwh=spec["overlay"]["hwh"],
-               has_bitstream=has_bitstream, package=out.name, project=str(project.resolve()),
+               has_bitstream=has_bitstream, package=out.name, project=spec["project_dir"],
                inputs=spec["inputs"], outputs=spec["outputs"], family=b.family)
     env = _env()
     with atomic_directory(out, force) as tmp:

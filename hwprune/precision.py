@@ -41,6 +41,9 @@ class LayerPrecision:
     weight_width: int | None = None
     reuse_factor: int | None = None
     table_size: int | None = None  # entries of activation lookup tables (power of two)
+    # Where products go: "auto" (DSP when an operand is wider than 9 bits, else LUTs, as Vitis
+    # HLS and hls4ml decide), "dsp" or "fabric" (BIND_OP on the multiplications).
+    mult_impl: str | None = None
 
     def merged_over(self, base: "LayerPrecision") -> "LayerPrecision":
         return LayerPrecision(
@@ -57,6 +60,7 @@ class ResolvedPrecision:
     weight_width: int
     reuse_factor: int
     table_size: int
+    mult_impl: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -78,15 +82,18 @@ class PrecisionConfig:
             weight_width=p.weight_width or result.width,
             reuse_factor=p.reuse_factor or 1,
             table_size=p.table_size or 1024,
+            mult_impl=p.mult_impl or "auto",
         )
 
-    def with_overrides(self, result: FixedType | None = None, reuse_factor: int | None = None) -> "PrecisionConfig":
-        """Command-line --precision/--reuse-factor: they set the model level."""
+    def with_overrides(self, result: FixedType | None = None, reuse_factor: int | None = None,
+                       mult_impl: str | None = None) -> "PrecisionConfig":
+        """Command-line --precision/--reuse-factor/--mult-impl: they set the model level."""
         model = dataclasses.replace(
             self.model,
             result=result or self.model.result,
             weight_width=(result.width if result is not None else self.model.weight_width),
             reuse_factor=reuse_factor or self.model.reuse_factor,
+            mult_impl=mult_impl or self.model.mult_impl,
         )
         return dataclasses.replace(self, model=model)
 
@@ -165,7 +172,19 @@ def _layer_from(d: Any, where: str) -> LayerPrecision:
         if ts & (ts - 1) or not 16 <= ts <= 65536:
             raise ConfigError(f"{where}.table_size: {ts} must be a power of two between 16 and 65536")
         kw["table_size"] = ts
+    if d.get("mult_impl") is not None:
+        kw["mult_impl"] = parse_mult_impl(d["mult_impl"], f"{where}.mult_impl")
     return LayerPrecision(**kw)
+
+
+MULT_IMPLS = ("auto", "dsp", "fabric")
+
+
+def parse_mult_impl(value: Any, where: str = "mult_impl") -> str:
+    v = str(value).strip().lower()
+    if v not in MULT_IMPLS:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(MULT_IMPLS)}")
+    return v
 
 
 def _layer_to(p: LayerPrecision) -> dict[str, Any]:

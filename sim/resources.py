@@ -42,6 +42,20 @@ def dsps_per_multiplier(a_bits: int, b_bits: int, dsp_kind: str, a_signed: bool 
     return float(math.ceil(big / pa) * math.ceil(small / pb)) if big > pa or small > pb else 1.0
 
 
+MULT_IMPL_CODES = {"auto": 0, "dsp": 1, "fabric": 2}  # CFG::mult_impl in the kernels
+
+
+def multiplier_dsps(a_bits: int, b_bits: int, dsp_kind: str, impl: str = "auto") -> float:
+    """DSP slices of one multiplier under a binding choice: "auto" follows the tool's width
+    rule (dsps_per_multiplier), "dsp" forces slices even for narrow operands (BIND_OP
+    impl=dsp; one slice covers an 8x8 product), "fabric" forces LUTs."""
+    if impl == "fabric":
+        return 0.0
+    if impl == "dsp":
+        return max(1.0, dsps_per_multiplier(max(a_bits, FABRIC_MULT_MAX_BITS + 1), b_bits, dsp_kind))
+    return dsps_per_multiplier(a_bits, b_bits, dsp_kind)
+
+
 def lut_per_multiplier(a_bits: int, b_bits: int) -> float:
     return LUT_PER_PARTIAL_PRODUCT * a_bits * b_bits
 

@@ -106,3 +106,33 @@ def test_shallow_stream_fifos_are_shift_registers_deep_ones_block_ram():
     assert fifo_cost(16, 64).lut == 64 and fifo_cost(16, 64).bram18 == 0  # 1024 bits: still SRL
     deep = fifo_cost(512, 36)  # 18 Kbit: one BRAM18 (512 x 36)
     assert deep.bram18 == 1 and deep.lut == 0
+
+
+def test_multiplier_binding_moves_products_between_dsps_and_luts(mlp_model, tmp_path):
+    """mult_impl: "dsp" puts even 8x8 products on DSP slices, "fabric" 16x16 ones on LUTs;
+    the C simulation is unchanged bit for bit (the accumulator holds every product exactly)."""
+    from hwprune.backend.csim import raw_outputs
+    from hwprune.pipeline import trace_fixed
+    from hwprune.precision import LayerPrecision
+    from hwprune.project import load_project_graph
+
+    def prec(width: int, impl: str | None) -> PrecisionConfig:
+        t = FixedType.parse(f"ap_fixed<{width},{min(width, 4)}>")
+        return PrecisionConfig(LayerPrecision(result=t, weight_width=width, reuse_factor=2, mult_impl=impl))
+
+    auto8 = hwprune.estimate(mlp_model, "pynq-z2", precision=prec(8, None)).layers[0].cost
+    dsp8 = hwprune.estimate(mlp_model, "pynq-z2", precision=prec(8, "dsp")).layers[0].cost
+    assert auto8.dsp == 0 and dsp8.dsp == dsp8.multipliers == auto8.multipliers and dsp8.lut < auto8.lut
+    auto16 = hwprune.estimate(mlp_model, "pynq-z2", precision=prec(16, None)).layers[0].cost
+    lut16 = hwprune.estimate(mlp_model, "pynq-z2", precision=prec(16, "fabric")).layers[0].cost
+    assert auto16.dsp == auto16.multipliers and lut16.dsp == 0 and lut16.lut > auto16.lut
+    x = np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32)
+    for impl, code in (("dsp", 1), ("fabric", 2)):
+        prj = hwprune.export(mlp_model, tmp_path / impl, precision=prec(8, impl))
+        assert f"mult_impl = {code};" in (prj / "firmware" / "parameters.h").read_text()
+        g = load_project_graph(prj)
+        np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g, [x]).values[g.outputs[0]])
+    common = (prj / "firmware" / "hwprune" / "common.h").read_text()
+    assert "BIND_OP variable = p op = mul impl = dsp" in common and "impl = fabric" in common
+    with pytest.raises(Exception, match="mult_impl"):
+        PrecisionConfig.from_dict({"model": {"mult_impl": "gpu"}})

@@ -48,6 +48,39 @@ inline T from_raw(R r) {
     return v;
 }
 
+// A weight x activation product, bound to the resource the layer's configuration chose
+// (CFG::mult_impl: 0 = the tool decides, 1 = DSP slices, 2 = fabric LUTs). R (the layer's
+// accumulator type) holds every product exactly, so the binding never changes a bit.
+template <int IMPL> struct mul_bind;
+template <> struct mul_bind<0> {
+    template <class R, class A, class B> static R run(const A &a, const B &b) {
+#pragma HLS INLINE
+        R p = a * b;
+        return p;
+    }
+};
+template <> struct mul_bind<1> {
+    template <class R, class A, class B> static R run(const A &a, const B &b) {
+#pragma HLS INLINE
+        R p = a * b;
+#pragma HLS BIND_OP variable = p op = mul impl = dsp
+        return p;
+    }
+};
+template <> struct mul_bind<2> {
+    template <class R, class A, class B> static R run(const A &a, const B &b) {
+#pragma HLS INLINE
+        R p = a * b;
+#pragma HLS BIND_OP variable = p op = mul impl = fabric
+        return p;
+    }
+};
+template <int IMPL, class R, class A, class B>
+inline R mul(const A &a, const B &b) {
+#pragma HLS INLINE
+    return mul_bind<IMPL>::template run<R>(a, b);
+}
+
 // The raw two's-complement mantissa of a fixed-point value (testbench output).
 template <class T>
 inline long long to_raw(const T &v) {

@@ -28,8 +28,9 @@ struct conv_op {
                     if (!in_image<CFG>(ih, iw)) continue;  // zero padding adds nothing
                 ConvIn:
                     for (int ic = 0; ic < CFG::in_per_group; ic++) {
-                        acc += src.get(ih, iw, g * CFG::in_per_group + ic) *
-                               from_raw<typename CFG::weight_t>(w[((oc * CFG::kh + i) * CFG::kw + j) * CFG::in_per_group + ic]);
+                        acc += mul<CFG::mult_impl, typename CFG::accum_t>(
+                            src.get(ih, iw, g * CFG::in_per_group + ic),
+                            from_raw<typename CFG::weight_t>(w[((oc * CFG::kh + i) * CFG::kw + j) * CFG::in_per_group + ic]));
                     }
                 }
             }

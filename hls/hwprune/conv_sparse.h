@@ -34,8 +34,8 @@ struct conv_sparse_op {
                     if (!in_image<CFG>(ih, iw)) continue;  // zero padding adds nothing
                     const typename CFG::data_t v = src.get(ih, iw, ic);
                     for (int i = 0; i < CFG::br; i++) {
-                        acc[rb * CFG::br + i] +=
-                            v * from_raw<typename CFG::weight_t>(w[((bank * CFG::per_bank + t) * CFG::br + i) * CFG::bc + j]);
+                        acc[rb * CFG::br + i] += mul<CFG::mult_impl, typename CFG::accum_t>(
+                            v, from_raw<typename CFG::weight_t>(w[((bank * CFG::per_bank + t) * CFG::br + i) * CFG::bc + j]));
                     }
                 }
             }

@@ -36,7 +36,7 @@ DenseReuse:
             if (k < CFG::n_in * CFG::n_out) {
                 const int i = k / CFG::n_out;
                 const int o = k % CFG::n_out;
-                acc[o] += x[i] * from_raw<typename CFG::weight_t>(w[k]);
+                acc[o] += mul<CFG::mult_impl, typename CFG::accum_t>(x[i], from_raw<typename CFG::weight_t>(w[k]));
             }
         }
     }

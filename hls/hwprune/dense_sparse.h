@@ -49,7 +49,8 @@ SparseReuse:
                 const int sel = (int)idx[blk];
                 const int rb = CFG::column_balanced ? sel : bank;
                 const int cb = CFG::column_balanced ? bank : (t / CFG::per_group) * CFG::group + sel;
-                acc[rb * CFG::br + i] += x[cb * CFG::bc + j] * from_raw<typename CFG::weight_t>(w[k]);
+                acc[rb * CFG::br + i] +=
+                    mul<CFG::mult_impl, typename CFG::accum_t>(x[cb * CFG::bc + j], from_raw<typename CFG::weight_t>(w[k]));
             }
         }
     }

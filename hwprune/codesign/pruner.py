@@ -153,10 +153,11 @@ class _Run:
         q, proto = quantize_finetune(student, data, quant, recipe, teacher if train else None, self.say)
         g0 = compile_graph(proto, None, self.cfg.io_type)
         names = [l.name for l in _compute_layers(g0)]
-        rfs = [choices[s.module].reuse_factor for s in space.sites if s.kind != "embedding"]
-        if len(names) != len(rfs):
-            raise ConfigError(f"the realized model has {len(names)} compute layers, the design space {len(rfs)}")
-        prec = PrecisionConfig(layer_name={n: LayerPrecision(reuse_factor=r) for n, r in zip(names, rfs)})
+        picks = [choices[s.module] for s in space.sites if s.kind != "embedding"]
+        if len(names) != len(picks):
+            raise ConfigError(f"the realized model has {len(names)} compute layers, the design space {len(picks)}")
+        prec = PrecisionConfig(layer_name={n: LayerPrecision(reuse_factor=c.reuse_factor, mult_impl=c.mult_impl)
+                                           for n, c in zip(names, picks)})
         g = compile_graph(proto, prec, self.cfg.io_type)
         figs = _figures(g, self.board, self.clock, self.cfg.batch)
         res = {k: int(round(figs[k])) for k in RESOURCES}
@@ -305,7 +306,8 @@ def _report(md: Any, cfg: BudgetConfig, run: _Run, space: DesignSpace, r: Realiz
         c = costs[ir]
         layers.append(dict(module=site.module, layer=ir, kind=site.kind, pattern=o.choice.pattern,
                            sparsity=o.choice.sparsity, weight_bits=o.choice.weight_bits,
-                           reuse_factor=o.choice.reuse_factor, vocab=o.choice.vocab, predicted_loss=o.loss,
+                           reuse_factor=o.choice.reuse_factor, mult_impl=o.choice.mult_impl, vocab=o.choice.vocab,
+                           predicted_loss=o.loss,
                            latency_cycles=c.latency, ii_cycles=c.ii, dsp=c.dsp, lut=c.lut, bram18=c.bram18,
                            macs=c.macs - c.macs_skipped))
     f = r.figures

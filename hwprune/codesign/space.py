@@ -44,12 +44,13 @@ class Choice:
     weight_bits: int = 8
     reuse_factor: int = 1
     vocab: int | None = None  # embedding rows kept (embedding sites)
+    mult_impl: str = "auto"  # auto | dsp (products on DSP slices even when narrow)
 
     def label(self) -> str:
         what = "dense" if self.pattern == "dense" else f"{self.pattern}@{self.sparsity:g}"
         if self.vocab is not None:
             what = f"vocab {self.vocab}"
-        return f"{what}, {self.weight_bits}-bit, RF {self.reuse_factor}"
+        return f"{what}, {self.weight_bits}-bit, RF {self.reuse_factor}" + (", DSP" if self.mult_impl == "dsp" else "")
 
 
 @dataclass
@@ -150,6 +151,7 @@ def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> Lay
         v.table = layer.table[: choice.vocab or layer.vocab]
         return v.cost(ctx)
     v.reuse_factor = choice.reuse_factor
+    v.mult_impl = choice.mult_impl
     if choice.pattern == "filter" and choice.sparsity > 0:
         if type(layer).__name__ == "Conv":
             k = kept_count(layer.c_out, choice.sparsity)
@@ -197,6 +199,7 @@ class SpaceConfig:
     vocab_fractions: Sequence[float] = VOCAB_FRACTIONS
     reuse_factors: Sequence[int] = REUSE_FACTORS
     io_type: str = "stream"
+    dsp_binding: bool = True  # let narrow products use DSP slices (BIND_OP impl=dsp)
 
 
 def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any, board: Any, clock_mhz: float,
@@ -273,9 +276,12 @@ def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any,
                         mod.bias.copy_(b0 * keep.reshape(keep.shape[0], -1).any(dim=1))
                 loss = _divergence(reference, model, x_val)
                 for rf in _reuse_factors(layer[bits], pattern, s, cfg.reuse_factors):
-                    ch = Choice(pattern, s, bits, rf)
-                    cost = _variant_cost(graphs[bits], ctx[bits], layer[bits], ch)
-                    site.options.append(Option(ch, loss, cost))
+                    auto = Option(Choice(pattern, s, bits, rf), loss,
+                                  _variant_cost(graphs[bits], ctx[bits], layer[bits], Choice(pattern, s, bits, rf)))
+                    site.options.append(auto)
+                    if auto.cost.dsp == 0 and cfg.dsp_binding:  # narrow products: DSP slices are an option too
+                        ch = Choice(pattern, s, bits, rf, mult_impl="dsp")
+                        site.options.append(Option(ch, loss, _variant_cost(graphs[bits], ctx[bits], layer[bits], ch)))
             with torch.no_grad():
                 mod.weight.copy_(w0)
                 if b0 is not None:

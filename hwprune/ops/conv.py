@@ -42,6 +42,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
     win: Window = field(default_factory=lambda: Window(1, 1, 1, 1))
     groups: int = 1
     reuse_factor: int = 1
+    mult_impl: str = "auto"  # where the products go: auto | dsp | fabric
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
     accum_t: FixedType | None = None
@@ -98,6 +99,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         p = prec.resolve(self.name, self.op_type)
         x_t = g.tensor(self.inputs[0]).type
         self.reuse_factor = p.reuse_factor
+        self.mult_impl = p.mult_impl
         self.weight_t = p.weight or self.weight_hint or auto_weight_type(self.weight, p.weight_width)
         acc_frac = x_t.frac + self.weight_t.frac
         bt = p.bias or self.bias_hint or auto_weight_type(self.bias, max(p.weight_width, 8))
@@ -190,7 +192,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         # A balanced pattern shrinks the per-pixel work to the kept blocks (same engine).
         kept_px = sp.kept_weights if sp is not None else macs_px
         n_mult = math.ceil(kept_px / rf)
-        dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
+        dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, self.mult_impl)
         lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
         bram = uram = 0.0
         if rf > 1:
@@ -241,6 +243,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
                  out_w=win.out_w, chan_out=self.c_out, kh=win.kh, kw=win.kw, sh=win.sh, sw=win.sw, dh=win.dh,
                  dw=win.dw, pt=win.pt, pl=win.pl, span=win.span, in_per_group=self.c_in // self.groups,
                  out_per_group=self.c_out // self.groups, reuse_factor=self.reuse_factor,
+                 mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
                  n_mult=math.ceil(self.c_out * self.taps / self.reuse_factor), n_p0=w.size, n_p1=b.size,
                  weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
                  weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
@@ -259,6 +262,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         L = dict(cfg=f"{lname}_config", in_h=win.in_h, in_w=win.in_w, chan=self.c_in, out_h=win.out_h,
                  out_w=win.out_w, chan_out=self.c_out, kh=win.kh, kw=win.kw, sh=win.sh, sw=win.sw, dh=win.dh,
                  dw=win.dw, pt=win.pt, pl=win.pl, span=win.span, reuse_factor=self.reuse_factor,
+                 mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
                  n_mult=math.ceil(blocks.size / self.reuse_factor), br=sp.block[0], bc=sp.block[1],
                  n_banks=blocks.shape[0], per_bank=sp.per_bank, group=sp.group, per_group=sp.per_group,
                  column_balanced=int(sp.column_balanced), n_p0=blocks.size, n_p1=b.size, n_idx=idx.size,

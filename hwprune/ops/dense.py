@@ -30,6 +30,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
     weight: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (K, N) float
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) float
     reuse_factor: int = 1
+    mult_impl: str = "auto"  # where the products go: auto | dsp | fabric
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
     accum_t: FixedType | None = None
@@ -78,6 +79,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         x_t = g.tensor(self.inputs[0]).type
         assert x_t is not None
         self.reuse_factor = p.reuse_factor
+        self.mult_impl = p.mult_impl
         self.weight_t = p.weight or self.weight_hint or auto_weight_type(self.weight, p.weight_width)
         wq = to_float(quantize(self.weight, self.weight_t), self.weight_t)
         acc_frac = x_t.frac + self.weight_t.frac
@@ -159,6 +161,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         L = dict(
             cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
             reuse_factor=self.reuse_factor, n_mult=math.ceil(self.n_in * self.n_out / self.reuse_factor),
+            mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
             weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
             weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
             in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
@@ -181,6 +184,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         kept_macs = int(blocks.size)
         L = dict(cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
                  reuse_factor=self.reuse_factor, n_mult=math.ceil(kept_macs / self.reuse_factor),
+                 mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
                  br=sp.block[0], bc=sp.block[1], n_banks=blocks.shape[0], per_bank=sp.per_bank, group=sp.group,
                  per_group=sp.per_group, column_balanced=int(sp.column_balanced), index_bits=sp.index_bits + 1,
                  weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
@@ -215,7 +219,7 @@ def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) ->
     kept_blocks = sp.kept_blocks
     kept_macs = sp.kept_weights
     n_mult = math.ceil(kept_macs / rf)
-    dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
+    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
     lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
     # Input selection: each multiplier's operand comes from one of `group` candidate blocks
     # (column-balanced: its accumulator is one of `group` row-blocks — a demultiplexer), for
@@ -264,7 +268,7 @@ def matmul_cost(ctx: CostContext, layer: Any, words: int, n_in: int, n_out: int,
     w_t = layer.weight_t
     acc_t = layer.accum_t
     n_mult = math.ceil(n_in * n_out / rf)
-    dsp_each = hw.dsps_per_multiplier(x_t.width, w_t.width, ctx.dsp_kind)
+    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
     dsp = n_mult * dsp_each
     lut = 0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)
     # Each multiplier feeds an adder of accumulator width.

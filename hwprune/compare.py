@@ -30,7 +30,7 @@ from hwprune.prune.patterns import Pattern, check_sparsity
 
 log = logging.getLogger(__name__)
 
-REUSE_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+REUSE_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 FLOAT_RESULT = "ap_fixed<16,6>"  # the hardware the float row is estimated with
 
 
@@ -189,11 +189,14 @@ class _Study:
     def set_budget(self, proto: Any) -> int:
         """The dense fixed-point design's uniform reuse factor: the smallest whose DSPs and LUTs
         fit the board; its per-layer multipliers become every row's budget."""
+        cap = self.board.resources
         for rf in REUSE_FACTORS:
             est = self.estimate(self.compile(proto, uniform=rf))
-            cap = self.board.resources
             if est.resources.dsp <= cap.dsp and est.resources.lut <= cap.lut:
                 break
+        else:
+            log.warning("the dense design's DSPs/LUTs exceed %s at every reuse factor up to %d; using %d",
+                        self.board.name, rf, rf)
         g = self.compile(proto, uniform=rf)
         costs = {le.name: le.cost for le in self.estimate(g).layers}
         self.budget = [max(costs[l.name].multipliers, 1) for l in self.compute_layers(g)]

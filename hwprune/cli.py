@@ -242,7 +242,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     board = _board(args.board)
     check_out_dir(Path(args.out), args.force)
-    lats = _float_list(args.latency_us, "--latency-us")
+    lats = _float_list(args.latency_us, "--latency-us", "100,200,400")
     if args.latency_cycles is not None:
         raise HwpruneInputError("explore sweeps --latency-us; drop --latency-cycles")
     cfg = BudgetConfig(board=board.name, budget=budget_from_args(args, lats[0] if lats else None), bits=args.bits,
@@ -281,11 +281,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _float_list(text: str, what: str) -> list[float]:
+def _float_list(text: str, what: str, example: str = "0.5,0.75,0.9") -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise HwpruneInputError(f"{what} {text!r} is not a comma-separated list of numbers, e.g. 0.5,0.75,0.9") from None
+        raise HwpruneInputError(f"{what} {text!r} is not a comma-separated list of numbers, e.g. {example}") from None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -135,7 +135,10 @@ def cost_graph(model: torch.nn.Module, data: Any, weight_bits: int, act_bits: in
     from hwprune.pipeline import compile_graph
     from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_textcnn
 
-    q = quantize_textcnn(model, QuantConfig(weight_bits=weight_bits, act_bits=act_bits))
+    # The embedding's table is the convolutions' input: it stays at the activation width so
+    # that a conv's cost does not depend on another site's choice.
+    q = quantize_textcnn(model, QuantConfig(weight_bits=weight_bits, act_bits=act_bits,
+                                            layers={"embedding": (act_bits, None)}))
     calibrate(q, data.batches(data.train, limit=1024))
     return compile_graph(export_qonnx(q, data.example()), None, io_type)
 
@@ -246,13 +249,13 @@ def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any,
                     # The kept tokens keep their rows; every other token reads <unk>'s row.
                     remap, rows = vocab_remap(vocab, [texts[i] for i in data.train], size)
                     table, xv = w[torch.from_numpy(rows)], remap[x_val]
-                for bits in cfg.weight_bits:
-                    trial = copy.deepcopy(model)
-                    trial.embedding = torch.nn.Embedding.from_pretrained(fake_quantize(table, bits), freeze=True)
-                    loss = _divergence(reference, trial, xv)
-                    ch = Choice("dense", 0.0, bits, 1, len(table))
-                    site.options.append(Option(ch, loss, _variant_cost(graphs[bits], ctx[bits], layer[bits], ch)))
-            say(f"  {site.module}: {len(site.options)} options (vocabulary sizes x bits)")
+                bits, b0 = cfg.act_bits, max(cfg.weight_bits)  # the table is the convs' input: activation width
+                trial = copy.deepcopy(model)
+                trial.embedding = torch.nn.Embedding.from_pretrained(fake_quantize(table, bits), freeze=True)
+                loss = _divergence(reference, trial, xv)
+                ch = Choice("dense", 0.0, bits, 1, len(table))
+                site.options.append(Option(ch, loss, _variant_cost(graphs[b0], ctx[b0], layer[b0], ch)))
+            say(f"  {site.module}: {len(site.options)} options (vocabulary sizes)")
             continue
         w0 = mod.weight.detach().clone()
         b0 = mod.bias.detach().clone() if mod.bias is not None else None

@@ -156,3 +156,28 @@ def test_pareto_front_marks_undominated_points():
            dict(feasible=True, accuracy=0.9, latency_us=30, max_utilization=0.5),
            dict(feasible=False)]
     assert [p["pareto"] for p in pareto(pts)] == [True, False, True, False]
+
+
+def test_predicted_site_costs_equal_the_realized_design(model_dir):
+    """The solver's per-site costs (from variants of the dense IR) are what the built design
+    costs, layer by layer, also when weight bits differ per layer (bits auto)."""
+    from hwprune.codesign.pruner import BudgetConfig, _compute_layers, _Run
+    from hwprune.codesign.space import build_space
+    from hwprune.sim.estimate import estimate
+    from hwprune.text.train import load_model_dir
+
+    md = load_model_dir(model_dir)
+    cfg = BudgetConfig(budget=Budget(latency_us=30), bits="auto", finetune_epochs=0, qat_epochs=0)
+    run = _Run(md, cfg, lambda m: None)
+    space = build_space(md.model, md.vocab, run.texts, run.data, run.board, run.clock, cfg.space_config(), lambda m: None)
+    sol = solve(space, cfg.budget)
+    r = run.realize(sol, space, train=False)
+    costs = {le.name: le.cost for le in estimate(r.graph, run.board).layers}
+    layers = [l.name for l in r.graph.layers if l.op_type == "Embedding"] + [l.name for l in _compute_layers(r.graph)]
+    for o, name in zip(sol.options, layers):
+        real = costs[name]
+        assert real.dsp == o.cost.dsp and real.multipliers == o.cost.multipliers and real.ii == o.cost.ii
+        assert real.lut == pytest.approx(o.cost.lut, rel=0.02) and real.bram18 == pytest.approx(o.cost.bram18, abs=1)
+    assert {o.choice.weight_bits for o in sol.options} <= {4, 6, 8}
+    total = estimate(r.graph, run.board).resources.lut
+    assert total == pytest.approx(sol.predicted["lut"], rel=0.05)

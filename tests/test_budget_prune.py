@@ -94,6 +94,7 @@ def model_dir(tmp_path_factory):
     return d / "model"
 
 
+@pytest.mark.slow
 def test_budget_prune_end_to_end(model_dir, tmp_path, capsys):
     import hwprune
     from hwprune.backend.csim import raw_outputs
@@ -127,6 +128,7 @@ def test_impossible_budget_exits_2_and_writes_nothing(model_dir, tmp_path, capsy
     assert code == 2 and "latency: the best reachable is" in err and not out.exists()
 
 
+@pytest.mark.slow
 def test_explore_local_and_ray_give_the_same_front(model_dir, tmp_path, capsys):
     pytest.importorskip("ray")
     fronts = {}

@@ -25,6 +25,7 @@ def model_dir(tmp_path_factory):
     return d / "model"
 
 
+@pytest.mark.slow
 def test_compare_rows_and_json(model_dir, tmp_path, capsys):
     out = tmp_path / "rows.json"
     code = main(["compare", str(model_dir), "--board", "pynq-z2", "--patterns", "unstructured,block:4x4,nm:2:4,filter",

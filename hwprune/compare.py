@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from hwprune.errors import ConfigError
+from hwprune.prune.metrics import compute_layers
 from hwprune.prune.patterns import Pattern, check_sparsity
 
 log = logging.getLogger(__name__)
@@ -179,13 +180,6 @@ class _Study:
 
         return estimate(g, self.board)
 
-    @staticmethod
-    def compute_layers(g: Any) -> list[Any]:
-        from hwprune.ops.conv import Conv
-        from hwprune.ops.dense import Dense
-
-        return [l for l in g.layers if isinstance(l, (Dense, Conv))]
-
     def set_budget(self, proto: Any) -> int:
         """The dense fixed-point design's uniform reuse factor: the smallest whose DSPs and LUTs
         fit the board; its per-layer multipliers become every row's budget."""
@@ -199,7 +193,7 @@ class _Study:
                         self.board.name, rf, rf)
         g = self.compile(proto, uniform=rf)
         costs = {le.name: le.cost for le in self.estimate(g).layers}
-        self.budget = [max(costs[l.name].multipliers, 1) for l in self.compute_layers(g)]
+        self.budget = [max(costs[l.name].multipliers, 1) for l in compute_layers(g)]
         self.say(f"  multiplier budget: reuse factor {rf} on the dense design -> {sum(self.budget)} multipliers")
         return rf
 
@@ -207,7 +201,7 @@ class _Study:
         """Per compute layer, the smallest reuse factor within that layer's multiplier budget."""
         assert self.budget is not None
         g1 = self.compile(proto, result)
-        layers = self.compute_layers(g1)
+        layers = compute_layers(g1)
         if len(layers) != len(self.budget):
             raise ConfigError(f"the pruned model has {len(layers)} compute layers, the dense one {len(self.budget)}")
         work = {le.name: le.cost.multipliers for le in self.estimate(g1).layers}

@@ -163,7 +163,8 @@ def test_pareto_front_marks_undominated_points():
 def test_predicted_site_costs_equal_the_realized_design(model_dir):
     """The solver's per-site costs (from variants of the dense IR) are what the built design
     costs, layer by layer, also when weight bits differ per layer (bits auto)."""
-    from hwprune.codesign.pruner import BudgetConfig, _compute_layers, _Run
+    from hwprune.codesign.pruner import BudgetConfig, _Run
+    from hwprune.prune.metrics import compute_layers
     from hwprune.codesign.space import build_space
     from hwprune.sim.estimate import estimate
     from hwprune.text.train import load_model_dir
@@ -175,7 +176,7 @@ def test_predicted_site_costs_equal_the_realized_design(model_dir):
     sol = solve(space, cfg.budget)
     r = run.realize(sol, space, train=False)
     costs = {le.name: le.cost for le in estimate(r.graph, run.board).layers}
-    layers = [l.name for l in r.graph.layers if l.op_type == "Embedding"] + [l.name for l in _compute_layers(r.graph)]
+    layers = [l.name for l in r.graph.layers if l.op_type == "Embedding"] + [l.name for l in compute_layers(r.graph)]
     for o, name in zip(sol.options, layers):
         real = costs[name]
         assert real.dsp == o.cost.dsp and real.multipliers == o.cost.multipliers and real.ii == o.cost.ii

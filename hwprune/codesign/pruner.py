@@ -28,6 +28,7 @@ from hwprune.codesign.budget import RESOURCES, Budget, BudgetError
 from hwprune.codesign.solver import Limits, Solution, predict, solve
 from hwprune.codesign.space import Choice, DesignSpace, SpaceConfig, build_space, vocab_remap
 from hwprune.errors import ConfigError
+from hwprune.prune.metrics import compute_layers
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +87,16 @@ class Realized:
 
 
 def _figures(g: Any, board: Any, clock: float, batch: int) -> dict[str, float]:
-    """Resources from the estimate; latency and interval from the dataflow simulation when the
-    simulator is available (io_stream), else the estimate."""
+    """Resources from the estimate; latency and interval from the cycle-approximate simulation
+    (the dataflow simulation in io_stream, the layer models in io_parallel)."""
+    from hwprune.sim.dataflow import simulate
     from hwprune.sim.estimate import estimate
 
     est = estimate(g, board, clock)
-    out: dict[str, float] = {k: float(v) for k, v in est.resources.as_dict().items()}
-    out["latency_cycles"], out["interval_cycles"] = float(est.latency_cycles), float(est.ii_cycles)
-    out["source"] = "estimate"  # type: ignore[assignment]
-    try:
-        from hwprune.sim.dataflow import simulate
-    except ImportError:
-        return out
+    out: dict[str, Any] = {k: float(v) for k, v in est.resources.as_dict().items()}
     sim = simulate(g, board, batch=batch, clock_mhz=clock)
     out["latency_cycles"], out["interval_cycles"] = float(sim.latency_cycles), float(sim.interval_cycles)
-    out["source"] = "simulation"  # type: ignore[assignment]
+    out["source"] = "simulation"
     return out
 
 
@@ -152,7 +148,7 @@ class _Run:
         quant = QuantConfig(weight_bits=emb_bits, act_bits=int(self.cfg.space_config().act_bits), layers=layers)
         q, proto = quantize_finetune(student, data, quant, recipe, teacher if train else None, self.say)
         g0 = compile_graph(proto, None, self.cfg.io_type)
-        names = [l.name for l in _compute_layers(g0)]
+        names = [l.name for l in compute_layers(g0)]
         picks = [choices[s.module] for s in space.sites if s.kind != "embedding"]
         if len(names) != len(picks):
             raise ConfigError(f"the realized model has {len(names)} compute layers, the design space {len(picks)}")
@@ -237,13 +233,6 @@ class _RemappedTeacher(torch.nn.Module):
         return self.teacher(self.back[ids])
 
 
-def _compute_layers(g: Any) -> list[Any]:
-    from hwprune.ops.conv import Conv
-    from hwprune.ops.dense import Dense
-
-    return [l for l in g.layers if isinstance(l, (Dense, Conv))]
-
-
 @dataclass
 class BudgetResult:
     out: Path
@@ -297,7 +286,7 @@ def _report(md: Any, cfg: BudgetConfig, run: _Run, space: DesignSpace, r: Realiz
 
     est = estimate(r.graph, run.board, run.clock)
     m = model_metrics(r.graph, est)
-    names = [l.name for l in _compute_layers(r.graph)]
+    names = [l.name for l in compute_layers(r.graph)]
     layers = []
     costs = {le.name: le.cost for le in est.layers}
     compute_iter = iter(names)

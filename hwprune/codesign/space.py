@@ -209,8 +209,8 @@ def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any,
                 cfg: SpaceConfig, say: Callable[[str], None] = log.info) -> DesignSpace:
     """Enumerate every site's options with their costs and predicted losses."""
     from hwprune.ops.conv import Conv
-    from hwprune.ops.dense import Dense
     from hwprune.ops.embedding import Embedding
+    from hwprune.prune.metrics import compute_layers
     from hwprune.prune.patterns import Pattern
     from hwprune.sim.estimate import estimate
 
@@ -223,7 +223,7 @@ def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any,
     convs = [n for n, m in modules.items() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
     linears = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
     emb = [n for n, m in modules.items() if isinstance(m, torch.nn.Embedding)]
-    ir_compute = [l for l in g0.layers if isinstance(l, (Conv, Dense))]
+    ir_compute = compute_layers(g0)
     ir_emb = [l for l in g0.layers if isinstance(l, Embedding)]
     torch_compute = convs + linears  # the order the IR keeps (forward order of a TextCNN)
     if len(ir_compute) != len(torch_compute) or len(ir_emb) != len(emb):

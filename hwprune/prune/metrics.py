@@ -30,6 +30,15 @@ class LayerStorage:
     nonzero_macs: int  # MACs with a non-zero weight (what a zero-skipping ideal would execute)
 
 
+def compute_layers(g: Graph) -> list[Any]:
+    """The layers that multiply by weights (Dense, Conv), in graph order: what pruning and the
+    reuse factor act on."""
+    from hwprune.ops.conv import Conv
+    from hwprune.ops.dense import Dense
+
+    return [l for l in g.layers if isinstance(l, (Dense, Conv))]
+
+
 def layer_storage(g: Graph, layer: Any) -> LayerStorage | None:
     """What a layer keeps in memory; None for layers without parameters."""
     from hwprune.ops.conv import Conv
@@ -84,11 +93,8 @@ class ModelMetrics:
 
 def model_metrics(g: Graph, est: Any, accuracy: float | None = None) -> ModelMetrics:
     """Metrics of a compiled graph and its estimate (`hwprune.sim.estimate.estimate`)."""
-    from hwprune.ops.conv import Conv
-    from hwprune.ops.dense import Dense
-
     storage = [s for s in (layer_storage(g, l) for l in g.layers) if s is not None]
-    compute = [l for l in g.layers if isinstance(l, (Dense, Conv))]
+    compute = compute_layers(g)
     w_total = sum(int(l.weight.size) for l in compute)
     w_zero = sum(int(l.weight.size - np.count_nonzero(l.weight)) for l in compute)
     dense_macs = sum(le.cost.macs for le in est.layers)

@@ -77,13 +77,22 @@ def input_raw(g: Graph, name: str, x: np.ndarray) -> np.ndarray:
     if t.kind == TensorKind.INDEX:
         return phys.astype(np.int64)
     assert t.type is not None
-    return quantize(phys.astype(np.float64), t.type)
+    return quantize(host_divide(phys, t.scale), t.type)
+
+
+def host_divide(x: np.ndarray, scale: float) -> np.ndarray:
+    """A graph input's value in the units of its type: x / scale, divided in float32 exactly as
+    QONNX's Quant divides (so the integer codes the host sends are QONNX's); scale 1: x."""
+    if scale == 1.0:
+        return np.asarray(x, dtype=np.float64)
+    return (np.asarray(x, dtype=np.float32) / np.float32(scale)).astype(np.float64)
 
 
 def output_float(g: Graph, name: str, raw: np.ndarray) -> np.ndarray:
     t = g.tensor(name)
     assert t.type is not None
-    return t.to_logical(to_float(raw, t.type))
+    y = to_float(raw, t.type)
+    return t.to_logical(y * t.scale if t.scale != 1.0 else y)
 
 
 @dataclass
@@ -127,7 +136,7 @@ def _float_values(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarra
     for name, x in zip(g.inputs, inputs):
         t = g.tensor(name)
         phys = t.to_physical(np.asarray(x))
-        vals[name] = phys.astype(np.int64) if t.kind == TensorKind.INDEX else phys.astype(np.float64)
+        vals[name] = phys.astype(np.int64) if t.kind == TensorKind.INDEX else host_divide(phys, t.scale)
     for layer in g.layers:
         _store(vals, layer, layer.float_forward(g, [vals[i] for i in layer.inputs]))
     return vals
@@ -136,7 +145,7 @@ def _float_values(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarra
 def run_float(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The IR's float semantics (no quantization), logical-layout outputs."""
     vals = _float_values(g, inputs)
-    return [g.tensor(o).to_logical(vals[o]) for o in g.outputs]
+    return [g.tensor(o).to_logical(vals[o] * g.tensor(o).scale) for o in g.outputs]
 
 
 def error_bounds(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -155,7 +164,7 @@ def error_bounds(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         e = layer.error_bound(g, [vals[i] for i in layer.inputs], [errs[i] for i in layer.inputs])
         for out, ek in zip(layer.outputs, e if isinstance(e, list) else [e]):
             errs[out] = np.broadcast_to(ek, vals[out].shape)
-    return [g.tensor(o).to_logical(np.asarray(errs[o])) for o in g.outputs]
+    return [g.tensor(o).to_logical(np.asarray(errs[o]) * g.tensor(o).scale) for o in g.outputs]
 
 
 def _store(values: dict[str, np.ndarray], layer: Any, result: Any) -> None:

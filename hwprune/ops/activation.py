@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op, out_of_range,
@@ -88,6 +89,23 @@ class Activation(OpMixin, Layer):
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        x = cc.value
+        if self.kind == "relu":
+            return cc.with_values(np.maximum(x, 0))
+        if self.kind in ("leaky_relu", "prelu"):
+            s = np.atleast_1d(self.slope if self.kind == "prelu" else np.array([self.alpha], dtype=np.float64))
+            if s.size > 1:
+                if self.axis != cc.axis:
+                    return None
+                s = s[cc.index]
+            return cc.with_values(np.where(x >= 0, x, x * s))
+        return cc.with_values(_f(self.kind, self.alpha)(x))
+
+    def remove_carried_channels(self, g: Graph, port: int, cc: ConstantChannels) -> None:
+        if self.kind == "prelu" and np.atleast_1d(self.slope).size > 1:
+            self.slope = np.atleast_1d(self.slope)[cc.keep_mask(np.atleast_1d(self.slope).size)]
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         p = prec.resolve(self.name, self.type_name)

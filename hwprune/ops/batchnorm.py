@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op,
@@ -38,6 +39,21 @@ class ScaleShift(OpMixin, Layer):
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        s, b = np.atleast_1d(self.scale), np.atleast_1d(self.shift)
+        if (s.size > 1 or b.size > 1) and self.axis != cc.axis:
+            return None
+        s = s[cc.index] if s.size > 1 else s
+        b = b[cc.index] if b.size > 1 else b
+        return cc.with_values(cc.value * s + b)
+
+    def remove_carried_channels(self, g: Graph, port: int, cc: ConstantChannels) -> None:
+        n = g.tensor(self.inputs[0]).shape[self.axis]
+        if np.atleast_1d(self.scale).size > 1:
+            self.scale = np.atleast_1d(self.scale)[cc.keep_mask(n)]
+        if np.atleast_1d(self.shift).size > 1:
+            self.shift = np.atleast_1d(self.shift)[cc.keep_mask(n)]
 
     def fold_into_producer(self, g: Graph, producer: Layer) -> bool:
         absorb = getattr(producer, "absorb_output_affine", None)

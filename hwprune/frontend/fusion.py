@@ -1,4 +1,5 @@
-"""Fuse elementwise chains the exporters write for one function into that function's node.
+"""Fuse the chains exporters write for one function into that function's node: GELU (by value)
+and LayerNorm (by structure).
 
 PyTorch writes GELU as `x * 0.5 * (1 + erf(x / sqrt 2))` (or the tanh form with `x**3`), in an
 order and with constants that differ between the classic and the dynamo exporter and between
@@ -202,3 +203,107 @@ def _ancestors(region: list[onnx.NodeProto], y: str, x: str) -> list[onnx.NodePr
             keep.append(n)
             need.update(i for i in n.input if i != x)
     return list(reversed(keep))
+
+
+# ---------------------------------------------------------------------- LayerNorm
+
+def _reduce_axes(node: onnx.NodeProto, arrays: dict[str, np.ndarray]) -> list[int] | None:
+    for a in node.attribute:
+        if a.name == "axes":
+            return list(a.ints)
+    if len(node.input) > 1 and node.input[1] in arrays:
+        return [int(v) for v in np.asarray(arrays[node.input[1]]).reshape(-1)]
+    return None
+
+
+def _keepdims(node: onnx.NodeProto) -> bool:
+    return all(a.i != 0 for a in node.attribute if a.name == "keepdims")
+
+
+def _const_arrays(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    out = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant":
+            v = _constant_value(n)
+            if v is not None:
+                out[n.output[0]] = v
+    return out
+
+
+def fuse_layernorm(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ReduceMean / Sub / Pow (or Mul) / ReduceMean / Add eps / Sqrt / Div [/ Mul gamma / Add beta]
+    over the last axis -> LayerNormalization (what opsets below 17 and HuggingFace exports write)."""
+    nodes = list(model.graph.node)
+    if sum(n.op_type == "ReduceMean" for n in nodes) < 2:
+        return model
+    arrays = _const_arrays(model)
+    scalars = _scalar_consts(model)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in model.graph.output}
+
+    def only(t: str, op: str) -> onnx.NodeProto | None:
+        c = consumers.get(t, [])
+        return c[0] if len(c) == 1 and c[0].op_type == op and t not in graph_outputs else None
+
+    def other(n: onnx.NodeProto, t: str) -> str:
+        return n.input[1] if n.input[0] == t else n.input[0]
+
+    removed: set[int] = set()
+    replacements: dict[int, onnx.NodeProto] = {}
+    for m1 in nodes:
+        if m1.op_type != "ReduceMean" or _reduce_axes(m1, arrays) != [-1] or not _keepdims(m1) or id(m1) in removed:
+            continue
+        x = m1.input[0]
+        subs = [c for c in consumers.get(m1.output[0], []) if c.op_type == "Sub" and list(c.input) == [x, m1.output[0]]]
+        if len(consumers.get(m1.output[0], [])) != 1 or len(subs) != 1:
+            continue
+        sub = subs[0]
+        d = sub.output[0]
+        d_users = consumers.get(d, [])
+        sq = next((c for c in d_users if (c.op_type == "Pow" and c.input[0] == d and scalars.get(c.input[1]) == 2.0)
+                   or (c.op_type == "Mul" and list(c.input) == [d, d])), None)
+        div = next((c for c in d_users if c.op_type == "Div" and c.input[0] == d), None)
+        if sq is None or div is None or len(d_users) != 2 or d in graph_outputs:
+            continue
+        m2 = only(sq.output[0], "ReduceMean")
+        if m2 is None or _reduce_axes(m2, arrays) != [-1] or not _keepdims(m2):
+            continue
+        add = only(m2.output[0], "Add")
+        if add is None or other(add, m2.output[0]) not in scalars:
+            continue
+        eps = scalars[other(add, m2.output[0])]
+        sqrt = only(add.output[0], "Sqrt")
+        if sqrt is None or div.input[1] != sqrt.output[0] or len(consumers.get(sqrt.output[0], [])) != 1:
+            continue
+        chain = [m1, sub, sq, m2, add, sqrt, div]
+        out, gamma, beta = div.output[0], None, None
+        mul = only(out, "Mul")
+        if mul is not None and other(mul, out) in arrays:
+            gamma, out = other(mul, out), mul.output[0]
+            chain.append(mul)
+            badd = only(out, "Add")
+            if badd is not None and other(badd, out) in arrays:
+                beta, out = other(badd, out), badd.output[0]
+                chain.append(badd)
+        # Without a gamma the scale input is empty: the importer takes ones.
+        ins = [x, gamma or ""] + ([beta] if beta else [])
+        fused = helper.make_node("LayerNormalization", ins, [out], name=(div.name or out) + "_fused", axis=-1,
+                                 epsilon=float(eps))
+        for n in chain:
+            removed.add(id(n))
+        replacements[id(chain[-1])] = fused
+        log.info("fused %d nodes into LayerNormalization ending at %s", len(chain), out)
+    if not replacements:
+        return model
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    del result.graph.node[:]
+    for n in nodes:
+        if id(n) in replacements:
+            result.graph.node.append(replacements[id(n)])
+        elif id(n) not in removed:
+            result.graph.node.append(n)
+    return result

@@ -360,7 +360,8 @@ class Softmax(OpMixin, Layer):
         # d log y_i / d x_j = delta_ij - y_j: an input perturbation of at most e moves log y by 2e.
         rel = (2 * e_in + 2 * binw + 2.0 / self.table_size + n * math.exp(-SOFTMAX_EXP_RANGE)
                + 4 * n * EXP_TYPE.lsb + RECIP_TYPE.lsb)
-        return y * (np.exp(rel) - 1) + n * math.exp(-SOFTMAX_EXP_RANGE) + round_error(g.tensor(self.output).type)
+        with np.errstate(over="ignore"):  # saturated inputs: the bound is infinite, honestly
+            return y * (np.exp(rel) - 1) + n * math.exp(-SOFTMAX_EXP_RANGE) + round_error(g.tensor(self.output).type)
 
     def cost(self, ctx: CostContext) -> LayerCost:
         g = ctx.graph

@@ -348,6 +348,11 @@ def _import_gemm(ctx: Any, node: Any) -> None:
 @onnx_op("MatMul")
 def _import_matmul(ctx: Any, node: Any) -> None:
     w = ctx.const(node.input[1])
+    if w is None and not ctx.is_const(node.input[0]):
+        from hwprune.ops.matmul import import_activation_matmul
+
+        import_activation_matmul(ctx, node)  # Q·Kᵀ, A·V: both operands activations
+        return
     if w is None or ctx.is_const(node.input[0]):
         raise ctx.error(node, "only activation x constant-weight products are supported")
     w = np.asarray(w, dtype=np.float64)

@@ -97,6 +97,8 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
 
     # ------------------------------------------------------------------ dead channels
     def constant_output_channels(self, g: Graph) -> ConstantChannels | None:
+        if self.sparsity is not None:
+            return None  # a balanced pattern's zeros run on the sparse kernel; its shape stays
         dead = np.flatnonzero(~np.any(self.weight.reshape(self.c_out, -1) != 0, axis=1))
         if dead.size == 0 or dead.size == self.c_out:
             return None
@@ -112,6 +114,8 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
     def absorb_constant_inputs(self, g: Graph, port: int, cc: ConstantChannels) -> bool:
         """Constant input channels add sum over taps of W[:, k] * v to every output pixel — the
         same at every pixel only where no window reaches into the padding, or when v is 0."""
+        if self.sparsity is not None:
+            return False  # cutting inputs would break the declared balanced pattern
         if port != 0 or cc.axis != 0 or self.groups != 1 or len(cc) >= self.c_in:
             return False
         w = self.win

@@ -76,6 +76,8 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
 
     # ------------------------------------------------------------------ dead channels
     def constant_output_channels(self, g: Graph) -> ConstantChannels | None:
+        if self.sparsity is not None:
+            return None  # a balanced pattern's zeros run on the sparse kernel; its shape stays
         dead = np.flatnonzero(~np.any(self.weight != 0, axis=0))
         if dead.size == 0 or dead.size == self.n_out:
             return None
@@ -88,6 +90,8 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
 
     def absorb_constant_inputs(self, g: Graph, port: int, cc: ConstantChannels) -> bool:
         """y = x W + b with inputs k constant: their share v @ W[k] joins the bias (exact)."""
+        if self.sparsity is not None:
+            return False  # cutting inputs would break the declared balanced pattern
         if port != 0 or cc.axis != g.tensor(self.inputs[0]).rank - 1 or len(cc) >= self.n_in:
             return False
         share = cc.value @ self.weight[cc.index]

@@ -108,7 +108,7 @@ def cli_benchmark(repeats: int) -> str:
     y_ref = run_onnx(model, [x])[0]
     rows: dict[str, list[dict]] = {k: [] for k in ("hwprune run --engine csim, cold cache", "hls4ml compile() + predict()",
                                                    "hwprune run --engine csim, warm cache", "hwprune run --engine fixed",
-                                                   "hwprune --help")}
+                                                   "hwprune --help", "g++ -c of a file including only ap_fixed.h")}
     errs: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="hwp_bench_cli_") as d:
         wd = Path(d)
@@ -124,6 +124,11 @@ def cli_benchmark(repeats: int) -> str:
             rows["hwprune run --engine csim, warm cache"].append(_timed([*run, "--engine", "csim", "--output", str(wd / "y_csim.npy")], env))
             rows["hwprune run --engine fixed"].append(_timed([*run, "--engine", "fixed", "--output", str(wd / "y_fixed.npy")], env))
             rows["hwprune --help"].append(_timed([*hw_cmd, "--help"], env))
+            from hwprune.backend import csim
+
+            (wd / "ap_only.cpp").write_text('#include "ap_fixed.h"\n')
+            rows["g++ -c of a file including only ap_fixed.h"].append(_timed(
+                [csim.cxx(), *csim.CXXFLAGS, f"-I{csim.ap_types_dir()}", "-c", str(wd / "ap_only.cpp"), "-o", str(wd / "ap_only.o")], env))
             rows["hls4ml compile() + predict()"].append(
                 _timed([sys.executable, str(HERE / "_hls4ml_process.py"), str(mp), str(xp), str(wd / f"hls4ml_{r}"),
                         str(wd / "y_hls4ml.npy")], dict(os.environ)))
@@ -133,7 +138,7 @@ def cli_benchmark(repeats: int) -> str:
                 errs[name] = float(np.max(np.abs(np.load(wd / f).reshape(y_ref.shape) - y_ref)))
     errs["hwprune run --engine csim, warm cache"] = errs.get("hwprune run --engine csim, cold cache", float("nan"))
     med = {k: (statistics.median(t["wall"] for t in v), statistics.median(t["cpu"] for t in v),
-               next((t["error"] for t in v if t["error"]), None)) for k, v in rows.items()}
+               next((t["error"] for t in v if t["error"]), None), min(t["wall"] for t in v)) for k, v in rows.items()}
     hls = med["hls4ml compile() + predict()"][0]
     lines = ["## Speed, whole processes: the CLI as a user runs it (MLP 16-64-32-32-5, 100 samples)", "",
              f"Measured by `python benchmarks/speed.py --repeats {repeats}` on {platform.machine()} ({os.cpu_count()} cores), "
@@ -142,14 +147,20 @@ def cli_benchmark(repeats: int) -> str:
              "the binary; also the case for a second export of an unchanged design into another directory). hls4ml has "
              "no build cache: every fresh process converts and compiles. CPU = user + system time of the process and "
              "the compilers it waited for.", "",
-             "| process | wall s | CPU s | vs hls4ml (wall) | max abs error vs onnxruntime | note |", "|---|---|---|---|---|---|"]
-    for k, (wall, cpu, err) in med.items():
-        ratio = f"{wall / hls:.2f}x" if k != "hls4ml compile() + predict()" and k in errs else ""
+             "| process | wall s | best wall s | CPU s | vs hls4ml (wall) | max abs error vs onnxruntime | note |",
+             "|---|---|---|---|---|---|---|"]
+    for k, (wall, cpu, err, best) in med.items():
+        ratio = f"{wall / hls:.2f}x" if k != "hls4ml compile() + predict()" else ""
         e = f"{errs[k]:.2e}" if k in errs else ""
-        lines.append(f"| `{k}` | {wall:.2f} | {cpu:.2f} | {ratio} | {e} | {(err or '')[:80].replace('|', '/')} |")
-    cold = med["hwprune run --engine csim, cold cache"][0]
+        lines.append(f"| `{k}` | {wall:.2f} | {best:.2f} | {cpu:.2f} | {ratio} | {e} | {(err or '')[:80].replace('|', '/')} |")
+    cold, warm = med["hwprune run --engine csim, cold cache"][0], med["hwprune run --engine csim, warm cache"][0]
+    parse = med["g++ -c of a file including only ap_fixed.h"][0]
     lines += ["", f"Goal (issue 10): `hwprune run --engine csim` with a cold cache at most 0.25x of hls4ml's fresh process: "
-              f"{cold / hls:.2f}x — {'met' if cold <= 0.25 * hls else 'not met'}."]
+              f"{cold / hls:.2f}x — {'met' if cold <= 0.25 * hls else 'not met'}. With the build cache warm (a design "
+              f"run or exported before, in any directory) it is {warm / hls:.2f}x. A cold run costs at least about the warm "
+              f"run plus one g++ parse of ap_fixed.h, {(warm + parse) / hls:.2f}x of hls4ml here, whatever the design; "
+              "the rest of the cold time is compiling the design's kernels (two translation units side by side, "
+              "then a link)."]
     return write_section("speed-cli", "\n".join(lines))
 
 

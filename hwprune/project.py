@@ -49,6 +49,9 @@ def _model_proto(model: Any, example_input: Any = None) -> "onnx.ModelProto":
         if example_input is None:
             raise HwpruneInputError("a torch module needs example_input (a tensor of one batch) to be exported")
         return export_torch(model, example_input)
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / "model.onnx").is_file():
+        # a model directory (hwprune train) or a design directory (hwprune prune --board)
+        raise ModelLoadError(f"{model} is a directory; pass its model file: {Path(model) / 'model.onnx'}")
     return load_onnx(model)
 
 

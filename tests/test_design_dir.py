@@ -109,6 +109,8 @@ def test_directories_without_a_project_say_which_subdirectory_to_pass(design, tm
             for n in needles:
                 assert n in err, (args, err)
     assert not (tmp_path / "pkg").exists() and not (tmp_path / "y.npy").exists()
+    code, _, err = cli(capsys, "export", design, "--board", "pynq-z2", "--out", tmp_path / "again")
+    assert code == 2 and str(design / "model.onnx") in err and not (tmp_path / "again").exists()
     with pytest.raises(ModelLoadError, match="does not exist"):
         ProjectDir.locate(tmp_path / "nowhere")
 

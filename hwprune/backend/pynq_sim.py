@@ -147,7 +147,6 @@ class SimulatedOverlay:
 
     def __init__(self, spec: drv.AcceleratorSpec, project: str | Path) -> None:
         from hwprune.backend.axis import build_axis
-
         from hwprune.backend.project_dir import ProjectDir
 
         self.spec = spec

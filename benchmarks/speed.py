@@ -110,6 +110,7 @@ def cli_benchmark(repeats: int) -> str:
                                                    "hwprune run --engine csim, warm cache", "hwprune run --engine fixed",
                                                    "hwprune --help", "g++ -c of a file including only ap_fixed.h")}
     errs: dict[str, float] = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="hwp_bench_cli_") as d:
         wd = Path(d)
         mp, xp = wd / "mlp.onnx", wd / "x.npy"
@@ -141,7 +142,8 @@ def cli_benchmark(repeats: int) -> str:
                next((t["error"] for t in v if t["error"]), None), min(t["wall"] for t in v)) for k, v in rows.items()}
     hls = med["hls4ml compile() + predict()"][0]
     lines = ["## Speed, whole processes: the CLI as a user runs it (MLP 16-64-32-32-5, 100 samples)", "",
-             f"Measured by `python benchmarks/speed.py --repeats {repeats}` on {platform.machine()} ({os.cpu_count()} cores), "
+             f"Measured by `python benchmarks/speed.py --repeats {repeats}` on {platform.machine()} ({os.cpu_count()} cores; "
+             f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after), "
              "medians of interleaved runs, each a fresh process. Cold cache = an empty `$HWPRUNE_CACHE_DIR` (nothing "
              "compiled before: g++ builds the C simulation); warm = the same design run again (the build cache returns "
              "the binary; also the case for a second export of an unchanged design into another directory). hls4ml has "

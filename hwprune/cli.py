@@ -10,11 +10,12 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Sequence
 
 from hwprune.errors import HwpruneError, HwpruneInputError
+
+if TYPE_CHECKING:  # numpy, onnx, torch, ... load only in the commands that use them: --help stays instant
+    import numpy as np
 
 log = logging.getLogger("hwprune")
 
@@ -42,6 +43,8 @@ def _board(name: str) -> Any:
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
+    import numpy as np
+
     p = Path(path)
     if not p.is_file():
         raise HwpruneInputError(f"{what} file {p} does not exist")
@@ -91,6 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ys = hwprune.run(args.model, [x], engine=args.engine, precision=prec, io_type=args.io)
     if args.engine != "float":
         _report_saturation(args.model, [x], prec, args.io)
+    import numpy as np
+
     np.save(out, ys[0])
     for k, y in enumerate(ys[1:], start=1):
         np.save(out.with_name(f"{out.stem}_{k}.npy"), y)
@@ -327,7 +332,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     except BuildError as e:  # a vendor tool failed: its log says why, not a hwprune bug
         print(f"hwprune: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
-    board = json.loads((Path(args.project) / "hwprune_project.json").read_text())["board"]
+    from hwprune.backend.project_dir import ProjectDir
+
+    board = ProjectDir.locate(args.project).board
     print(f"bitstream: {bit}\nhardware handoff: {hwh}\n(next: hwprune deploy {args.project} --board {board} --out PKG)")
     return 0
 
@@ -384,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("run", help="run a model or project on inputs")
-    r.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
+    r.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
     r.add_argument("--input", required=True, metavar="X.npy", help="inputs, batch first")
     r.add_argument("--output", required=True, metavar="Y.npy", help="where to save the outputs")
     r.add_argument("--engine", choices=["float", "fixed", "csim"], default="fixed")
@@ -392,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run, reuse_factor=None)
 
     s = sub.add_parser("estimate", help="analytical latency and resource estimate")
-    s.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
+    s.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
     s.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
     model_opts(s)
     s.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
@@ -400,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_estimate)
 
     sm = sub.add_parser("simulate", help="cycle-approximate simulation: latency, interval, stalls, FIFO depths")
-    sm.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
+    sm.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
     sm.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
     sm.add_argument("--batch", default="16", metavar="N", help="samples to stream through the design (default 16)")
     model_opts(sm)
@@ -475,12 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     bd = sub.add_parser("build", help="HLS IP, Vivado block design and bitstream of a project (needs vitis_hls, vivado)")
-    bd.add_argument("project", metavar="DIR", help="project directory written by hwprune export")
+    bd.add_argument("project", metavar="DIR", help="project directory (hwprune export) or design directory (hwprune prune --board)")
     bd.add_argument("--jobs", type=int, default=2, help="parallel Vivado jobs (default 2)")
     bd.set_defaults(func=cmd_build)
 
     dp = sub.add_parser("deploy", help="PYNQ deployment package of a project: driver, validate.py, throughput.py")
-    dp.add_argument("project", metavar="DIR", help="project directory written by hwprune export")
+    dp.add_argument("project", metavar="DIR", help="project directory (hwprune export) or design directory (hwprune prune --board)")
     dp.add_argument("--board", required=True, help="the board the project was exported for, e.g. pynq-z2")
     dp.add_argument("--out", required=True, metavar="PKG", help="package directory to create")
     dp.add_argument("--force", action="store_true", help="replace a non-empty --out")

@@ -115,6 +115,13 @@ def test_budget_prune_end_to_end(model_dir, tmp_path, capsys):
     np.testing.assert_array_equal(raw_outputs(prj, [ids])[0], trace_fixed(g, [ids]).values[g.outputs[0]])
     est = hwprune.estimate(prj, "pynq-z2")
     assert est.resources.lut == r["resources"]["lut"]
+    # The other commands take the design directory itself (its project is out/project).
+    np.save(tmp_path / "ids.npy", ids)
+    for args in (["estimate", out, "--board", "pynq-z2"], ["simulate", out, "--board", "pynq-z2", "--batch", "2"],
+                 ["run", out, "--engine", "csim", "--input", tmp_path / "ids.npy", "--output", tmp_path / "y.npy"],
+                 ["deploy", out, "--board", "pynq-z2", "--out", tmp_path / "pkg"]):
+        assert main([str(a) for a in args]) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), hwprune.run(prj, [ids], engine="csim")[0])
 
 
 def test_impossible_budget_exits_2_and_writes_nothing(model_dir, tmp_path, capsys):

@@ -14,6 +14,7 @@ from onnx import helper
 
 from conftest import fin, make_model
 from hwprune.cli import main
+from hwprune.backend.project_dir import MANIFEST, ProjectDir
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -110,7 +111,7 @@ def test_occupied_out_needs_force(capsys, mlp_model, tmp_path):
     assert (out / "keep.txt").read_text() == "user data"
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--force")
     assert code == 0, err
-    assert not (out / "keep.txt").exists() and (out / "hwprune_project.json").exists()
+    assert not (out / "keep.txt").exists() and (out / MANIFEST).exists()
 
 
 def test_failed_export_leaves_nothing(capsys, tmp_path, monkeypatch):
@@ -151,9 +152,9 @@ def test_export_then_run_project(capsys, mlp_model, tmp_path):
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--io", "stream",
                            "--precision", "ap_fixed<18,8>", "--reuse-factor", "2")
     assert code == 0, err
-    for f in ("build_prj.tcl", "build_host.sh", "firmware/parameters.h", "tb", "model.onnx", "hwprune_project.json"):
+    for f in ("build_prj.tcl", "build_host.sh", "firmware/parameters.h", "tb", "model.onnx", MANIFEST):
         assert (out / f).exists(), f
-    man = json.loads((out / "hwprune_project.json").read_text())
+    man = ProjectDir(out).manifest
     assert man["io_type"] == "stream" and man["part"] == "xc7z020clg400-1" and man["clock_mhz"] == 100
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(3).normal(size=(4, 16)).astype(np.float32))

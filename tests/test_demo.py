@@ -13,6 +13,7 @@ import pytest
 
 import hwprune
 from hwprune.cli import main
+from hwprune.backend.project_dir import MANIFEST
 from test_report import CHROMIUM, colour_share, screenshot
 
 
@@ -23,7 +24,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "bit-exact with the fixed-point reference: True" in text
     for f in ("report.html", "report.json", "deploy/hwprune_driver.py", "deploy/validate.py", "deploy/accelerator.json",
-              "design/report.json", "design/model.onnx", "design/project/hwprune_project.json", "explore/front.svg",
+              "design/report.json", "design/model.onnx", f"design/project/{MANIFEST}", "explore/front.svg",
               "model/model.pt"):
         assert (out / f).exists(), f
     summary = json.loads((out / "report.json").read_text())

@@ -39,6 +39,7 @@ from hwprune.prune.onnx_prune import META_PREFIX, prune_onnx
 from hwprune.prune.patterns import Pattern
 from hwprune.sim.dataflow import simulate, stream_fifos
 from hwprune.sim.estimate import estimate
+from hwprune.backend.project_dir import ProjectDir
 
 BOARD = "pynq-z2"
 SAMPLES = 3  # counted samples
@@ -282,7 +283,7 @@ def test_recommended_depths_lose_nothing_and_reach_the_project(designs):
         assert sim.fifos_sufficient, d.name  # as fast as with unbounded FIFOs
         assert set(sim.fifo_depths) == set(stream_fifos(d.g))
         assert all(sim.fifo_high_water[t] <= sim.fifo_depths[t] for t in sim.fifo_depths)
-        top = (d.prj / "firmware" / f"{json.loads((d.prj / 'hwprune_project.json').read_text())['top']}.cpp").read_text()
+        top = (d.prj / "firmware" / f"{ProjectDir(d.prj).top}.cpp").read_text()
         pragmas = dict(re.findall(r"#pragma HLS STREAM variable = (\w+) depth = (\d+)", top))
         names = d.g.c_names()
         assert {names[f"t:{t}"]: str(v) for t, v in sim.fifo_depths.items()} == pragmas, d.name

@@ -10,7 +10,6 @@ wrapper's unpack, the network and the wrapper's pack can be checked together, bi
 
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -85,10 +84,9 @@ def write_axis_inputs(g: Graph, inputs: Sequence[np.ndarray], out_dir: Path) -> 
 
 
 def _top(project: Path) -> str:
-    man = project / "hwprune_project.json"
-    if not man.is_file():
-        raise ModelLoadError(f"{project} is not an hwprune project (no hwprune_project.json)")
-    return json.loads(man.read_text())["top"]
+    from hwprune.backend.project_dir import ProjectDir
+
+    return ProjectDir.open(project).top
 
 
 def build_axis(project: str | Path) -> Path:

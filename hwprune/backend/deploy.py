@@ -20,7 +20,7 @@ from typing import Any
 
 from hwprune import __version__
 from hwprune.board import Board, load_board
-from hwprune.errors import HwpruneInputError, ModelLoadError
+from hwprune.errors import HwpruneInputError
 from hwprune.fsutil import atomic_directory, check_out_dir
 
 DRIVER_NAME = "hwprune_driver.py"
@@ -59,11 +59,11 @@ def write_package(project_dir: str | Path, board: str | Board, out: str | Path, 
     from hwprune.backend.hls_project import _env
     from hwprune.backend.vivado import bitstream_files
 
-    project = Path(project_dir)
-    man_path = project / "hwprune_project.json"
-    if not man_path.is_file():
-        raise ModelLoadError(f"{project} is not an hwprune project (no hwprune_project.json); export one with hwprune export")
-    man = json.loads(man_path.read_text())
+    from hwprune.backend.project_dir import ProjectDir
+
+    prj = ProjectDir.locate(project_dir)
+    project = prj.path
+    man = prj.manifest
     b = board if isinstance(board, Board) else load_board(board)
     if b.name != man["board"]:
         raise HwpruneInputError(f"{project} was exported for {man['board']}, not {b.name}: "

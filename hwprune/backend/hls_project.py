@@ -3,6 +3,7 @@
 Layout of a project:
 
     hwprune_project.json   manifest: ports (shape, physical order, types), board, clock, options
+                           (read and written only through backend/project_dir.py)
     model.onnx             the source model (the `float` engine and re-imports use it)
     firmware/              <top>.cpp/.h, defines.h, parameters.h, weights/, hwprune/ (kernels)
     tb/<top>_test.cpp      C testbench (raw int64 files in, raw int64 files out)
@@ -19,7 +20,6 @@ never reach the sources verbatim.
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -30,6 +30,7 @@ import jinja2
 import numpy as np
 
 from hwprune import __version__
+from hwprune.backend import project_dir
 from hwprune.board import Board
 from hwprune.fsutil import atomic_directory, check_out_dir
 from hwprune.fixed import FixedType
@@ -37,7 +38,7 @@ from hwprune.ir.graph import Graph, IOType, TensorKind, c_identifier
 from hwprune.ops.base import HlsBinding, HlsContext, WeightArray
 from hwprune.precision import PrecisionConfig
 
-MANIFEST = "hwprune_project.json"
+MANIFEST = project_dir.MANIFEST  # written through project_dir.ProjectDir, the manifest's one owner
 
 
 @functools.lru_cache(maxsize=None)
@@ -206,7 +207,7 @@ def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, c
         shutil.copytree(kernel_dir(), tmp / "firmware" / "hwprune",
                         ignore=shutil.ignore_patterns("*.j2", "__pycache__"))
         (tmp / "model.onnx").write_bytes(model_bytes)
-        (tmp / MANIFEST).write_text(json.dumps(manifest(g, board, clock, top, precision or PrecisionConfig()), indent=2))
+        project_dir.ProjectDir.write_manifest(tmp, manifest(g, board, clock, top, precision or PrecisionConfig()))
         (tmp / "tb_data").mkdir()
         if sample_inputs is not None:
             from hwprune.backend.csim import write_inputs

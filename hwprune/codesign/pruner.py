@@ -14,7 +14,6 @@ fits, and know its latency and resources before you synthesize".
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -242,10 +241,8 @@ class BudgetResult:
 def prune_to_budget(md: Any, cfg: BudgetConfig, out: str | Path, force: bool = False,
                     say: Callable[[str], None] = log.info) -> BudgetResult:
     """The whole flow; writes `out` atomically (nothing is left behind on failure)."""
-    import hwprune
-    import onnx
-
-    from hwprune.fsutil import atomic_directory, check_out_dir
+    from hwprune.backend.project_dir import write_design
+    from hwprune.fsutil import check_out_dir
     from hwprune.prune.recipe import fixed_accuracy, torch_accuracy
 
     out = Path(out)
@@ -268,15 +265,17 @@ def prune_to_budget(md: Any, cfg: BudgetConfig, out: str | Path, force: bool = F
     acc_before = torch_accuracy(md.model, run.data, run.data.test)
     acc_after = fixed_accuracy(final.graph, data, data.test)
     say(f"accuracy: dense float {100 * acc_before:.1f}% -> pruned fixed point {100 * acc_after:.1f}% (test set)")
-    with atomic_directory(out, force) as tmp:
-        onnx.save(final.proto, str(tmp / "model.onnx"))
-        prj = hwprune.export(final.proto, tmp / "project", board=run.board, io_type=cfg.io_type,
-                             precision=final.precision, clock_mhz=run.clock,
-                             sample_inputs=[final.x[data.test[:8]]])
-        report = _report(md, cfg, run, space, final, acc_before, acc_after, time.perf_counter() - t0)
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+    reports: list[dict[str, Any]] = []
+
+    def report() -> dict[str, Any]:
+        reports.append(_report(md, cfg, run, space, final, acc_before, acc_after, time.perf_counter() - t0))
+        return reports[-1]
+
+    write_design(out, final.proto, run.board, cfg.io_type, final.precision, run.clock, report,
+                 sample_inputs=[final.x[data.test[:8]]], force=force)
+    report_data = reports[-1]
     say(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
-    return BudgetResult(out, report)
+    return BudgetResult(out, report_data)
 
 
 def _report(md: Any, cfg: BudgetConfig, run: _Run, space: DesignSpace, r: Realized, acc_before: float,

@@ -39,14 +39,14 @@ def speed(md) -> tuple[float, float, int]:
     from hwprune.board import load_board
     from hwprune.pipeline import compile_graph
     from hwprune.prune.recipe import TaskData
-    from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_textcnn
+    from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_model
     from hwprune.sim.dataflow import simulate
     from hwprune.sim.estimate import estimate
 
     board = load_board(BOARD)
     x, y = md.encoded()
     data = TaskData(x, y, md.splits["train"], md.splits["val"], md.splits["test"], md.cfg.seq_len)
-    q = quantize_textcnn(copy.deepcopy(md.model), QuantConfig())
+    q = quantize_model(md.model, data.example(), QuantConfig())
     calibrate(q, data.batches(data.train, limit=512))
     g = compile_graph(export_qonnx(q, data.example()), None, "stream")
     n = 200

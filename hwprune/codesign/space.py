@@ -133,11 +133,11 @@ def cost_graph(model: torch.nn.Module, data: Any, weight_bits: int, act_bits: in
     """The IR of the model quantized at these bits (calibrated, no training), as the final
     design will be built: QONNX export, so types, quantizers and FIFOs are the real ones."""
     from hwprune.pipeline import compile_graph
-    from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_textcnn
+    from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_model
 
     # The embedding's table is the convolutions' input: it stays at the activation width so
     # that a conv's cost does not depend on another site's choice.
-    q = quantize_textcnn(model, QuantConfig(weight_bits=weight_bits, act_bits=act_bits,
+    q = quantize_model(model, data.example(), QuantConfig(weight_bits=weight_bits, act_bits=act_bits,
                                             layers={"embedding": (act_bits, None)}))
     calibrate(q, data.batches(data.train, limit=1024))
     return compile_graph(export_qonnx(q, data.example()), None, io_type)

@@ -142,9 +142,9 @@ def quantize_finetune(model: torch.nn.Module, data: TaskData, quant: Any, recipe
     """Calibrate and QAT-fine-tune a quantized copy of a (pruned) float TextCNN, zeros held;
     returns (quantized model, QONNX proto with the pruning patterns in its metadata)."""
     from hwprune.prune.torch_prune import FixedMasks
-    from hwprune.quantize.qat import calibrate, export_qonnx, quantize_textcnn
+    from hwprune.quantize.qat import calibrate, export_qonnx, quantize_model
 
-    q = quantize_textcnn(model, quant)
+    q = quantize_model(model, data.example(), quant)
     calibrate(q, data.batches(data.train, limit=2048))
     fit_epochs(q, data, recipe, recipe.qat_epochs, teacher, say, masks=FixedMasks(q))
     sparsity = getattr(model, "hwprune_sparsity", None)

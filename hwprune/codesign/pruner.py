@@ -168,7 +168,7 @@ class _Run:
     def search(self, space: DesignSpace) -> Realized:
         """Solve, check the quick realization, calibrate, repeat; the best design that passes."""
         budget = self.cfg.budget
-        limits = Limits.from_budget(budget, space)
+        limits = Limits.from_budget(budget, space, latency_scale=0.98 / max(space.latency_ratio, 1e-6))
         best: Realized | None = None
         tried: set[tuple] = set()
         for round_ in range(1, MAX_ROUNDS + 1):

@@ -86,6 +86,10 @@ class DesignSpace:
     board: Any
     clock_mhz: float
     io_type: str
+    # Simulated / predicted latency of the dense design the costs come from: in io_stream the
+    # layers overlap, so the sum along a path over-predicts (by ~3x for a small CNN). The
+    # search starts from the latency limit scaled by it.
+    latency_ratio: float = 1.0
 
 
 # ---------------------------------------------------------------- torch side
@@ -368,7 +372,12 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
     for p in _dag_paths(g0):
         paths.append(([index[n] for n in p if n in index], sum(lat[n] for n in p if n not in index)))
     fixed_interval = max((le.cost.ii for le in est.layers if le.name not in site_layers), default=1)
-    return DesignSpace(sites, overhead, paths, fixed_interval, board, clock_mhz, cfg.io_type)
+    predicted = max((sum(lat[n] for n in p) for p in _dag_paths(g0)), default=0)
+    from hwprune.sim.dataflow import simulate
+
+    simulated = simulate(g0, board, batch=16, clock_mhz=clock_mhz).latency_cycles
+    ratio = simulated / predicted if predicted > 0 and simulated > 0 else 1.0
+    return DesignSpace(sites, overhead, paths, fixed_interval, board, clock_mhz, cfg.io_type, ratio)
 
 
 def _reuse_factors(layer: Any, pattern: str, sparsity: float, candidates: Sequence[int]) -> list[int]:

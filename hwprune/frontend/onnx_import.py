@@ -2,7 +2,8 @@
 
 Steps: load (clear errors for missing, truncated or non-ONNX files), refuse unsupported ops
 before anything else (naming the node), upgrade old opsets with onnx's version converter,
-fold constant sub-graphs (weight transposes, Shape->Reshape chains), then hand each node to
+fuse elementwise chains into the function they compute (GELU), fold constant sub-graphs
+(weight transposes, Shape->Reshape chains), then hand each node to
 the importer its op module registered. The batch axis (axis 0 of every activation) is
 dropped: IR shapes are per sample.
 """
@@ -19,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from hwprune.errors import ModelLoadError, UnsupportedOpError
+from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_layernorm
 from hwprune.ir.graph import Graph, Layer, Tensor, TensorKind
 from hwprune.ops.base import ONNX_IMPORTERS
 
@@ -32,7 +34,7 @@ _PASS_THROUGH = {"Identity", "Dropout"}
 _FOLDABLE = {
     "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat", "Gather", "Cast",
     "Constant", "Shape", "Slice", "Mul", "Add", "Sub", "Div", "Neg", "Sqrt", "Reciprocal",
-    "Unsqueeze", "ConstantOfShape", "Range", "Equal", "Where", "Expand", "Identity",
+    "Unsqueeze", "ConstantOfShape", "Range", "Equal", "Where", "Expand", "Identity", "CastLike",
 }
 
 
@@ -137,7 +139,9 @@ def _check_supported(model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         # An unsupported op that only touches constants is folded away, so it is fine.
         all_const = all((i in consts or i == "") for i in node.input)
-        if node.op_type == "Constant" or (all_const and node.op_type in _FOLDABLE | {"Quant"}):
+        # CastLike(constant, activation) casts a constant to the activation's (float) type.
+        if node.op_type == "Constant" or (all_const and node.op_type in _FOLDABLE | {"Quant"}) \
+                or (node.op_type == "CastLike" and node.input[0] in consts):
             consts.update(node.output)
             continue
         if node.op_type not in ONNX_IMPORTERS and node.op_type not in _PASS_THROUGH | {"Shape", "Cast", "Constant"}:
@@ -206,6 +210,7 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
     proto = load_onnx(model)
     proto = _cleanup_qonnx(proto)
+    proto = fuse_layernorm(fuse_elementwise_functions(proto))
     _check_supported(proto)
     source_opset = _opset(proto)
     proto = _upgrade(proto)
@@ -231,6 +236,9 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     for node in proto.graph.node:
         ins = [ctx.const(i) if i else None for i in node.input]
         dynamic = [i for i in node.input if i and ctx.const(i) is None]
+        if node.op_type == "CastLike" and ctx.const(node.input[0]) is not None:
+            ctx.consts[node.output[0]] = np.asarray(ctx.const(node.input[0]), dtype=np.float32)
+            continue
         if node.op_type == "Quant" and not dynamic:
             ctx.consts[node.output[0]] = fold_constant_quant(ctx, node)
             continue

@@ -65,7 +65,7 @@ FAMILIES = {
     # name: (function, data, training epochs, latency budget in us)
     "mlp": ("mlp", tabular, 20, 0.4),
     "rescnn": ("rescnn", images, 6, 8.0),
-    "signal1d": ("signal1d", signals, 10, 2.5),
+    "signal1d": ("signal1d", signals, 10, 3.5),
 }
 
 
@@ -144,12 +144,13 @@ def test_compare_and_explore_on_own_model(trained, tmp_path, capsys):
     spec = f"{MODELS}:mlp"
     rows = tmp_path / "rows.json"
     code = main(["compare", spec, "--weights", str(w), "--data", str(npz), "--board", "pynq-z2", "--patterns",
-                 "block:4x4,filter", "--sparsity", "0.5", "--epochs", "1", "--qat-epochs", "0", "--json", str(rows)])
+                 "block:4x4,filter", "--sparsity", "0.5", "--epochs", "3", "--qat-epochs", "0", "--json", str(rows)])
     assert code == 0, capsys.readouterr().err
     data = json.loads(rows.read_text())
     assert [(r["pattern"], r["sparsity"]) for r in data["rows"]] == [("dense", 0.0), ("dense", 0.0), ("block:4x4", 0.5),
                                                                     ("filter", 0.5)]
-    assert all(r["accuracy"] > 0.5 for r in data["rows"])
+    assert all(r["accuracy"] > 0.9 for r in data["rows"][:2])  # dense float and fixed point
+    assert all(r["accuracy"] > 0.4 for r in data["rows"])  # pruned: above chance (1/3) after a short fine-tune
     out = tmp_path / "front"
     code = main(["explore", spec, "--weights", str(w), "--data", str(npz), "--board", "pynq-z2", "--latency-us", "1,3",
                  "--epochs", "0", "--qat-epochs", "0", "--out", str(out)])

@@ -1,7 +1,8 @@
 """Uniform baselines for the budget-driven pruner — what a user does with standard tools:
 one pattern and sparsity for every layer but the classifier, one reuse factor for the whole
-design raised until it fits the board, and (a model whose Embedding reads the input, e.g. a
-text model's vocabulary) the table cut (most frequent ids first) until it fits the BRAM. Sparsity levels are tried from the lowest up; the first design
+design raised until it fits the board, and (a model whose Embedding reads the input) the
+table cut (most frequent ids first) until it fits the BRAM. Sparsity levels are tried from
+the lowest up; the first design
 that meets the budget (checked with the simulator) is fine-tuned and reported. When none does,
 the row says so and gives the best latency reached.
 """

@@ -1,5 +1,5 @@
-"""Train the TextCNN on a text dataset (`hwprune train`), and the one training loop that
-fine-tuning after pruning and quantization-aware training reuse (`fit`).
+"""Train the TextCNN on a text dataset (`hwprune train`) with the shared training loop
+(`hwprune.training.fit`, re-exported here).
 
 MODEL_DIR holds everything the later steps (pruning, export, deployment) need:
 

@@ -143,7 +143,9 @@ class _Run:
         spec = {m: (c.pattern, c.sparsity) for m, c in choices.items() if c.pattern != "dense" and c.sparsity > 0}
         recipe = self.recipe if train else Recipe(0, 0, self.recipe.distill_alpha, seed=self.recipe.seed)
         student = prune_finetune(model, data, spec, recipe, teacher if train else None, self.say) if spec else model
-        if train and not spec:
+        if train and not spec and input_map is not None:
+            # Nothing pruned but an embedding's rows cut: the float model adapts to the table
+            # (as the uniform baselines do); an unchanged float model is not trained again.
             from hwprune.prune.recipe import fit_epochs
 
             fit_epochs(student, data, recipe, recipe.finetune_epochs, teacher, self.say)

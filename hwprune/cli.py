@@ -174,9 +174,21 @@ def format_estimate(est: Any) -> str:
     return "\n".join(lines)
 
 
+def _task_source(args: argparse.Namespace, model: str) -> Any:
+    from hwprune.task import TaskSource, is_callable_spec
+
+    if not is_callable_spec(model) and not Path(model).is_dir() and (args.weights or args.data):
+        raise HwpruneInputError(f"{model} is neither FILE.py:FUNCTION nor a model directory from hwprune train")
+    return TaskSource(model, args.weights, args.data, args.seed)
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
-    if args.board is not None or Path(args.model).is_dir():
+    from hwprune.task import is_callable_spec
+
+    if args.board is not None or Path(args.model).is_dir() or is_callable_spec(args.model):
         return _prune_to_budget(args)
+    if args.weights or args.data:
+        raise HwpruneInputError("--weights/--data are for budget-driven pruning of FILE.py:FUNCTION (with --board)")
     import onnx
 
     from hwprune.prune.onnx_prune import prune_onnx
@@ -218,10 +230,9 @@ def budget_from_args(args: argparse.Namespace, latency_us: float | None = None) 
 def _prune_to_budget(args: argparse.Namespace) -> int:
     from hwprune.codesign.pruner import BudgetConfig, prune_to_budget
     from hwprune.fsutil import check_out_dir
-    from hwprune.text.train import load_model_dir
 
     if args.board is None:
-        raise HwpruneInputError(f"{args.model} is a model directory: the budget-driven pruner needs --board and a budget "
+        raise HwpruneInputError(f"{args.model}: the budget-driven pruner needs --board and a budget "
                                 "(e.g. --latency-us 500)")
     if args.pattern is not None or args.sparsity is not None:
         raise HwpruneInputError("--pattern/--sparsity are for one-shot pruning of an ONNX file; the budget-driven "
@@ -230,8 +241,8 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
     check_out_dir(Path(args.out), args.force)
     cfg = BudgetConfig(board=args.board, budget=budget_from_args(args), bits=args.bits, io_type=args.io,
                        clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed)
-    md = load_model_dir(args.model)
-    res = prune_to_budget(md, cfg, args.out, args.force, say=lambda m: print(f"[hwprune prune] {m}", flush=True))
+    task = _task_source(args, args.model).load()
+    res = prune_to_budget(task, cfg, args.out, args.force, say=lambda m: print(f"[hwprune prune] {m}", flush=True))
     r = res.report
     print(f"[hwprune prune] accuracy {100 * r['accuracy_before']:.1f}% -> {100 * r['accuracy_after']:.1f}%, latency "
           f"{r['latency_us']:.1f} us ({r['timing_source']}), " + ", ".join(f"{k.upper()} {v}" for k, v in r["resources"].items())
@@ -243,7 +254,6 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from hwprune.codesign.explore import explore
     from hwprune.codesign.pruner import BudgetConfig
     from hwprune.fsutil import check_out_dir
-    from hwprune.text.train import load_model_dir
 
     board = _board(args.board)
     check_out_dir(Path(args.out), args.force)
@@ -255,8 +265,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
                        seed=args.seed)
     for lat in lats:  # every point's budget must make sense before any worker starts
         dataclasses.replace(cfg.budget, latency_us=lat).check(board, args.clock_mhz or board.default_clock_mhz)
-    load_model_dir(args.model_dir)  # a clear error here rather than in every worker
-    points = explore(args.model_dir, cfg, lats, args.out, backend=args.backend, workers=args.workers, force=args.force,
+    source = _task_source(args, args.model_dir)
+    source.load()  # a clear error here rather than in every worker
+    points = explore(source, cfg, lats, args.out, backend=args.backend, workers=args.workers, force=args.force,
                      say=lambda m: print(f"[hwprune explore] {m}", flush=True))
     front = [p for p in points if p.get("pareto")]
     print(f"[hwprune explore] {len(front)} of {len(points)} points on the Pareto front; wrote {args.out}/front.csv, "
@@ -295,7 +306,6 @@ def _float_list(text: str, what: str, example: str = "0.5,0.75,0.9") -> list[flo
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from hwprune.compare import CompareConfig, compare, format_rows
-    from hwprune.text.train import load_model_dir
 
     json_out = Path(args.json) if args.json else None
     if json_out is not None:
@@ -311,12 +321,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         max_eval=args.max_eval, vocab=args.vocab)
     if not cfg.patterns:
         raise HwpruneInputError("--patterns is empty; give e.g. unstructured,filter,block:4x4")
-    md = load_model_dir(args.model_dir)
-    rows = compare(md, cfg, progress=lambda m: print(f"[hwprune compare] {m}", flush=True))
+    task = _task_source(args, args.model_dir).load()
+    rows = compare(task, cfg, progress=lambda m: print(f"[hwprune compare] {m}", flush=True))
     print(format_rows(rows))
     if json_out is not None:
         tmp = json_out.with_name(f".{json_out.name}.tmp")
-        tmp.write_text(json.dumps(dict(model_dir=str(md.path), config=dataclasses.asdict(cfg),
+        tmp.write_text(json.dumps(dict(model=args.model_dir, config=dataclasses.asdict(cfg),
                                        rows=[r.as_dict() for r in rows]), indent=2))
         tmp.replace(json_out)
         print(f"wrote {json_out}")
@@ -371,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def user_model_opts(sp: Any) -> None:
+        sp.add_argument("--weights", metavar="STATE_DICT.pt", help="FILE.py:FUNCTION: a state dict to load into the model")
+        sp.add_argument("--data", metavar="FILE.npz", help="FILE.py:FUNCTION: x, y (split 80/10/10 by --seed) or "
+                        "x_train, y_train, x_val, y_val [, x_test, y_test]")
+
     def model_opts(sp: argparse.ArgumentParser, rf: bool = True) -> None:
         sp.add_argument("--precision", metavar="TYPE", help="activation type, e.g. 'ap_fixed<16,6>' (weights: same width, integer bits from their range)")
         if rf:
@@ -415,14 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--json", action="store_true", help="machine-readable output")
     sm.set_defaults(func=cmd_simulate)
 
-    pr = sub.add_parser("prune", help="one-shot pruning of an ONNX file, or budget-driven pruning of a model directory")
-    pr.add_argument("model", metavar="MODEL", help="ONNX model file (one-shot) or a directory from hwprune train (budget)")
+    pr = sub.add_parser("prune", help="one-shot pruning of an ONNX file, or budget-driven pruning of a trained model")
+    pr.add_argument("model", metavar="MODEL", help="ONNX model file (one-shot), or for the budget: a directory from "
+                    "hwprune train or FILE.py:FUNCTION (a function returning the trained torch.nn.Module)")
     pr.add_argument("--pattern", help="one-shot: unstructured, block:RxC, block:RxC:col, bbs:B, nm:N:M or filter")
     pr.add_argument("--sparsity", help="one-shot: fraction of weights to remove, e.g. 0.75")
     pr.add_argument("--out", required=True, help="one-shot: pruned ONNX file; budget: output directory")
     pr.add_argument("--force", action="store_true", help="replace an existing --out")
-    bg = pr.add_argument_group("budget-driven pruning (MODEL is a directory from hwprune train)")
+    bg = pr.add_argument_group("budget-driven pruning (MODEL is a directory from hwprune train or FILE.py:FUNCTION)")
     bg.add_argument("--board", help="target board, e.g. pynq-z2")
+    user_model_opts(bg)
     add_budget_args(bg)
     bg.add_argument("--bits", default="8", help="'auto' (weights 4/6/8 bits per layer) or a width for weights and activations")
     bg.add_argument("--io", choices=["parallel", "stream"], default="stream", help="hardware io type (default stream)")
@@ -433,8 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_prune)
 
     x = sub.add_parser("explore", help="sweep latency budgets with the budget-driven pruner; write the Pareto front")
-    x.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by hwprune train")
+    x.add_argument("model_dir", metavar="MODEL", help="a directory written by hwprune train, or FILE.py:FUNCTION")
     x.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    user_model_opts(x)
     x.add_argument("--out", required=True, help="output directory (front.csv, front.json, front.svg, points/)")
     x.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool or a Ray cluster")
     x.add_argument("--workers", type=int, default=1, help="parallel budget points (default 1)")
@@ -462,8 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("compare", help="prune, fine-tune and quantize a trained model per pattern and level; tabulate")
-    c.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by hwprune train")
+    c.add_argument("model_dir", metavar="MODEL", help="a directory written by hwprune train, or FILE.py:FUNCTION")
     c.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    user_model_opts(c)
     c.add_argument("--patterns", default="unstructured,filter,block:4x4,block:4x4:col,nm:2:4,bbs:8",
                    help="comma-separated patterns (default: all families)")
     c.add_argument("--sparsity", default="0.5,0.75,0.9", help="comma-separated sparsities (default 0.5,0.75,0.9)")
@@ -476,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--io", choices=["parallel", "stream"], default="stream", help="hardware io type (default stream)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--max-eval", type=int, help="evaluate on at most N test samples (quick runs)")
-    c.add_argument("--vocab", type=int, help="keep the N most frequent training tokens in the fixed-point models' embedding")
+    c.add_argument("--vocab", type=int, help="keep the N most frequent training ids in the fixed-point models' input "
+                   "embedding (a text model's vocabulary)")
     c.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
     c.add_argument("--force", action="store_true", help="replace an existing --json file")
     c.set_defaults(func=cmd_compare)

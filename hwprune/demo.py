@@ -92,7 +92,7 @@ def run_demo(out: Path, force: bool = False, workers: int = 2) -> int:
 
         md = load_model_dir(tmp / "model")
         g = load_project_graph(prj)
-        vocab_ids = _design_ids(md, report, splits["test"][:64])
+        vocab_ids = _design_ids(md, design, splits["test"][:64])
         t0 = time.perf_counter()
         csim = raw_outputs(prj, [vocab_ids])[0]
         exact = bool(np.array_equal(csim, trace_fixed(g, [vocab_ids]).values[g.outputs[0]]))
@@ -126,16 +126,12 @@ def run_demo(out: Path, force: bool = False, workers: int = 2) -> int:
     return 0 if exact and report["meets_budget"] else 1
 
 
-def _design_ids(md: Any, report: dict[str, Any], idx: np.ndarray) -> np.ndarray:
-    """Test texts as token ids of the design's vocabulary (the pruner may have cut it)."""
-    from hwprune.codesign.space import vocab_remap
-
+def _design_ids(md: Any, design: Path, idx: np.ndarray) -> np.ndarray:
+    """Test texts as token ids of the design's vocabulary (the pruner may have cut it: then the
+    design holds the id map, input_map.npy)."""
     x, _ = md.encoded()
-    emb = next((l for l in report["layers"] if l["kind"] == "embedding"), None)
-    if emb is not None and emb.get("vocab") and emb["vocab"] < len(md.vocab):
-        texts = md.data.load().texts
-        remap, _ = vocab_remap(md.vocab, [texts[i] for i in md.splits["train"]], emb["vocab"])
-        x = remap[x]
+    if (design / "input_map.npy").is_file():
+        x = np.load(design / "input_map.npy")[x]
     return x[idx]
 
 

@@ -174,18 +174,20 @@ def test_predicted_site_costs_equal_the_realized_design(model_dir):
     from hwprune.prune.metrics import compute_layers
     from hwprune.codesign.space import build_space
     from hwprune.sim.estimate import estimate
+    from hwprune.text.task import text_task
     from hwprune.text.train import load_model_dir
 
-    md = load_model_dir(model_dir)
+    task = text_task(load_model_dir(model_dir))
     cfg = BudgetConfig(budget=Budget(latency_us=30), bits="auto", finetune_epochs=0, qat_epochs=0)
-    run = _Run(md, cfg, lambda m: None)
-    space = build_space(md.model, md.vocab, run.texts, run.data, run.board, run.clock, cfg.space_config(), lambda m: None)
+    run = _Run(task, cfg, lambda m: None)
+    space = build_space(task.model, run.data, run.board, run.clock, cfg.space_config(), lambda m: None)
     sol = solve(space, cfg.budget)
     r = run.realize(sol, space, train=False)
     costs = {le.name: le.cost for le in estimate(r.graph, run.board).layers}
-    layers = [l.name for l in r.graph.layers if l.op_type == "Embedding"] + [l.name for l in compute_layers(r.graph)]
-    for o, name in zip(sol.options, layers):
-        real = costs[name]
+    assert [s.module for s in space.sites] == ["embedding", "convs.0", "convs.1", "convs.2", "fc"]
+    assert len(compute_layers(r.graph)) == 4
+    for site, o in zip(space.sites, sol.options):
+        real = costs[r.layer_of[site.module]]
         assert real.dsp == o.cost.dsp and real.multipliers == o.cost.multipliers and real.ii == o.cost.ii
         assert real.lut == pytest.approx(o.cost.lut, rel=0.02) and real.bram18 == pytest.approx(o.cost.bram18, abs=1)
     assert {o.choice.weight_bits for o in sol.options} <= {4, 6, 8}

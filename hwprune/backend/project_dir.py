@@ -172,10 +172,11 @@ class ProjectDir:
 
 def write_design(out: str | Path, proto: Any, board: Any, io_type: str, precision: Any, clock_mhz: float | None,
                  report: "dict[str, Any] | Callable[[], dict[str, Any]]", sample_inputs: Sequence[Any] | None = None,
-                 force: bool = False) -> Path:
+                 force: bool = False, arrays: "dict[str, Any] | None" = None) -> Path:
     """Write a design directory (what `hwprune prune --board` and `explore` produce), all or
-    nothing: out/model.onnx (the model), out/project/ (its HLS project), out/report.json.
-    `report` may be a function, called once the project is written."""
+    nothing: out/model.onnx (the model), out/project/ (its HLS project), out/report.json, and
+    `arrays` as out/NAME.npy (e.g. input_map). `report` may be a function, called once the
+    project is written."""
     import onnx
 
     from hwprune.fsutil import atomic_directory
@@ -186,6 +187,10 @@ def write_design(out: str | Path, proto: Any, board: Any, io_type: str, precisio
         onnx.save(proto, str(tmp / DESIGN_MODEL))
         export(proto, tmp / DESIGN_PROJECT, board=board, io_type=io_type, precision=precision, clock_mhz=clock_mhz,
                sample_inputs=sample_inputs)
+        for name, value in (arrays or {}).items():
+            import numpy as np
+
+            np.save(tmp / f"{name}.npy", value)
         data = report() if callable(report) else report
         (tmp / DESIGN_REPORT).write_text(json.dumps(data, indent=2))
     return out

@@ -29,17 +29,16 @@ FRONT_KEYS = ("label", "latency_budget_us", "feasible", "accuracy", "latency_us"
               "bram18", "uram", "max_utilization", "pareto", "note")
 
 
-def _point(model_dir: str, cfg: Any, out: str) -> dict[str, Any]:
-    """One budget point (runs in a worker process or a Ray task)."""
+def _point(source: Any, cfg: Any, out: str) -> dict[str, Any]:
+    """One budget point (runs in a worker process or a Ray task; loads its own copy of the task)."""
     import torch
 
     torch.set_num_threads(1)
     from hwprune.codesign.pruner import prune_to_budget
-    from hwprune.text.train import load_model_dir
 
     budget_us = cfg.budget.latency_us
     try:
-        res = prune_to_budget(load_model_dir(model_dir), cfg, out, force=True, say=lambda m: log.info("%s", m))
+        res = prune_to_budget(source.load(), cfg, out, force=True, say=lambda m: log.info("%s", m))
     except HwpruneInputError as e:  # an infeasible budget is a result of the sweep, not a failure
         return dict(label=Path(out).name, latency_budget_us=budget_us, feasible=False, note=str(e).splitlines()[0])
     r = res.report
@@ -63,14 +62,14 @@ def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return points
 
 
-def _run_local(jobs: list[tuple[str, Any, str]], workers: int) -> list[dict[str, Any]]:
+def _run_local(jobs: list[tuple[Any, Any, str]], workers: int) -> list[dict[str, Any]]:
     if workers <= 1:
         return [_point(*j) for j in jobs]
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         return list(pool.map(_point, *zip(*jobs)))
 
 
-def _run_ray(jobs: list[tuple[str, Any, str]], workers: int) -> list[dict[str, Any]]:
+def _run_ray(jobs: list[tuple[Any, Any, str]], workers: int) -> list[dict[str, Any]]:
     try:
         import ray
     except ImportError:
@@ -92,10 +91,15 @@ def _run_ray(jobs: list[tuple[str, Any, str]], workers: int) -> list[dict[str, A
             ray.shutdown()
 
 
-def explore(model_dir: str | Path, cfg: Any, latencies_us: list[float], out: str | Path, backend: str = "local",
+def explore(source: Any, cfg: Any, latencies_us: list[float], out: str | Path, backend: str = "local",
             workers: int = 1, force: bool = False, say: Callable[[str], None] = log.info) -> list[dict[str, Any]]:
-    """Run the budget-driven pruner at every latency budget (other budgets as in `cfg`)."""
+    """Run the budget-driven pruner at every latency budget (other budgets as in `cfg`) on the
+    task a hwprune.task.TaskSource describes (a path: a model directory of `hwprune train`)."""
     from hwprune.fsutil import atomic_directory
+    from hwprune.task import TaskSource
+
+    if not isinstance(source, TaskSource):
+        source = TaskSource(str(source))
 
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not one of: {', '.join(BACKENDS)}")
@@ -107,7 +111,7 @@ def explore(model_dir: str | Path, cfg: Any, latencies_us: list[float], out: str
         jobs = []
         for lat in latencies_us:
             point_cfg = replace(cfg, budget=replace(cfg.budget, latency_us=float(lat)))
-            jobs.append((str(model_dir), point_cfg, str(tmp / "points" / f"latency_{lat:g}us")))
+            jobs.append((source, point_cfg, str(tmp / "points" / f"latency_{lat:g}us")))
         (tmp / "points").mkdir()
         say(f"{len(jobs)} budget points on the {backend} backend with {workers} worker(s)")
         runner = _run_ray if backend == "ray" else _run_local

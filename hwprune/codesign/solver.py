@@ -131,6 +131,8 @@ def _describe(space: DesignSpace, what: str, value: float, limit: float | None, 
     clock = space.clock_mhz
     cap = space.board.resources.as_dict()
     if what == "latency_cycles":
+        # The layer models' path sum, in the simulator's terms (stream layers overlap).
+        value = value * getattr(space, "latency_ratio", 1.0)
         lim = f"{budget.latency_limit(clock)} cycles ({budget.latency_limit(clock) / clock:g} us)" if limit is not None else ""
         return f"latency: the best reachable is {value:.0f} cycles ({value / clock:.2f} us at {clock:g} MHz), the budget {lim}"
     if what == "interval_cycles":

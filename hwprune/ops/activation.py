@@ -133,6 +133,14 @@ class Activation(OpMixin, Layer):
         if self.kind in ("leaky_relu", "prelu"):
             coefs = np.atleast_1d(self.slope if self.kind == "prelu" else np.array([self.alpha]))
             self.coef_t = p.weight or auto_weight_type(coefs, 18)
+        if self.kind == "relu":
+            from hwprune.ops.quant import dictated_type, explicit_result
+
+            # The ReLU of an exact (QONNX-dictated) value is exact in the same type.
+            t = dictated_type(g, self.inputs[0])
+            if t is not None and explicit_result(prec, self.name, self.type_name) is None:
+                g.tensor(self.output).type = t
+                return
         g.tensor(self.output).type = p.result
 
     # -------------------------------------------------------------- semantics

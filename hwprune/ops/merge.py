@@ -36,6 +36,14 @@ class Add(OpMixin, Layer):
         return g.tensor(self.inputs[0]).perm
 
     def infer_types(self, g: Graph, prec: Any) -> None:
+        from hwprune.ops.quant import dictated_type, explicit_result, sum_type
+
+        # A residual add of tensors whose exact types QONNX dictates is exact (QONNX adds in
+        # float): the smallest type holding the sum, unless this layer is configured explicitly.
+        dictated = [dictated_type(g, i) for i in self.inputs]
+        if explicit_result(prec, self.name, self.op_type) is None and all(t is not None for t in dictated):
+            g.tensor(self.output).type = sum_type(dictated)  # type: ignore[arg-type]
+            return
         g.tensor(self.output).type = prec.resolve(self.name, self.op_type).result
 
     def _frac(self, g: Graph) -> int:

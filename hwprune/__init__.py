@@ -1,10 +1,10 @@
 """hwprune: hardware-aware pruning, quantization and HLS export of neural networks for edge FPGAs.
 
-Python API (see docs/api.md): `export`, `run`, `estimate`, `simulate`, `build_graph`.
+Python API (see docs/api.md): `export`, `run`, `estimate`, `fit`, `simulate`, `build_graph`.
 """
 
 __version__ = "0.1.0"
 
-from hwprune.project import build_graph, estimate, export, run, simulate  # noqa: E402,F401
+from hwprune.project import build_graph, estimate, export, fit, run, simulate  # noqa: E402,F401
 
-__all__ = ["__version__", "build_graph", "estimate", "export", "run", "simulate"]
+__all__ = ["__version__", "build_graph", "estimate", "export", "fit", "run", "simulate"]

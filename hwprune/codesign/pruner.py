@@ -274,6 +274,9 @@ def prune_to_budget(md: Any, cfg: BudgetConfig, out: str | Path, force: bool = F
                              precision=final.precision, clock_mhz=run.clock,
                              sample_inputs=[final.x[data.test[:8]]])
         report = _report(md, cfg, run, space, final, acc_before, acc_after, time.perf_counter() - t0)
+        from hwprune.report.design import finish_design  # fit verdict, dense baseline, report.html
+
+        finish_design(tmp, report, final.graph, run.board, run.clock, cfg, md.model, run.data.example(), acc_before, say)
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
     say(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
     return BudgetResult(out, report)

@@ -1,6 +1,6 @@
 """hwprune: hardware-aware pruning, quantization and HLS export of neural networks for edge FPGAs.
 
-Python API (see docs/api.md): `export`, `run`, `estimate`, `simulate`, `build_graph`.
+Python API (see docs/api.md): `export`, `run`, `estimate`, `fit`, `simulate`, `build_graph`.
 They load on first use, so that `import hwprune` (and `hwprune --help`) stays instant.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_graph", "estimate", "export", "run", "simulate"]
+__all__ = ["__version__", "build_graph", "estimate", "export", "fit", "run", "simulate"]
 _API = frozenset(__all__) - {"__version__"}
 
 

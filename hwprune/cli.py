@@ -42,6 +42,21 @@ def _board(name: str) -> Any:
     return load_board(name)
 
 
+def _headroom(args: argparse.Namespace) -> Any:
+    from hwprune.board import Headroom
+
+    return Headroom.parse(getattr(args, "headroom", None))
+
+
+def _say_verdict(v: Any) -> None:
+    """The one-line fit verdict (stdout)."""
+    print(f"fit: {v.message}", flush=True)
+
+
+def _json_out(d: dict[str, Any]) -> None:
+    print(json.dumps(d, indent=2, default=str))
+
+
 def _load_npy(path: str, what: str) -> np.ndarray:
     import numpy as np
 
@@ -55,18 +70,26 @@ def _load_npy(path: str, what: str) -> np.ndarray:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import hwprune
+    from hwprune.project import export_graph
+    from hwprune.sim.estimate import estimate
 
     board = _board(args.board)
     prec = _precision(args)
+    headroom = _headroom(args)
     sample = None
     if args.input:
         sample = [_load_npy(args.input, "--input")]
-    out = hwprune.export(args.model, args.out, board=board, io_type=args.io, precision=prec,
-                         clock_mhz=args.clock_mhz, force=args.force, sample_inputs=sample)
+    out, g = export_graph(args.model, args.out, board=board, io_type=args.io, precision=prec,
+                          clock_mhz=args.clock_mhz, force=args.force, sample_inputs=sample)
     if sample is not None:
         _report_saturation(out, sample)
+    # Whether it fits is the user's call to act on: the project is written either way (exit 0).
+    verdict = estimate(g, board, args.clock_mhz, shell=not args.no_shell).verdict(headroom, g)
+    if args.json:
+        _json_out(dict(out=str(out), verdict=verdict.as_dict()))
+        return 0
     print(f"wrote {out} (vitis_hls -f build_prj.tcl -tclargs csim=1 synth=1, or ./build_host.sh)")
+    _say_verdict(verdict)
     return 0
 
 
@@ -106,13 +129,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     import hwprune
 
+    from hwprune.project import _estimate_graph
+
     board = _board(args.board)
-    est = hwprune.estimate(args.model, board=board, precision=_precision(args), io_type=args.io,
-                           clock_mhz=args.clock_mhz)
+    est, g = _estimate_graph(args.model, board=board, precision=_precision(args), io_type=args.io,
+                             clock_mhz=args.clock_mhz, shell=not args.no_shell)
+    verdict = est.verdict(_headroom(args), g)
     if args.json:
-        print(json.dumps(est.as_dict(), indent=2))
+        print(json.dumps(dict(est.as_dict(), verdict=verdict.as_dict()), indent=2))
     else:
         print(format_estimate(est))
+        _say_verdict(verdict)
     return 0
 
 
@@ -166,11 +193,14 @@ def format_estimate(est: Any) -> str:
     for l in d["layers"]:
         lines.append(f"{l['name'][:28]:28s} {l['op'][:10]:10s} {l['latency_cycles']:8d} {l['ii_cycles']:7d} "
                      f"{l['dsp']:6.0f} {l['lut']:8.0f} {l['ff']:8.0f} {l['bram18']:7.1f}")
+    for name, kind, r in est.parts():
+        if kind != "layer":
+            lines.append(f"{name[:28]:28s} {kind:10s} {'':>8s} {'':>7s} {r['dsp']:6.0f} {r['lut']:8.0f} {r['ff']:8.0f} "
+                         f"{r['bram18']:7.1f}")
     r, u = d["resources"], d["utilization"]
     lines.append(f"total on {d['board']} @ {d['clock_mhz']:g} MHz ({d['io_type']}): latency {d['latency_cycles']} cycles = "
                  f"{d['latency_us']:.2f} us, II {d['ii_cycles']} cycles, {d['throughput_per_s']:.0f} samples/s")
     lines.append("  " + "  ".join(f"{k.upper()} {r[k]} ({100 * u[k]:.1f}%)" for k in ("dsp", "lut", "ff", "bram18", "uram")))
-    lines.append("  fits the board" if d["fits"] else "  DOES NOT FIT the board")
     return "\n".join(lines)
 
 
@@ -224,7 +254,7 @@ def budget_from_args(args: argparse.Namespace, latency_us: float | None = None) 
     if latency_us is None and not isinstance(args.latency_us, str):
         latency_us = args.latency_us
     return Budget(latency_us=latency_us, latency_cycles=args.latency_cycles, throughput=args.throughput,
-                  dsp=args.dsp, lut=args.lut, ff=args.ff, bram18=args.bram, uram=args.uram)
+                  dsp=args.dsp, lut=args.lut, ff=args.ff, bram18=args.bram, uram=args.uram, headroom=_headroom(args))
 
 
 def _prune_to_budget(args: argparse.Namespace) -> int:
@@ -242,11 +272,20 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
     cfg = BudgetConfig(board=args.board, budget=budget_from_args(args), bits=args.bits, io_type=args.io,
                        clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed)
     task = _task_source(args, args.model).load()
-    res = prune_to_budget(task, cfg, args.out, args.force, say=lambda m: print(f"[hwprune prune] {m}", flush=True))
+    quiet = bool(getattr(args, "json", False))
+    res = prune_to_budget(task, cfg, args.out, args.force,
+                          say=(lambda m: log.info("%s", m)) if quiet else lambda m: print(f"[hwprune prune] {m}", flush=True))
     r = res.report
+    if quiet:
+        _json_out(dict(out=str(res.out), accuracy_before=r["accuracy_before"], accuracy_after=r["accuracy_after"],
+                       latency_us=r["latency_us"], timing_source=r["timing_source"], resources=r["resources"],
+                       verdict=r.get("verdict")))
+        return 0
     print(f"[hwprune prune] accuracy {100 * r['accuracy_before']:.1f}% -> {100 * r['accuracy_after']:.1f}%, latency "
           f"{r['latency_us']:.1f} us ({r['timing_source']}), " + ", ".join(f"{k.upper()} {v}" for k, v in r["resources"].items())
-          + f"; wrote {res.out}")
+          + f"; wrote {res.out} (report: {res.out}/report.html)")
+    if r.get("verdict"):
+        print(f"fit: {r['verdict']['message']}", flush=True)
     return 0
 
 
@@ -337,6 +376,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     from hwprune.backend.vivado import build_bitstream
     from hwprune.errors import BuildError
 
+    verdict = _project_verdict(args.project, args)
+    if not args.json:
+        _say_verdict(verdict)  # before hours of Vivado: a design over the headroom will not route
     try:
         bit, hwh = build_bitstream(args.project, jobs=args.jobs)
     except BuildError as e:  # a vendor tool failed: its log says why, not a hwprune bug
@@ -345,17 +387,37 @@ def cmd_build(args: argparse.Namespace) -> int:
     from hwprune.backend.project_dir import ProjectDir
 
     board = ProjectDir.locate(args.project).board
+    if args.json:
+        _json_out(dict(bitstream=str(bit), hwh=str(hwh), verdict=verdict.as_dict()))
+        return 0
     print(f"bitstream: {bit}\nhardware handoff: {hwh}\n(next: hwprune deploy {args.project} --board {board} --out PKG)")
     return 0
+
+
+def _project_verdict(project: str, args: argparse.Namespace) -> Any:
+    """The verdict of an exported project on its own board (the deployment shell counted: a
+    project is going onto the board)."""
+    import hwprune
+    from hwprune.errors import ModelLoadError
+
+    if not hwprune.project.is_project(project):
+        raise ModelLoadError(f"{project} is not an hwprune project (no hwprune_project.json); export one with hwprune export")
+    return hwprune.fit(project, headroom=_headroom(args))
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from hwprune.backend.deploy import write_package
 
     out = write_package(args.project, _board(args.board), args.out, force=args.force)
+    verdict = _project_verdict(args.project, args)
     has_bit = any(out.glob("*.bit"))
-    print(f"wrote {out} ({'with' if has_bit else 'without'} the bitstream); on the board: python3 validate.py --input X.npy "
-          f"--output Y.npy; here: python3 {out}/validate.py --sim --input X.npy --output Y.npy")
+    if args.json:
+        _json_out(dict(out=str(out), bitstream=has_bit, verdict=verdict.as_dict()))
+        return 0
+    sample = "x.npy" if (out / "x.npy").is_file() else "X.npy"
+    print(f"wrote {out} ({'with' if has_bit else 'without'} the bitstream); on the board: python3 validate.py --input "
+          f"{sample} --output Y.npy; here: python3 {out}/validate.py --sim --input {out}/{sample} --output Y.npy")
+    _say_verdict(verdict)
     return 0
 
 
@@ -386,6 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", metavar="FILE.npz", help="FILE.py:FUNCTION: x, y (split 80/10/10 by --seed) or "
                         "x_train, y_train, x_val, y_val [, x_test, y_test]")
 
+    def fit_opts(sp: argparse.ArgumentParser, shell: bool = True, json_: bool = True) -> None:
+        sp.add_argument("--headroom", metavar="SHARES",
+                        help="share of the device a design may use and still route: 'lut=0.85,ff=0.9', one share "
+                             "for all (0.9) or 'none' (default: LUT/FF 0.80, DSP/BRAM/URAM 0.85)")
+        if shell:
+            sp.add_argument("--no-shell", action="store_true",
+                            help="count the HLS IP alone, not the deployment shell (AXI DMA, SmartConnect, AXI-Stream top)")
+        if json_:
+            sp.add_argument("--json", action="store_true", help="machine-readable output (with the fit verdict)")
+
     def model_opts(sp: argparse.ArgumentParser, rf: bool = True) -> None:
         sp.add_argument("--precision", metavar="TYPE", help="activation type, e.g. 'ap_fixed<16,6>' (weights: same width, integer bits from their range)")
         if rf:
@@ -403,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     e.add_argument("--input", metavar="X.npy", help="sample inputs stored as the testbench data")
     e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    fit_opts(e)
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("run", help="run a model or project on inputs")
@@ -418,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
     model_opts(s)
     s.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
-    s.add_argument("--json", action="store_true", help="machine-readable output")
+    fit_opts(s)
     s.set_defaults(func=cmd_estimate)
 
     sm = sub.add_parser("simulate", help="cycle-approximate simulation: latency, interval, stalls, FIFO depths")
@@ -447,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
     bg.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs (default 1)")
     bg.add_argument("--seed", type=int, default=0)
+    fit_opts(bg, shell=False)
     pr.set_defaults(func=cmd_prune)
 
     x = sub.add_parser("explore", help="sweep latency budgets with the budget-driven pruner; write the Pareto front")
@@ -464,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs per point (default 1)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    fit_opts(x, shell=False, json_=False)
     x.set_defaults(func=cmd_explore)
 
     t = sub.add_parser("train", help="train the TextCNN on a text dataset (default: bundled Rotten Tomatoes)")
@@ -504,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd = sub.add_parser("build", help="HLS IP, Vivado block design and bitstream of a project (needs vitis_hls, vivado)")
     bd.add_argument("project", metavar="DIR", help="project directory (hwprune export) or design directory (hwprune prune --board)")
     bd.add_argument("--jobs", type=int, default=2, help="parallel Vivado jobs (default 2)")
+    fit_opts(bd, shell=False)
     bd.set_defaults(func=cmd_build)
 
     dp = sub.add_parser("deploy", help="PYNQ deployment package of a project: driver, validate.py, throughput.py")
@@ -511,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--board", required=True, help="the board the project was exported for, e.g. pynq-z2")
     dp.add_argument("--out", required=True, metavar="PKG", help="package directory to create")
     dp.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    fit_opts(dp, shell=False)
     dp.set_defaults(func=cmd_deploy)
 
     d = sub.add_parser("demo", help="train, prune to a pynq-z2 budget, verify, simulate, package and report (a few minutes)")

@@ -89,7 +89,15 @@ def build_graph(model: Any, precision: PrecisionConfig | None = None, io_type: "
 def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type: str = "parallel",
            precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
            example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None) -> Path:
-    """Write a Vitis HLS project for `model`. Returns the project directory."""
+    """Write a Vitis HLS project for `model`. Returns the project directory (`fit(project)`
+    says whether it fits the board)."""
+    return export_graph(model, out, board, io_type, precision, clock_mhz, force, example_input, sample_inputs)[0]
+
+
+def export_graph(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type: str = "parallel",
+                 precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
+                 example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None) -> "tuple[Path, Graph]":
+    """`export`, also returning the compiled graph the project was written from."""
     from hwprune.backend.hls_project import write_project
     from hwprune.fsutil import check_out_dir
 
@@ -101,8 +109,9 @@ def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type:
     from hwprune.pipeline import compile_graph
 
     g = compile_graph(proto, precision, _io(io_type), name=name)
-    return write_project(g, proto.SerializeToString(), out, b, clock_mhz, precision, force,
-                         list(sample_inputs) if sample_inputs is not None else None)
+    prj = write_project(g, proto.SerializeToString(), out, b, clock_mhz, precision, force,
+                        list(sample_inputs) if sample_inputs is not None else None)
+    return prj, g
 
 
 @functools.lru_cache(maxsize=32)
@@ -165,17 +174,45 @@ def run(model_or_project: Any, inputs: "Sequence[np.ndarray]", engine: str = "fi
 
 
 def estimate(model_or_project: Any, board: str | Board = "pynq-z2", precision: PrecisionConfig | None = None,
-             io_type: str = "parallel", clock_mhz: float | None = None, example_input: Any = None) -> Any:
-    """Analytical latency/resource estimate (see docs/estimate.md)."""
+             io_type: str = "parallel", clock_mhz: float | None = None, example_input: Any = None,
+             shell: bool = True) -> Any:
+    """Analytical latency/resource estimate (see docs/estimate.md). `shell`: count the
+    deployment shell (AXI DMA, SmartConnect, AXI-Stream top) the bitstream project adds."""
+    return _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell)[0]
+
+
+def _estimate_graph(model_or_project: Any, board: str | Board = "pynq-z2", precision: PrecisionConfig | None = None,
+                    io_type: str = "parallel", clock_mhz: float | None = None, example_input: Any = None,
+                    shell: bool = True) -> "tuple[Any, Graph]":
     from hwprune.sim.estimate import estimate as _estimate
 
     b = board if isinstance(board, Board) else load_board(board)
     prj = _project_of(model_or_project)
     if prj is not None:
         g = load_project_graph(prj.path)
-        return _estimate(g, b, clock_mhz or prj.clock_mhz if b.name == prj.board else clock_mhz or b.default_clock_mhz)
+        clock = clock_mhz or prj.clock_mhz if b.name == prj.board else clock_mhz or b.default_clock_mhz
+        return _estimate(g, b, clock, shell=shell), g
     g = build_graph(model_or_project, precision, io_type, example_input)
-    return _estimate(g, b, clock_mhz or b.default_clock_mhz)
+    return _estimate(g, b, clock_mhz or b.default_clock_mhz, shell=shell), g
+
+
+def fit(model_or_project: Any, board: str | Board | None = None, headroom: Any = None,
+        precision: PrecisionConfig | None = None, io_type: str = "parallel", clock_mhz: float | None = None,
+        example_input: Any = None, shell: bool = True) -> Any:
+    """The fit verdict (hwprune.verdict.Verdict) of a model or project on a board: fits or not
+    within the routing headroom, the binding resource and its share, and — when it does not
+    fit — the smallest reuse factor that does (or a larger board). A project's own board is
+    the default."""
+    from hwprune.board import Headroom
+    from hwprune.verdict import fit_verdict
+
+    if board is None:
+        prj = _project_of(model_or_project)
+        if prj is None:
+            raise HwpruneInputError("fit() of a model needs a board, e.g. board='pynq-z2'")
+        board = prj.board
+    est, g = _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell)
+    return fit_verdict(est, Headroom.parse(headroom), g)
 
 
 def simulate(model_or_project: Any, board: str | Board = "pynq-z2", batch: int = 16,

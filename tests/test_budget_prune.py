@@ -115,6 +115,9 @@ def test_budget_prune_end_to_end(model_dir, tmp_path, capsys):
     np.testing.assert_array_equal(raw_outputs(prj, [ids])[0], trace_fixed(g, [ids]).values[g.outputs[0]])
     est = hwprune.estimate(prj, "pynq-z2")
     assert est.resources.lut == r["resources"]["lut"]
+    # The budget (--lut 0.9) is capped by the routing headroom (LUT 80%); the shell is counted.
+    assert r["resources"]["lut"] <= 0.8 * 53200 and r["verdict"]["fits"] and est.shell is not None
+    assert (out / "report.html").is_file() and capsys.readouterr().out.strip().splitlines()[-1].startswith("fit: fits")
     # The other commands take the design directory itself (its project is out/project).
     np.save(tmp_path / "ids.npy", ids)
     for args in (["estimate", out, "--board", "pynq-z2"], ["simulate", out, "--board", "pynq-z2", "--batch", "2"],

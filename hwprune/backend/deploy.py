@@ -6,6 +6,11 @@
     PKG/throughput.py       samples per second (measured; with --sim, the modelled hardware's)
     PKG/README.md           copying and running on the board
     PKG/<top>.bit/.hwh      when the project has been built (`hwprune build`)
+    PKG/text.json           a text model: tokenizer, the design's vocabulary, remap from the original's
+    PKG/x.npy, PKG/y.npy    sample inputs (in the design's ids) and their labels
+
+text.json, x.npy and y.npy come from the design directory that holds the project (the pruner's
+DIR/ beside DIR/project; `hwprune demo` writes them) or from `write_package(text=, samples=)`.
 
 On the board the package needs only pynq and numpy. `--sim` (host only) runs the same driver
 on the simulated overlay of `hwprune.backend.pynq_sim`.
@@ -51,11 +56,17 @@ def accelerator_json(project: Path, man: dict[str, Any], board: Board, recorded:
     )
 
 
+DESIGN_EXTRAS = ("text.json", "x.npy", "y.npy", "texts.txt")
+
+
 def write_package(project_dir: str | Path, board: str | Board, out: str | Path, force: bool = False,
-                  recorded_project: str | Path | None = None) -> Path:
+                  recorded_project: str | Path | None = None, text: dict[str, Any] | None = None,
+                  samples: tuple[Any, Any] | None = None) -> Path:
     """Write the deployment package of `project_dir` for `board` to `out` (atomically).
     `recorded_project`: where the project will live when the package is used, if it is being
-    written inside a directory that is moved into place afterwards (the demo)."""
+    written inside a directory that is moved into place afterwards (the demo). `text`: the
+    text.json of a text model; `samples`: (x, y) sample inputs and labels. By default both are
+    taken from the design directory holding the project, when it has them."""
     from hwprune.backend.hls_project import _env
     from hwprune.backend.vivado import bitstream_files
 
@@ -79,17 +90,29 @@ def write_package(project_dir: str | Path, board: str | Board, out: str | Path, 
     ctx = dict(version=__version__, board=b.name, top=man["top"], clock_mhz=f"{float(man['clock_mhz']):g}",
                image=spec["image"], bitfile=spec["overlay"]["bitfile"], hwh=spec["overlay"]["hwh"],
                has_bitstream=has_bitstream, package=out.name, project=spec["project_dir"],
-               inputs=spec["inputs"], outputs=spec["outputs"], family=b.family)
+               inputs=spec["inputs"], outputs=spec["outputs"], family=b.family,
+               has_text=text is not None or (project.resolve().parent / "text.json").is_file(),
+               has_samples=samples is not None or (project.resolve().parent / "x.npy").is_file())
     env = _env()
     with atomic_directory(out, force) as tmp:
         (tmp / "accelerator.json").write_text(json.dumps(spec, indent=2))
         shutil.copyfile(Path(__file__).with_name("pynq_driver.py"), tmp / DRIVER_NAME)
         for name in ("validate.py", "throughput.py", "README.md"):
-            text = env.get_template(f"deploy/{name}.j2").render(**ctx)
-            (tmp / name).write_text(text)
+            (tmp / name).write_text(env.get_template(f"deploy/{name}.j2").render(**ctx))
         for name in ("validate.py", "throughput.py"):
             (tmp / name).chmod(0o755)
         if has_bitstream:
             shutil.copyfile(bit, tmp / spec["overlay"]["bitfile"])
             shutil.copyfile(hwh, tmp / spec["overlay"]["hwh"])
+        design = project.resolve().parent
+        if text is not None:
+            (tmp / "text.json").write_text(json.dumps(text))
+        if samples is not None:
+            import numpy as np
+
+            np.save(tmp / "x.npy", np.asarray(samples[0]))
+            np.save(tmp / "y.npy", np.asarray(samples[1]))
+        for name in DESIGN_EXTRAS:
+            if not (tmp / name).exists() and (design / name).is_file():
+                shutil.copyfile(design / name, tmp / name)
     return out

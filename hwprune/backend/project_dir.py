@@ -172,11 +172,13 @@ class ProjectDir:
 
 def write_design(out: str | Path, proto: Any, board: Any, io_type: str, precision: Any, clock_mhz: float | None,
                  report: "dict[str, Any] | Callable[[], dict[str, Any]]", sample_inputs: Sequence[Any] | None = None,
-                 force: bool = False, arrays: "dict[str, Any] | None" = None) -> Path:
+                 force: bool = False, arrays: "dict[str, Any] | None" = None,
+                 finish: "Callable[[Path, dict[str, Any]], None] | None" = None) -> Path:
     """Write a design directory (what `hwprune prune --board` and `explore` produce), all or
     nothing: out/model.onnx (the model), out/project/ (its HLS project), out/report.json, and
     `arrays` as out/NAME.npy (e.g. input_map). `report` may be a function, called once the
-    project is written."""
+    project is written; `finish(tmp_dir, report)` may add to the report and the directory
+    (the fit verdict, report.html) before report.json is written."""
     import onnx
 
     from hwprune.fsutil import atomic_directory
@@ -192,6 +194,8 @@ def write_design(out: str | Path, proto: Any, board: Any, io_type: str, precisio
 
             np.save(tmp / f"{name}.npy", value)
         data = report() if callable(report) else report
+        if finish is not None:
+            finish(tmp, data)
         (tmp / DESIGN_REPORT).write_text(json.dumps(data, indent=2))
     return out
 

@@ -49,7 +49,8 @@ def _point(source: Any, cfg: Any, out: str) -> dict[str, Any]:
 
 
 def pareto(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mark the points no other point beats on accuracy, latency and utilization at once."""
+    """Mark the points no other point beats on accuracy, latency and utilization at once (three
+    objectives; front.svg draws the front of the first two and labels the third)."""
     ok = [p for p in points if p.get("feasible")]
     for p in points:
         p["pareto"] = False
@@ -125,7 +126,7 @@ def explore(source: Any, cfg: Any, latencies_us: list[float], out: str | Path, b
 
 
 def write_front(points: list[dict[str, Any]], out: Path, backend: str) -> None:
-    from hwprune.report.svg import Series, scatter
+    from hwprune.report.html import front_chart
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(FRONT_KEYS), extrasaction="ignore")
@@ -134,7 +135,6 @@ def write_front(points: list[dict[str, Any]], out: Path, backend: str) -> None:
         w.writerow({k: p.get(k, "") for k in FRONT_KEYS})
     (out / "front.csv").write_text(buf.getvalue())
     (out / "front.json").write_text(json.dumps(dict(backend=backend, points=points), indent=2))
-    ok = [p for p in points if p.get("feasible")]
-    series = [Series("designs", [(p["latency_us"], 100 * p["accuracy"]) for p in ok]),
-              Series("Pareto front", [(p["latency_us"], 100 * p["accuracy"]) for p in ok if p["pareto"]], connect=True)]
-    (out / "front.svg").write_text(scatter(series, "latency (us)", "test accuracy (%)", "accuracy vs latency"))
+    # The line is the front in the chart's own two axes; utilization, the third objective of the
+    # "pareto" column, labels every point.
+    (out / "front.svg").write_text(front_chart(points, title="accuracy vs latency (labels: max utilization)"))

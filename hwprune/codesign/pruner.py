@@ -268,9 +268,14 @@ def prune_to_budget(task: Any, cfg: BudgetConfig, out: str | Path, force: bool =
         reports.append(_report(task, cfg, run, space, final, acc_before, acc_after, time.perf_counter() - t0))
         return reports[-1]
 
+    def finish(tmp: Path, rep: dict[str, Any]) -> None:
+        from hwprune.report.design import finish_design  # fit verdict, dense baseline, report.html
+
+        finish_design(tmp, rep, final.graph, run.board, run.clock, cfg, run.model, run.data.example(), acc_before, say)
+
     write_design(out, final.proto, run.board, cfg.io_type, final.precision, run.clock, report,
                  sample_inputs=[final.x[data.test[:8]]], force=force,
-                 arrays={"input_map": final.input_map} if final.input_map is not None else None)
+                 arrays={"input_map": final.input_map} if final.input_map is not None else None, finish=finish)
     report_data = reports[-1]
     say(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
     return BudgetResult(out, report_data)

@@ -139,9 +139,10 @@ def _describe(space: DesignSpace, what: str, value: float, limit: float | None, 
         return (f"throughput: the best reachable is {clock * 1e6 / max(value, 1):.0f} samples/s (interval {value:.0f} cycles), "
                 f"the budget {budget.throughput:g}/s")
     name = "BRAM18" if what == "bram18" else what.upper()
-    frac = getattr(budget, what)
+    frac = budget.share(what)
+    why = " (the routing headroom; --headroom to change it)" if budget.limit_source(what) == "headroom" else ""
     return (f"{name}: the least reachable is {value:.0f} ({100 * value / max(cap[what], 1):.1f}% of {space.board.name}), "
-            f"the budget {limit:.0f} ({100 * frac:.0f}%)")
+            f"the limit {limit:.0f} ({100 * frac:.0f}%){why}")
 
 
 def explain_infeasible(space: DesignSpace, limits: Limits, budget: Budget) -> str:

@@ -16,19 +16,65 @@ import functools
 import math
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import jinja2
 import numpy as np
 
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize
 from hwprune.ir.graph import Graph, IOType, Layer, Tensor
+from hwprune.sim import resources as hw
 
 if TYPE_CHECKING:
     from hwprune.ir.channels import ConstantChannels
     from hwprune.board import Board
     from hwprune.frontend.onnx_import import ImportContext
     from hwprune.precision import PrecisionConfig
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One array a kernel keeps on chip, as the layer's cost model charges it and as its HLS
+    binding declares it: `words` words of `width` bits (what the project writes, padding
+    included) split into `banks` independent banks — the ARRAY_PARTITION / ARRAY_RESHAPE the
+    kernel asks for (`partition`: block, cyclic, reshape or complete), so every bank serves the
+    reads of one cycle the schedule needs (hls/hwprune/*.h; tests/test_banking.py checks both).
+
+    kind: "rom" (constants in BRAM/URAM/LUTRAM by bank size), "const" (completely partitioned
+    constants folded into the logic: weights at RF 1, biases — no memory), "ram" (a buffer
+    written at run time, e.g. a line buffer). `copies`: replicated copies (rom_np)."""
+
+    array: str  # the C array's role, the suffix of its name: w, b, idx, table, line_buffer
+    words: int
+    width: int
+    banks: int = 1
+    partition: str = "block"
+    kind: str = "rom"
+    copies: int = 1
+
+    @property
+    def bits(self) -> int:
+        """Bits of one copy (what the project writes for a ROM)."""
+        return self.words * self.width
+
+    @property
+    def bank_words(self) -> int:
+        return -(-self.words // max(self.banks, 1))
+
+    def cost(self, allow_uram: bool = False) -> "hw.MemoryCost":
+        if self.kind == "const" or self.words <= 0:
+            return hw.MemoryCost()
+        m = hw.memory_cost(self.words, self.width, self.banks, allow_uram=allow_uram)
+        return hw.MemoryCost(m.bram18 * self.copies, m.uram * self.copies, m.lut * self.copies)
+
+
+def memories_cost(mems: "Sequence[Memory]", allow_uram: bool = False) -> "hw.MemoryCost":
+    """The summed cost of a layer's memories."""
+    b = u = l = 0.0
+    for m in mems:
+        c = m.cost(allow_uram)
+        b, u, l = b + c.bram18, u + c.uram, l + c.lut
+    return hw.MemoryCost(b, u, l)
 
 
 @dataclass
@@ -47,6 +93,8 @@ class LayerCost:
     weight_sparsity: float = 0.0  # fraction of weights that are exactly zero (nominal)
     macs_skipped: int = 0  # multiply-accumulates the kernel's schedule really skips
     note: str = ""
+    # The on-chip arrays this cost charges (weights, indices, tables, buffers) and their banking.
+    memories: tuple[Memory, ...] = ()
 
 
 class Step(NamedTuple):

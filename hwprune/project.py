@@ -76,7 +76,8 @@ def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type:
     from hwprune.backend.hls_project import write_project
     from hwprune.fsutil import check_out_dir
 
-    check_out_dir(Path(out), force)
+    inputs = [model] if isinstance(model, (str, Path)) else []
+    check_out_dir(Path(out), force, inputs)
     b = board if isinstance(board, Board) else load_board(board)
     precision = precision or PrecisionConfig()
     proto = _model_proto(model, example_input)
@@ -85,7 +86,7 @@ def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type:
 
     g = compile_graph(proto, precision, _io(io_type), name=name)
     return write_project(g, proto.SerializeToString(), out, b, clock_mhz, precision, force,
-                         list(sample_inputs) if sample_inputs is not None else None)
+                         list(sample_inputs) if sample_inputs is not None else None, inputs=inputs)
 
 
 @functools.lru_cache(maxsize=32)

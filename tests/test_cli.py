@@ -108,9 +108,16 @@ def test_occupied_out_needs_force(capsys, mlp_model, tmp_path):
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out)
     assert_bad_input(code, err, "--force")
     assert (out / "keep.txt").read_text() == "user data"
+    # --force replaces only what hwprune wrote: the user's file is not its to remove.
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--force")
+    assert_bad_input(code, err, "not written by hwprune")
+    assert (out / "keep.txt").read_text() == "user data"
+    (out / "keep.txt").unlink()
+    code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out)
     assert code == 0, err
-    assert not (out / "keep.txt").exists() and (out / "hwprune_project.json").exists()
+    code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--force", "--io", "stream")
+    assert code == 0, err
+    assert json.loads((out / "hwprune_project.json").read_text())["io_type"] == "stream"
 
 
 def test_failed_export_leaves_nothing(capsys, tmp_path, monkeypatch):

@@ -249,7 +249,8 @@ def prune_to_budget(md: Any, cfg: BudgetConfig, out: str | Path, force: bool = F
     from hwprune.prune.recipe import fixed_accuracy, torch_accuracy
 
     out = Path(out)
-    check_out_dir(out, force)  # before hours of work, not after
+    inputs = [p for p in (getattr(md, "path", None), getattr(getattr(md, "data", None), "path", None)) if p]
+    check_out_dir(out, force, inputs)  # before hours of work, not after
     t0 = time.perf_counter()
     run = _Run(md, cfg, say)
     say(f"budget on {run.board.name} @ {run.clock:g} MHz: " + ", ".join(f"{k}={v}" for k, v in cfg.budget.as_dict().items()
@@ -268,7 +269,7 @@ def prune_to_budget(md: Any, cfg: BudgetConfig, out: str | Path, force: bool = F
     acc_before = torch_accuracy(md.model, run.data, run.data.test)
     acc_after = fixed_accuracy(final.graph, data, data.test)
     say(f"accuracy: dense float {100 * acc_before:.1f}% -> pruned fixed point {100 * acc_after:.1f}% (test set)")
-    with atomic_directory(out, force) as tmp:
+    with atomic_directory(out, force, inputs, kind="design") as tmp:
         onnx.save(final.proto, str(tmp / "model.onnx"))
         prj = hwprune.export(final.proto, tmp / "project", board=run.board, io_type=cfg.io_type,
                              precision=final.precision, clock_mhz=run.clock,

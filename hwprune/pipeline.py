@@ -1,6 +1,6 @@
 """The compile pipeline (model -> typed IR) and the numpy engines that run an IR.
 
-    import_onnx -> fold (bias adds, batch norms) -> assign_layouts -> fold_reorders_into_dense
+    import_onnx -> fold (bias adds, batch norms) -> eliminate_dead_channels -> assign_layouts -> fold_reorders_into_dense
     -> assign_types
 
 `run_fixed` is the bit-exact reference the C simulation must match; `run_float` runs the
@@ -21,6 +21,7 @@ import numpy as np
 from hwprune.errors import ShapeError
 from hwprune.fixed import quantize, to_float
 from hwprune.ir.graph import Graph, IOType, TensorKind
+from hwprune.passes.dead_channels import eliminate_dead_channels
 from hwprune.passes.fold import fold_constants_into_layers
 from hwprune.passes.layout import assign_layouts, fold_reorders_into_dense, insert_stream_clones
 from hwprune.passes.types import assign_types
@@ -38,6 +39,7 @@ def compile_graph(model: Any, precision: PrecisionConfig | None = None, io_type:
     g = import_onnx(model, name=name)
     g.io_type = IOType(io_type)
     fold_constants_into_layers(g)
+    eliminate_dead_channels(g)
     assign_layouts(g)
     fold_reorders_into_dense(g)
     insert_stream_clones(g)

@@ -148,19 +148,19 @@ def test_unsupported_ops_are_the_real_ones_with_their_modules(capsys, tmp_path, 
     lstm = _export(_Lstm(), torch.randn(1, 5, 8), tmp_path / "lstm.onnx", dynamo)
     line = one_line_error(*run_cli(capsys, "estimate", lstm, "--board", "pynq-z2")[::2], "LSTM", "module lstm")
     assert "Expand" not in line
+    # The encoder's shape arithmetic (Mod, Shape, Gather, ...) folds; what is left is attention's.
     enc = _export(_Encoder(), torch.randn(1, 5, 16), tmp_path / "enc.onnx", dynamo)
-    line = one_line_error(*run_cli(capsys, "estimate", enc, "--board", "pynq-z2")[::2], "LayerNormalization",
-                          "enc.norm1", "enc.norm2", "Mul", "enc.self_attn")
+    line = one_line_error(*run_cli(capsys, "estimate", enc, "--board", "pynq-z2")[::2], "self_attn")
     assert "Mod" not in re.findall(r"\b\w+\b", line.split("Supported:")[0])
 
 
 def test_every_unsupported_op_is_reported_at_once(capsys, tmp_path):
-    m = make_model([helper.make_node("Erf", ["x"], ["a"], name="e1"), helper.make_node("Sin", ["a"], ["b"], name="s1"),
-                    helper.make_node("Erf", ["b"], ["y"], name="e2")], [fin("x", 4)], [fin("y", 4)])
+    m = make_model([helper.make_node("Sin", ["x"], ["a"], name="s1"), helper.make_node("Cos", ["a"], ["b"], name="c1"),
+                    helper.make_node("Sin", ["b"], ["y"], name="s2")], [fin("x", 4)], [fin("y", 4)])
     p = tmp_path / "m.onnx"
     onnx.save(m, p)
     one_line_error(*run_cli(capsys, "export", p, "--board", "pynq-z2", "--out", tmp_path / "o")[::2],
-                   "2 op types", "Erf x2", "'e1', 'e2'", "Sin", "'s1'", "Supported", "Gemm")
+                   "2 op types", "Sin x2", "'s1', 's2'", "Cos", "'c1'", "Supported", "Gemm")
     assert not (tmp_path / "o").exists()
 
 

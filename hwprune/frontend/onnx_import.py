@@ -2,7 +2,8 @@
 
 Steps: load (clear errors for missing, truncated or non-ONNX files), refuse unsupported ops
 before anything else (naming the node), upgrade old opsets with onnx's version converter,
-fold constant sub-graphs (weight transposes, Shape->Reshape chains), then hand each node to
+fuse elementwise chains into the function they compute (GELU), fold constant sub-graphs
+(weight transposes, Shape->Reshape chains), then hand each node to
 the importer its op module registered. The batch axis (axis 0 of every activation) is
 dropped: IR shapes are per sample.
 """
@@ -19,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from hwprune.errors import ModelLoadError, UnsupportedOpError
+from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_layernorm
 from hwprune.ir.graph import Graph, Layer, Tensor, TensorKind
 from hwprune.ops.base import ONNX_IMPORTERS
 
@@ -32,7 +34,7 @@ _PASS_THROUGH = {"Identity", "Dropout"}
 _FOLDABLE = {
     "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat", "Gather", "Cast",
     "Constant", "Shape", "Slice", "Mul", "Add", "Sub", "Div", "Neg", "Sqrt", "Reciprocal",
-    "Unsqueeze", "ConstantOfShape", "Range", "Equal", "Where", "Expand", "Identity",
+    "Unsqueeze", "ConstantOfShape", "Range", "Equal", "Where", "Expand", "Identity", "CastLike",
 }
 
 
@@ -89,7 +91,9 @@ class ImportContext:
         self.renames[out] = self.name(to)
 
     def error(self, node: Any, why: str) -> UnsupportedOpError:
-        return UnsupportedOpError(f"node '{node.name or node.output[0]}' ({node.op_type}): {why}")
+        mod = source_module(node)
+        where = f", in module {mod}" if mod and not (node.name or "").startswith("/") else ""
+        return UnsupportedOpError(f"node '{node.name or node.output[0]}' ({node.op_type}{where}): {why}")
 
     def layer_name(self, node: Any) -> str:
         return self.graph.unique_name(node.name or f"{node.op_type}_{node.output[0]}")
@@ -204,7 +208,9 @@ def _check_supported(model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         ins = [i for i in node.input if i]
         all_const = all(i in consts for i in ins)
-        if node.op_type in ("Constant", "Shape") or (all_const and (_is_standard(node) or node.op_type == "Quant")):
+        # CastLike(constant, activation) casts a constant to the activation's (float) type.
+        if node.op_type in ("Constant", "Shape") or (all_const and (_is_standard(node) or node.op_type == "Quant")) \
+                or (node.op_type == "CastLike" and node.input[0] in consts):
             consts.update(node.output)
             continue
         if node.op_type not in ONNX_IMPORTERS and node.op_type not in _PASS_THROUGH | {"Cast"}:
@@ -283,6 +289,7 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
     proto = load_onnx(model)
     proto = _cleanup_qonnx(proto)
+    proto = fuse_layernorm(fuse_elementwise_functions(proto))
     _check_supported(proto)
     source_opset = _opset(proto)
     proto = _upgrade(proto)
@@ -308,6 +315,9 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     for node in proto.graph.node:
         ins = [ctx.const(i) if i else None for i in node.input]
         dynamic = [i for i in node.input if i and ctx.const(i) is None]
+        if node.op_type == "CastLike" and ctx.const(node.input[0]) is not None:
+            ctx.consts[node.output[0]] = np.asarray(ctx.const(node.input[0]), dtype=np.float32)
+            continue
         if node.op_type == "Quant" and not dynamic:
             ctx.consts[node.output[0]] = fold_constant_quant(ctx, node)
             continue

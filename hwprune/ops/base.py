@@ -25,6 +25,7 @@ from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize
 from hwprune.ir.graph import Graph, IOType, Layer, Tensor
 
 if TYPE_CHECKING:
+    from hwprune.ir.channels import ConstantChannels
     from hwprune.board import Board
     from hwprune.frontend.onnx_import import ImportContext
     from hwprune.precision import PrecisionConfig
@@ -280,6 +281,30 @@ class OpMixin:
     def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
         """Elements that overflowed the output type on this batch (0 when not tracked)."""
         return 0
+
+    # ------------------------------------------------ dead-channel elimination (passes/dead_channels.py)
+    # Run on the logical graph (before layouts). Hooks never mutate unless they say so.
+    def constant_output_channels(self, g: Graph) -> "ConstantChannels | None":
+        """Output channels this layer fills with a constant whatever its input (zero weights)."""
+        return None
+
+    def remove_output_channels(self, g: Graph, cc: "ConstantChannels") -> None:
+        """Mutating: drop the channels `constant_output_channels` reported."""
+        raise NotImplementedError(f"{type(self).__name__} has no constant output channels to remove")
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: "ConstantChannels") -> "ConstantChannels | None":
+        """Where input `port`'s constant positions land in this layer's output, with their values;
+        None when this layer mixes them with other positions (the pass then keeps them)."""
+        return None
+
+    def remove_carried_channels(self, g: Graph, port: int, cc: "ConstantChannels") -> None:
+        """Mutating: drop per-channel parameters of the positions `cc` (of input `port`) that
+        `carry_constant_channels` accepted. Tensor shapes are the pass's job."""
+
+    def absorb_constant_inputs(self, g: Graph, port: int, cc: "ConstantChannels") -> bool:
+        """Mutating when it returns True: fold the constant inputs into this layer (its bias) and
+        stop reading them. False (and no change) when that would not be exact."""
+        return False
 
 
 def quantize_input(x: np.ndarray, t: Tensor) -> np.ndarray:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
@@ -93,6 +94,41 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
             # Scaling rows keeps the zeros, but a zero scale adds some: re-derive the pattern.
             self.sparsity = balanced_structure(self.weight.reshape(self.c_out, -1), self.sparsity.pattern)
         return True
+
+    # ------------------------------------------------------------------ dead channels
+    def constant_output_channels(self, g: Graph) -> ConstantChannels | None:
+        dead = np.flatnonzero(~np.any(self.weight.reshape(self.c_out, -1) != 0, axis=1))
+        if dead.size == 0 or dead.size == self.c_out:
+            return None
+        if self.groups != 1:
+            return None  # a grouped conv's output channels are tied to its input groups
+        return ConstantChannels(0, dead, self.bias[dead])
+
+    def remove_output_channels(self, g: Graph, cc: ConstantChannels) -> None:
+        keep = cc.keep_mask(self.c_out)
+        self.weight, self.bias = self.weight[keep], self.bias[keep]
+        self._refresh_sparsity()
+
+    def absorb_constant_inputs(self, g: Graph, port: int, cc: ConstantChannels) -> bool:
+        """Constant input channels add sum over taps of W[:, k] * v to every output pixel — the
+        same at every pixel only where no window reaches into the padding, or when v is 0."""
+        if port != 0 or cc.axis != 0 or self.groups != 1 or len(cc) >= self.c_in:
+            return False
+        w = self.win
+        padded = (w.pt or w.pl or w.pb or w.pr) and np.any(cc.value != 0)
+        if padded:
+            return False
+        share = self.weight[:, cc.index].sum(axis=(2, 3)) @ cc.value
+        self.bias = self.bias + share
+        self.weight = self.weight[:, cc.keep_mask(self.c_in)]
+        if np.any(share != 0):
+            self.bias_hint = None
+        self._refresh_sparsity()
+        return True
+
+    def _refresh_sparsity(self) -> None:
+        if self.sparsity is not None:
+            self.sparsity = balanced_structure(self.weight.reshape(self.c_out, -1), self.sparsity.pattern)
 
     # ------------------------------------------------------------------ types
     def infer_types(self, g: Graph, prec: Any) -> None:

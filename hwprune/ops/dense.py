@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
@@ -71,6 +72,30 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         s = np.broadcast_to(scale, (self.n_out,))
         self.weight = self.weight * s
         self.bias = self.bias * s + np.broadcast_to(shift, (self.n_out,))
+        return True
+
+    # ------------------------------------------------------------------ dead channels
+    def constant_output_channels(self, g: Graph) -> ConstantChannels | None:
+        dead = np.flatnonzero(~np.any(self.weight != 0, axis=0))
+        if dead.size == 0 or dead.size == self.n_out:
+            return None
+        return ConstantChannels(g.tensor(self.output).rank - 1, dead, self.bias[dead])
+
+    def remove_output_channels(self, g: Graph, cc: ConstantChannels) -> None:
+        keep = cc.keep_mask(self.n_out)
+        self.weight, self.bias = self.weight[:, keep], self.bias[keep]
+        self.refresh_sparsity()
+
+    def absorb_constant_inputs(self, g: Graph, port: int, cc: ConstantChannels) -> bool:
+        """y = x W + b with inputs k constant: their share v @ W[k] joins the bias (exact)."""
+        if port != 0 or cc.axis != g.tensor(self.inputs[0]).rank - 1 or len(cc) >= self.n_in:
+            return False
+        share = cc.value @ self.weight[cc.index]
+        self.bias = self.bias + share
+        self.weight = self.weight[cc.keep_mask(self.n_in)]
+        if np.any(share != 0):
+            self.bias_hint = None  # an exact QONNX bias type need not hold the folded bias
+        self.refresh_sparsity()
         return True
 
     # ------------------------------------------------------------------ types

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, onnx_op, out_of_range, output_delay,
@@ -105,6 +106,11 @@ class Concat(OpMixin, Layer):
             g.tensor(self.output).type = union_type(dictated)  # type: ignore[arg-type]
             return
         g.tensor(self.output).type = p.result
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        if cc.axis != self.axis:
+            return None
+        return cc.shifted(sum(g.tensor(i).shape[self.axis] for i in self.inputs[:port]))
 
     def _phys_axis(self, g: Graph) -> int:
         return list(g.tensor(self.inputs[0]).perm).index(self.axis)

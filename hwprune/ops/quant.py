@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, onnx_op, out_of_range, render, requant
 
@@ -138,6 +139,9 @@ class Quantize(OpMixin, Layer):
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        return cc.with_values(to_float(quantize(cc.value, self.type), self.type))  # one type for all elements
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         # Dictated by the QONNX node: the precision configuration does not apply here.

@@ -20,6 +20,17 @@ if TYPE_CHECKING:  # numpy, onnx, torch, ... load only in the commands that use 
 log = logging.getLogger("hwprune")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that cleanup (temporary directories) runs."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process outright
+    raise Terminated()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line and exit code 2."""
 
@@ -236,16 +247,68 @@ def cmd_prune(args: argparse.Namespace) -> int:
         sparsity = float(args.sparsity)
     except ValueError:
         raise HwpruneInputError(f"--sparsity {args.sparsity!r} is not a number; use e.g. 0.75") from None
-    proto, report = prune_onnx(args.model, Pattern.parse(args.pattern), sparsity)
+    pattern = Pattern.parse(args.pattern)
+    proto, report = prune_onnx(args.model, pattern, sparsity)
     tmp = out.with_name(f".{out.name}.tmp")
     onnx.save(proto, str(tmp))
     tmp.replace(out)
-    print(f"{'layer':32s} {'weight shape':>16s} {'sparsity':>9s}")
-    for r in report:
-        shape = "x".join(map(str, r.shape))
-        print(f"{r.node[:32]:32s} {shape:>16s} {'dense: ' + r.skipped if r.skipped else f'{r.sparsity:9.3f}'}")
+    print(format_one_shot(args.model, proto, report))
     print(f"wrote {out}")
     return 0
+
+
+def format_one_shot(model: Any, pruned: Any, report: Sequence[Any], board: str = "pynq-z2") -> str:
+    """The one-shot prune's table and what it saves in hardware, read off the estimates of the
+    dense and the pruned model (kernel per layer, multiply-accumulates executed, DSP/LUT/BRAM),
+    and the advice to fine-tune."""
+    import hwprune
+
+    ests = []
+    try:
+        for m in (model, pruned):
+            ests.append(hwprune.estimate(m, board=board))
+    except HwpruneInputError as e:
+        ests = []
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    def lookup(est: Any, k: int, name: str) -> Any:
+        compute = [l for l in est.layers if l.op in ("Dense", "Conv")]
+        return next((l for l in est.layers if l.name == name), None) or (compute[k] if len(compute) == len(report) else None)
+
+    rows = [f"{'layer':32s} {'weight shape':>14s} {'sparsity':>8s}  {'MACs run/dense':>15s}  kernel"]
+    for k, r in enumerate(report):
+        shape = "x".join(map(str, r.shape))
+        le, ld = (lookup(ests[1], k, r.node), lookup(ests[0], k, r.node)) if ests else (None, None)
+        if le is None or ld is None:
+            macs, kernel = "-", ""
+        else:
+            c = le.cost
+            macs = f"{c.macs - c.macs_skipped}/{ld.cost.macs}"
+            kernel = c.note or "dense kernel"
+        if r.skipped:
+            kernel = f"left dense: {r.skipped}"
+        rows.append(f"{r.node[:32]:32s} {shape:>14s} {r.sparsity:8.3f}  {macs:>15s}  {kernel}")
+    if not ests:
+        rows.append(f"saved in hardware: not estimated ({why})")
+    else:
+        d, p = ests
+        run_d = sum(l.cost.macs - l.cost.macs_skipped for l in d.layers)
+        run_p = sum(l.cost.macs - l.cost.macs_skipped for l in p.layers)
+        rd, rp = d.resources.as_dict(), p.resources.as_dict()
+        changed = [f"{k.upper()} {rd[k]} -> {rp[k]}" for k in ("dsp", "lut", "ff", "bram18", "uram") if rd[k] != rp[k]]
+        where = f"(estimate on {board}, default precision, io parallel; hwprune estimate for your board and options)"
+        if run_p < run_d:
+            rows.append(f"saved in hardware {where}: multiply-accumulates per sample {run_d:,} -> {run_p:,} "
+                        f"({100 * (run_d - run_p) / max(run_d, 1):.0f}% skipped)" + (", " + ", ".join(changed) if changed else ""))
+        elif changed:
+            rows.append(f"saved in hardware {where}: no multiply-accumulate is skipped ({run_d:,} per sample: the zero "
+                        f"weights are still multiplied, see the kernel column); " + ", ".join(changed))
+        else:
+            rows.append(f"saved in hardware {where}: nothing — the pruned model's estimate equals the dense model's: its "
+                        "zero weights are still multiplied (see the kernel column)")
+    rows.append("next: one-shot pruning changes the outputs without retraining, so check the accuracy and fine-tune "
+                "(hwprune.prune.torch_prune.Pruner in PyTorch; hwprune train + hwprune prune MODEL_DIR --board B "
+                "fine-tunes for you)")
+    return "\n".join(rows)
 
 
 def budget_from_args(args: argparse.Namespace, latency_us: float | None = None) -> Any:
@@ -268,7 +331,7 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
         raise HwpruneInputError("--pattern/--sparsity are for one-shot pruning of an ONNX file; the budget-driven "
                                 "pruner chooses patterns per layer (use hwprune compare to try fixed ones)")
     _board(args.board)
-    check_out_dir(Path(args.out), args.force)
+    check_out_dir(Path(args.out), args.force, [args.model])
     cfg = BudgetConfig(board=args.board, budget=budget_from_args(args), bits=args.bits, io_type=args.io,
                        clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed)
     task = _task_source(args, args.model).load()
@@ -295,11 +358,11 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from hwprune.fsutil import check_out_dir
 
     board = _board(args.board)
-    check_out_dir(Path(args.out), args.force)
+    check_out_dir(Path(args.out), args.force, [args.model_dir])
     lats = _float_list(args.latency_us, "--latency-us", "100,200,400")
     if args.latency_cycles is not None:
         raise HwpruneInputError("explore sweeps --latency-us; drop --latency-cycles")
-    cfg = BudgetConfig(board=board.name, budget=budget_from_args(args, lats[0] if lats else None), bits=args.bits,
+    cfg = BudgetConfig(board=args.board, budget=budget_from_args(args, lats[0] if lats else None), bits=args.bits,
                        io_type=args.io, clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs,
                        seed=args.seed)
     for lat in lats:  # every point's budget must make sense before any worker starts
@@ -317,9 +380,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from hwprune.text.train import DataSpec, TrainConfig, save_model_dir, train_textcnn
 
+    from hwprune.fsutil import check_out_dir
+
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise HwpruneInputError(f"--out {out} exists and is not empty; choose another directory or pass --force")
+    check_out_dir(out, args.force, [args.data] if args.data else [])  # before training, not after
     for name in ("epochs", "seq_len"):
         if getattr(args, name) < 1:
             raise HwpruneInputError(f"--{name.replace('_', '-')} must be a positive whole number")
@@ -390,7 +454,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.json:
         _json_out(dict(bitstream=str(bit), hwh=str(hwh), verdict=verdict.as_dict()))
         return 0
-    print(f"bitstream: {bit}\nhardware handoff: {hwh}\n(next: hwprune deploy {args.project} --board {board} --out PKG)")
+    print(f"bitstream: {bit}\nhardware handoff: {hwh}\n(next: hwprune deploy {args.project} --out PKG: the {board} package)")
     return 0
 
 
@@ -398,17 +462,15 @@ def _project_verdict(project: str, args: argparse.Namespace) -> Any:
     """The verdict of an exported project on its own board (the deployment shell counted: a
     project is going onto the board)."""
     import hwprune
-    from hwprune.errors import ModelLoadError
+    from hwprune.backend.project_dir import ProjectDir
 
-    if not hwprune.project.is_project(project):
-        raise ModelLoadError(f"{project} is not an hwprune project (no hwprune_project.json); export one with hwprune export")
-    return hwprune.fit(project, headroom=_headroom(args))
+    return hwprune.fit(ProjectDir.locate(project).path, headroom=_headroom(args))  # a design dir's project too
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from hwprune.backend.deploy import write_package
 
-    out = write_package(args.project, _board(args.board), args.out, force=args.force)
+    out = write_package(args.project, _board(args.board) if args.board else None, args.out, force=args.force)
     verdict = _project_verdict(args.project, args)
     has_bit = any(out.glob("*.bit"))
     if args.json:
@@ -438,6 +500,9 @@ def add_budget_args(p: Any, latency_list: bool = False) -> None:
         p.add_argument(f"--{name}", type=float, default=1.0, metavar="F", help=f"fraction of the board's {what} (default 1)")
 
 
+BOARD_HELP = "target board: a catalog name (pynq-z2, pynq-z1, ultra96-v2, kv260, zcu104, zcu102) or a board YAML file of your own"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hwprune", description="Hardware-aware pruning and HLS export for edge FPGAs.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
@@ -459,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--json", action="store_true", help="machine-readable output (with the fit verdict)")
 
     def model_opts(sp: argparse.ArgumentParser, rf: bool = True) -> None:
-        sp.add_argument("--precision", metavar="TYPE", help="activation type, e.g. 'ap_fixed<16,6>' (weights: same width, integer bits from their range)")
+        sp.add_argument("--precision", metavar="TYPE", help="activation type, e.g. 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>' (round, saturate; the default). Without modes "
+                             "a type truncates and wraps around as in C++ (docs/precision.md). Weights: same width, "
+                             "integer bits from their range")
         if rf:
             sp.add_argument("--reuse-factor", metavar="N", help="multipliers shared over N cycles (default 1)")
             sp.add_argument("--mult-impl", choices=["auto", "dsp", "fabric"],
@@ -469,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write a Vitis HLS project for a model")
     e.add_argument("model", help="ONNX/QONNX model file")
-    e.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    e.add_argument("--board", required=True, help=BOARD_HELP)
     e.add_argument("--out", required=True, help="project directory to create")
     model_opts(e)
     e.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
@@ -488,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("estimate", help="analytical latency and resource estimate")
     s.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
-    s.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    s.add_argument("--board", required=True, help=BOARD_HELP)
     model_opts(s)
     s.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     fit_opts(s)
@@ -496,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sm = sub.add_parser("simulate", help="cycle-approximate simulation: latency, interval, stalls, FIFO depths")
     sm.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
-    sm.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    sm.add_argument("--board", required=True, help=BOARD_HELP)
     sm.add_argument("--batch", default="16", metavar="N", help="samples to stream through the design (default 16)")
     model_opts(sm)
     sm.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
@@ -511,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="one-shot: pruned ONNX file; budget: output directory")
     pr.add_argument("--force", action="store_true", help="replace an existing --out")
     bg = pr.add_argument_group("budget-driven pruning (MODEL is a directory from hwprune train or FILE.py:FUNCTION)")
-    bg.add_argument("--board", help="target board, e.g. pynq-z2")
+    bg.add_argument("--board", help=BOARD_HELP)
     user_model_opts(bg)
     add_budget_args(bg)
     bg.add_argument("--bits", default="8", help="'auto' (weights 4/6/8 bits per layer) or a width for weights and activations")
@@ -525,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("explore", help="sweep latency budgets with the budget-driven pruner; write the Pareto front")
     x.add_argument("model_dir", metavar="MODEL", help="a directory written by hwprune train, or FILE.py:FUNCTION")
-    x.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    x.add_argument("--board", required=True, help=BOARD_HELP)
     user_model_opts(x)
     x.add_argument("--out", required=True, help="output directory (front.csv, front.json, front.svg, points/)")
     x.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool or a Ray cluster")
@@ -556,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="prune, fine-tune and quantize a trained model per pattern and level; tabulate")
     c.add_argument("model_dir", metavar="MODEL", help="a directory written by hwprune train, or FILE.py:FUNCTION")
-    c.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    c.add_argument("--board", required=True, help=BOARD_HELP)
     user_model_opts(c)
     c.add_argument("--patterns", default="unstructured,filter,block:4x4,block:4x4:col,nm:2:4,bbs:8",
                    help="comma-separated patterns (default: all families)")
@@ -584,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dp = sub.add_parser("deploy", help="PYNQ deployment package of a project: driver, validate.py, throughput.py")
     dp.add_argument("project", metavar="DIR", help="project directory (hwprune export) or design directory (hwprune prune --board)")
-    dp.add_argument("--board", required=True, help="the board the project was exported for, e.g. pynq-z2")
+    dp.add_argument("--board", help="the board the project was exported for (default: the one it records)")
     dp.add_argument("--out", required=True, metavar="PKG", help="package directory to create")
     dp.add_argument("--force", action="store_true", help="replace a non-empty --out")
     fit_opts(dp, shell=False)
@@ -605,17 +672,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.handlers = [handler]
     log.propagate = False
     log.setLevel(logging.WARNING)
+    import signal
+    import threading
+
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = build_parser().parse_args(argv)
         if args.verbose:
             log.setLevel(logging.INFO)
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except HwpruneInputError as e:
         print(f"hwprune: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hwprune: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("hwprune: terminated", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        # The reader of stdout went away (`hwprune estimate ... | head`): stop quietly, as a
+        # process killed by SIGPIPE does; the rest of the output goes nowhere.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except (HwpruneError, Exception) as e:  # internal: keep the trace available on request
         print(f"hwprune: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
         if os.environ.get("HWPRUNE_DEBUG"):
@@ -623,6 +709,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("hwprune: set HWPRUNE_DEBUG=1 for the traceback and please report it", file=sys.stderr)
         return 1
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def run_demo(out: Path, force: bool = False, workers: int = 2) -> int:
     from hwprune.board import load_board
 
     t_start = time.perf_counter()
-    with atomic_directory(out, force) as tmp:
+    with atomic_directory(out, force, kind="demo") as tmp:
         _step(f"1/4 training the TextCNN on the bundled Rotten Tomatoes snippets ({TRAIN_EPOCHS} epochs)")
         data = rotten_tomatoes()
         tcfg = TrainConfig(epochs=TRAIN_EPOCHS, seed=0)

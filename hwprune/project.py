@@ -101,7 +101,8 @@ def export_graph(model: Any, out: str | Path, board: str | Board = "pynq-z2", io
     from hwprune.backend.hls_project import write_project
     from hwprune.fsutil import check_out_dir
 
-    check_out_dir(Path(out), force)
+    inputs = [model] if isinstance(model, (str, Path)) else []
+    check_out_dir(Path(out), force, inputs)
     b = board if isinstance(board, Board) else load_board(board)
     precision = precision or PrecisionConfig()
     proto = _model_proto(model, example_input)
@@ -110,7 +111,7 @@ def export_graph(model: Any, out: str | Path, board: str | Board = "pynq-z2", io
 
     g = compile_graph(proto, precision, _io(io_type), name=name)
     prj = write_project(g, proto.SerializeToString(), out, b, clock_mhz, precision, force,
-                        list(sample_inputs) if sample_inputs is not None else None)
+                        list(sample_inputs) if sample_inputs is not None else None, inputs=inputs)
     return prj, g
 
 

@@ -127,6 +127,7 @@ def test_budget_prune_end_to_end(model_dir, tmp_path, capsys):
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), hwprune.run(prj, [ids], engine="csim")[0])
 
 
+@pytest.mark.slow  # trains the model_dir fixture (~30 s) and runs the pruner
 def test_impossible_budget_exits_2_and_writes_nothing(model_dir, tmp_path, capsys):
     out = tmp_path / "never"
     code = main(["prune", str(model_dir), "--board", "pynq-z2", "--lut", "0.05", "--epochs", "0", "--out", str(out)])
@@ -170,6 +171,7 @@ def test_pareto_front_marks_undominated_points():
     assert [p["pareto"] for p in pareto(pts)] == [True, False, True, False]
 
 
+@pytest.mark.slow  # ~50 s
 def test_predicted_site_costs_equal_the_realized_design(model_dir):
     """The solver's per-site costs (from variants of the dense IR) are what the built design
     costs, layer by layer, also when weight bits differ per layer (bits auto)."""

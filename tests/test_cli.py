@@ -69,11 +69,11 @@ def test_truncated_and_non_onnx_files(capsys, mlp_model, tmp_path):
 
 
 def test_unsupported_op_names_node_and_lists_supported(capsys, tmp_path):
-    m = make_model([helper.make_node("Erf", ["x"], ["y"], name="my_erf")], [fin("x", 4)], [fin("y", 4)])
-    p = tmp_path / "erf.onnx"
+    m = make_model([helper.make_node("Sin", ["x"], ["y"], name="my_sin")], [fin("x", 4)], [fin("y", 4)])
+    p = tmp_path / "sin.onnx"
     onnx.save(m, p)
     code, _, err = run_cli(capsys, "export", p, "--board", "pynq-z2", "--out", tmp_path / "o")
-    assert_bad_input(code, err, "my_erf", "Erf", "supported", "Gemm")
+    assert_bad_input(code, err, "my_sin", "Sin", "supported", "Gemm")
     assert not (tmp_path / "o").exists()
 
 
@@ -109,9 +109,16 @@ def test_occupied_out_needs_force(capsys, mlp_model, tmp_path):
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out)
     assert_bad_input(code, err, "--force")
     assert (out / "keep.txt").read_text() == "user data"
+    # --force replaces only what hwprune wrote: the user's file is not its to remove.
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--force")
+    assert_bad_input(code, err, "not written by hwprune")
+    assert (out / "keep.txt").read_text() == "user data"
+    (out / "keep.txt").unlink()
+    code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out)
     assert code == 0, err
-    assert not (out / "keep.txt").exists() and (out / MANIFEST).exists()
+    code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--force", "--io", "stream")
+    assert code == 0, err
+    assert json.loads((out / MANIFEST).read_text())["io_type"] == "stream"
 
 
 def test_failed_export_leaves_nothing(capsys, tmp_path, monkeypatch):

@@ -48,7 +48,7 @@ def textcnn_pkg(tmp_path_factory):
 def test_package_contents(mlp_pkg):
     prj, pkg = mlp_pkg
     names = sorted(p.name for p in pkg.iterdir())
-    assert names == ["README.md", "accelerator.json", "hwprune_driver.py", "throughput.py", "validate.py"]
+    assert names == [".hwprune-output.json", "README.md", "accelerator.json", "hwprune_driver.py", "throughput.py", "validate.py"]
     spec = json.loads((pkg / "accelerator.json").read_text())
     top = ProjectDir(prj).top
     assert spec["format"] == drv.FORMAT and spec["board"] == "zcu104" and spec["clock_mhz"] == 200.0
@@ -327,8 +327,13 @@ def test_deploy_refuses_bad_requests_and_writes_nothing(mlp_pkg, tmp_path, capsy
     assert "exists and is not empty" in _deploy_error([str(prj), "--board", "zcu104", "--out", str(out)], capsys)
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
     assert "inside the project" in _deploy_error([str(prj), "--board", "zcu104", "--out", str(prj / "pkg")], capsys)
+    # --force replaces only hwprune's own output, never the user's files.
+    assert "not written by hwprune" in _deploy_error([str(prj), "--board", "zcu104", "--out", str(out), "--force"], capsys)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    (out / "mine.txt").unlink()
+    assert cli.main(["deploy", str(prj), "--out", str(out)]) == 0  # the board comes from the project
     assert cli.main(["deploy", str(prj), "--board", "zcu104", "--out", str(out), "--force"]) == 0
-    assert not (out / "mine.txt").exists() and (out / "accelerator.json").is_file()
+    assert (out / "accelerator.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # no temporary directories left
 
 

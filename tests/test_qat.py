@@ -94,12 +94,14 @@ def qat():
                            ref=qonnx_execute(proto, xs))
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_brevitas_output_equals_qonnx(qat):
     assert len(qat.losses) == 6 and all(np.isfinite(qat.losses))
     np.testing.assert_array_equal(torch_out(qat.model, qat.xs), qat.ref)
     assert np.unique(qat.ref).size > 4  # not a degenerate (saturated or all-zero) output
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 @pytest.mark.parametrize("io", ["parallel", "stream"])
 def test_csim_is_bit_exact_with_qonnx(qat, tmp_path, io):
     g = compile_graph(qat.proto, io_type=io)
@@ -112,6 +114,7 @@ def _by_width(g: Graph) -> dict[int, Conv]:
     return {int(l.weight.shape[-1]): l for l in g.layers if isinstance(l, Conv)}
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_per_layer_bits_and_narrow_ir_types(qat):
     g = compile_graph(qat.proto)
     convs = _by_width(g)
@@ -148,6 +151,7 @@ def test_per_layer_bits_and_narrow_ir_types(qat):
     assert hwprune.estimate(float_onnx, board="pynq-z2").resources.dsp > 0
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_dictated_types_ignore_model_defaults_but_follow_explicit_layer_config(qat):
     from hwprune.precision import LayerPrecision, PrecisionConfig
 
@@ -172,6 +176,7 @@ def test_union_type_holds_every_input():
         assert u.min_value <= t.min_value and u.max_value >= t.max_value
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_pruned_zeros_survive_qat_and_run_sparse(qat):
     params = dict(qat.model.named_parameters())
     assert set(qat.zeros) == {f"convs.{i}.weight" for i in range(len(WIDTHS))} | {"fc.weight"}
@@ -216,6 +221,7 @@ def test_export_names_the_module_of_every_weighted_layer(qat):
     assert {int(g.layer(l).weight.shape[-1]) for l, m in names.items() if m.startswith("convs.")} == set(WIDTHS)
 
 
+@pytest.mark.slow  # ~25 s
 def test_calibration_sets_scales_and_stays_bit_exact():
     qm = fresh_model()
     weights = {n: p.detach().clone() for n, p in qm.named_parameters() if n.endswith(("weight", "bias"))}
@@ -274,6 +280,7 @@ def test_what_cannot_map_onto_ap_fixed_is_refused():
         quantize_model(torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 3)), torch.zeros(1, 3))
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_export_check_refuses_non_power_of_two_scales(qat):
     m = onnx.ModelProto()
     m.CopyFrom(qat.proto)

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from hwprune import __version__
-from hwprune.board import Board, load_board
-from hwprune.errors import HwpruneInputError
+from hwprune.board import Board, load_board, project_board
+from hwprune.errors import HwpruneInputError, ModelLoadError
 from hwprune.fsutil import atomic_directory, check_out_dir
 
 DRIVER_NAME = "hwprune_driver.py"
@@ -59,28 +59,28 @@ def accelerator_json(project: Path, man: dict[str, Any], board: Board, recorded:
 DESIGN_EXTRAS = ("text.json", "x.npy", "y.npy", "texts.txt")
 
 
-def write_package(project_dir: str | Path, board: str | Board, out: str | Path, force: bool = False,
+def write_package(project_dir: str | Path, board: str | Board | None, out: str | Path, force: bool = False,
                   recorded_project: str | Path | None = None, text: dict[str, Any] | None = None,
                   samples: tuple[Any, Any] | None = None) -> Path:
     """Write the deployment package of `project_dir` for `board` to `out` (atomically).
     `recorded_project`: where the project will live when the package is used, if it is being
-    written inside a directory that is moved into place afterwards (the demo). `text`: the
-    text.json of a text model; `samples`: (x, y) sample inputs and labels. By default both are
-    taken from the design directory holding the project, when it has them."""
+    written inside a directory that is moved into place afterwards (the demo). `board`: None
+    for the one the project was exported for. `text`: the text.json of a text model; `samples`:
+    (x, y) sample inputs and labels. By default both are taken from the design directory
+    holding the project, when it has them."""
     from hwprune.backend.hls_project import _env
-    from hwprune.backend.vivado import bitstream_files
-
     from hwprune.backend.project_dir import ProjectDir
+    from hwprune.backend.vivado import bitstream_files
 
     prj = ProjectDir.locate(project_dir)
     project = prj.path
     man = prj.manifest
-    b = board if isinstance(board, Board) else load_board(board)
+    b = project_board(project, man["board"]) if board is None else board if isinstance(board, Board) else load_board(board)
     if b.name != man["board"]:
         raise HwpruneInputError(f"{project} was exported for {man['board']}, not {b.name}: "
                                 f"deploy with --board {man['board']} or re-export with --board {b.name}")
     out = Path(out)
-    check_out_dir(out, force)
+    check_out_dir(out, force, [project])
     if out.resolve() == project.resolve() or project.resolve() in out.resolve().parents:
         raise HwpruneInputError(f"--out {out} is inside the project {project}; choose a directory outside it")
     recorded = Path(recorded_project) if recorded_project is not None else None
@@ -94,7 +94,7 @@ def write_package(project_dir: str | Path, board: str | Board, out: str | Path, 
                has_text=text is not None or (project.resolve().parent / "text.json").is_file(),
                has_samples=samples is not None or (project.resolve().parent / "x.npy").is_file())
     env = _env()
-    with atomic_directory(out, force) as tmp:
+    with atomic_directory(out, force, [project], kind="deploy") as tmp:
         (tmp / "accelerator.json").write_text(json.dumps(spec, indent=2))
         shutil.copyfile(Path(__file__).with_name("pynq_driver.py"), tmp / DRIVER_NAME)
         for name in ("validate.py", "throughput.py", "README.md"):

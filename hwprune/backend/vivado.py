@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from hwprune.board import Board, load_board
-from hwprune.errors import BuildError, HwpruneInputError
+from hwprune.board import Board, load_board, project_board
+from hwprune.errors import BuildError, HwpruneInputError, ModelLoadError
 from hwprune.ir.graph import Graph
 
 log = logging.getLogger("hwprune")
@@ -68,10 +68,12 @@ BOARD_SUPPORT = {
 
 
 def board_support(board: Board) -> BoardSupport:
-    try:
+    """The catalog boards' board files and images; a board of your own (a YAML file) may name
+    them (`board_part`, `image`), else the block design uses the part alone."""
+    if board.name in BOARD_SUPPORT:
         return BOARD_SUPPORT[board.name]
-    except KeyError:
-        raise HwpruneInputError(f"no bitstream flow for board {board.name}; supported: {', '.join(BOARD_SUPPORT)}") from None
+    return BoardSupport(board.board_part, board.image or f"a PYNQ image for {board.name} ({board.part}): build one with "
+                        "PYNQ's sdbuild from the board's BSP")
 
 
 def ip_vlnv(top: str) -> str:
@@ -126,7 +128,7 @@ def write_bitstream_project(project_dir: str | Path, board: str | Board | None =
 
     project = ProjectDir.locate(project_dir).path
     man = _manifest(project)
-    b = load_board(man["board"]) if board is None else board if isinstance(board, Board) else load_board(board)
+    b = project_board(project, man["board"]) if board is None else board if isinstance(board, Board) else load_board(board)
     if b.name != man["board"]:
         raise HwpruneInputError(f"{project} was exported for {man['board']}, not {b.name}; re-export it with --board {b.name}")
     g = load_project_graph(project)

@@ -241,8 +241,9 @@ def prune_to_budget(task: Any, cfg: BudgetConfig, out: str | Path, force: bool =
     from hwprune.prune.recipe import fixed_metric, torch_metric
 
     out = Path(out)
-    check_out_dir(out, force)  # before hours of work, not after
     task = _as_task(task)
+    inputs = [p for p in (getattr(task, "path", None), getattr(getattr(task, "data", None), "path", None)) if p]
+    check_out_dir(out, force, inputs)  # before hours of work, not after
     t0 = time.perf_counter()
     run = _Run(task, cfg, say)
     say(f"budget on {run.board.name} @ {run.clock:g} MHz: " + ", ".join(f"{k}={v}" for k, v in cfg.budget.as_dict().items()

@@ -123,7 +123,9 @@ def save_model_dir(out: Path, result: TrainResult, cfg: TrainConfig, splits: dic
     """Write MODEL_DIR atomically (a failure leaves nothing behind)."""
     from hwprune.frontend.torch_export import export_torch
 
-    with atomic_directory(out, force) as tmp:
+    spec = data or DataSpec()
+    inputs = [spec.path] if getattr(spec, "path", None) else []
+    with atomic_directory(out, force, inputs, kind="model") as tmp:
         torch.save(result.model.state_dict(), tmp / "model.pt")
         if result.rewind_state is not None:
             torch.save(result.rewind_state, tmp / "rewind.pt")

@@ -35,6 +35,7 @@ def timed_point(model_dir: str, cfg: FakeConfig, out: str, say=None) -> dict:
 
 def stuck_point(model_dir: str, cfg: FakeConfig, out: str, say=None) -> dict:
     """Holds a temporary directory (as the QONNX export does) and a half-written output until stopped."""
+    model_dir = getattr(model_dir, "model", model_dir)  # explore passes a hwprune.task.TaskSource
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "partial.txt").write_text("x")
     with tempfile.TemporaryDirectory(prefix="hwprune_qonnx_") as d:

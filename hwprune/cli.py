@@ -150,6 +150,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(json.dumps(dict(est.as_dict(), verdict=verdict.as_dict()), indent=2))
     else:
         print(format_estimate(est))
+        print(f"latency: {est.latency_source}")
         _say_verdict(verdict)
     return 0
 

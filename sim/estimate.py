@@ -97,13 +97,23 @@ class DesignEstimate:
 
         return fit_verdict(self, headroom, graph)
 
+    @property
+    def latency_source(self) -> str:
+        """What `latency_cycles` is, and when another figure is the one to trust."""
+        if self.io_type == "parallel":
+            return ("the sum of the layer latencies: the pipelined top runs them one after another, so this is "
+                    "the design's schedule (hwprune simulate reports the same)")
+        return ("an upper bound: the sum of the layer latencies, as if no DATAFLOW process overlapped the next; "
+                "the processes overlap and may stall on FIFOs, so the latency to trust is hwprune simulate's "
+                "(the one prune and the report give)")
+
     def as_dict(self) -> dict[str, Any]:
         from hwprune.sim.shell import shell_resources
 
         return dict(
             board=self.board, clock_mhz=self.clock_mhz, io_type=self.io_type,
-            latency_cycles=self.latency_cycles, latency_us=self.latency_us, ii_cycles=self.ii_cycles,
-            throughput_per_s=self.throughput_per_s, resources=self.resources.as_dict(),
+            latency_cycles=self.latency_cycles, latency_us=self.latency_us, latency_source=self.latency_source,
+            ii_cycles=self.ii_cycles, throughput_per_s=self.throughput_per_s, resources=self.resources.as_dict(),
             utilization=self.utilization(), fits=self.fits(), fits_device=self.fits_device(),
             network_resources=(self.network or self.resources).as_dict(),
             shell=None if self.shell is None else dict(

@@ -180,3 +180,14 @@ def test_saturation_is_reported(capsys, mlp_model, tmp_path):
                            "--precision", "ap_fixed<8,3,AP_RND,AP_SAT>")
     assert code == 0
     assert "overflowed" in err and "fc1" in err
+
+
+def test_estimate_says_which_latency_it_gives(capsys, mlp_model):
+    """Issue 13 ("two latencies for one design"): in io_stream the estimate's latency is an upper
+    bound and the simulator's is the one to use; in io_parallel they are the same schedule."""
+    code, out, _ = run_cli(capsys, "estimate", mlp_model, "--board", "pynq-z2", "--io", "stream")
+    assert code == 0
+    line = next(l for l in out.splitlines() if l.startswith("latency: "))
+    assert "upper bound" in line and "hwprune simulate" in line
+    code, out, _ = run_cli(capsys, "estimate", mlp_model, "--board", "pynq-z2", "--json")
+    assert code == 0 and "schedule" in json.loads(out)["latency_source"]

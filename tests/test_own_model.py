@@ -136,6 +136,17 @@ def test_prune_own_model_to_a_budget(trained, tmp_path, capsys, name):
     ref = qonnx_execute(proto, x)
     np.testing.assert_array_equal(hwprune.run(prj, [x], engine="csim")[0], ref)
     assert np.unique(ref).size > 3
+    # The design's report (issue 13: the report of a user's own model) renders in Chromium.
+    from test_report import CHROMIUM, colour_share, screenshot
+
+    if CHROMIUM is not None and name == "rescnn":
+        from PIL import Image
+
+        dom = screenshot(out / "report.html", tmp_path / "shot.png", tmp_path)
+        img = np.asarray(Image.open(tmp_path / "shot.png").convert("RGB"))
+        assert colour_share(img, (31, 119, 180)) > 0.002 and colour_share(img, (127, 127, 127)) > 0.0005
+        assert "Chosen design:" in dom and 'class="headroom"' in dom and dom.count('class="total"') >= 3
+        assert "stem" in dom and "conv2" in dom  # the user's own module names
 
 
 @pytest.mark.slow

@@ -83,7 +83,7 @@ def test_second_export_elsewhere_runs_without_the_compiler(mlp_model, tmp_path, 
     assert invocations(other_log)
 
 
-def test_changed_sources_rebuild(mlp_model, tmp_path, monkeypatch):
+def test_changed_sources_rebuild(mlp_model, tmp_path, monkeypatch, cache):
     cxx, log = compiler_wrapper(tmp_path)
     monkeypatch.setenv("CXX", str(cxx))
     prj = hwprune.export(mlp_model, tmp_path / "prj")

@@ -1,5 +1,5 @@
 """One module per op kind; importing this package registers every op's ONNX importer."""
 
 from hwprune.ops import (  # noqa: F401
-    activation, batchnorm, conv, dense, embedding, layout, merge, pool, quant, rescale, threshold,
+    activation, batchnorm, conv, dense, embedding, layernorm, layout, matmul, merge, pool, quant, rescale, threshold,
 )

@@ -29,8 +29,8 @@ from hwprune.ops.activation import Activation
 from hwprune.ops.quant import Quantize
 from hwprune.ops.rescale import GUARD_BITS, Rescale
 from hwprune.ops.threshold import Threshold
-from hwprune.pipeline import compile_graph, run_fixed, run_float, trace_fixed
-from hwprune.precision import DEFAULT_RESULT, LayerPrecision, PrecisionConfig
+from hwprune.pipeline import compile_graph, run_fixed, trace_fixed
+from hwprune.precision import LayerPrecision, PrecisionConfig
 from hwprune.project import load_project_graph
 
 QDOMAIN = "qonnx.custom_op.general"
@@ -137,7 +137,8 @@ def assert_matches_qonnx(g, model: onnx.ModelProto, x: np.ndarray, quantized_out
     ref, ctxs, inits, mw = qonnx_run(model, x)
     flipped = code_flips(g, x, ctxs, inits, mw)
     y = run_fixed(g, [x])[0] if y is None else y
-    assert np.mean(flipped) <= 0.25, f"{np.sum(flipped)} of {len(flipped)} samples met a near tie"
+    # Near ties are rare (none in these tests' samples): a few flipped samples at most.
+    assert np.sum(flipped) <= max(1, len(flipped) // 20), f"{np.sum(flipped)} of {len(flipped)} samples met a near tie"
     ok = ~flipped
     if quantized_output:
         np.testing.assert_array_equal(y[ok].astype(np.float32), ref[ok])
@@ -280,35 +281,39 @@ def test_activation_scales_are_requantization_multipliers(kind):
     assert_matches_qonnx(g, m, x, quantized_output=kind != "per_channel")
 
 
-def test_csim_is_bit_exact_with_the_fixed_reference(tmp_path):
-    m, x_shape = linear_case("conv_channel")
-    x = (RNG.normal(size=(6, *x_shape)) * 2).astype(np.float32)
-    ref = None
-    for io in ("parallel", "stream"):
-        prj = hwprune.export(m, tmp_path / io, io_type=io)
-        g = load_project_graph(prj)
-        np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g, [x]).values[g.outputs[0]])
-        y = hwprune.run(prj, [x], engine="csim")[0]
-        ref = assert_matches_qonnx(g, m, x, quantized_output=True, y=y)
-    assert ref is not None
+def pow2_twin(m: onnx.ModelProto) -> onnx.ModelProto:
+    """The same graph with power-of-two quantizer scales: the exact ap_fixed path, no Rescale."""
+    p = onnx.ModelProto()
+    p.CopyFrom(m)
+    for init in p.graph.initializer:
+        if init.name in ("s_in", "s_act", "s_w"):
+            init.CopyFrom(numpy_helper.from_array(f32(2.0 ** -7 if init.name == "s_w" else 2.0 ** -4), init.name))
+    return p
 
 
 def test_the_extra_multiply_is_in_the_estimate():
-    """A non-power-of-two requantization costs multipliers (DSPs at its width); one with
-    power-of-two multipliers is shifts."""
+    """Per-channel float weight scales cost, over the same network with power-of-two scales,
+    exactly the requantization's lanes: one multiplier (input width x multiplier width, DSP48E1
+    slices by the cost model's width rule), one adder of the exact sum and one output register
+    per output, and its pipeline stages; the Dense itself costs the same."""
+    from hwprune.sim import resources as hw
+
     m, _ = linear_case("gemm_channel")
-    est = hwprune.estimate(m, "pynq-z2")
-    (r,) = [l for l in est.layers if l.op == "Rescale"]
-    assert r.cost.dsp > 0 and r.cost.multipliers == 6 and "requantization" in r.cost.note
-    init = dict(c=f32(0.5), w=RNG.normal(size=(4, 6)))
-    shifts = make([helper.make_node("Gemm", ["x", "w"], ["h"], transB=1), helper.make_node("Mul", ["h", "c"], ["h2"]),
-                   helper.make_node("Relu", ["h2"], ["y"])], (6,), (4,), init)
-    g = compile_graph(shifts)
-    est2 = hwprune.estimate(shifts, "pynq-z2")
-    (r2,) = [l for l in est2.layers if l.op == "Rescale"]
-    assert r2.cost.dsp == 0 and r2.cost.multipliers == 0 and "shifts" in r2.cost.note
-    np.testing.assert_allclose(run_fixed(g, [np.ones((1, 6), np.float32)])[0],
-                               run_float(g, [np.ones((1, 6), np.float32)])[0], atol=DEFAULT_RESULT.lsb)
+    g = compile_graph(m)
+    (r,) = [l for l in g.layers if isinstance(l, Rescale)]
+    assert not any(isinstance(l, Rescale) for l in compile_graph(pow2_twin(m)).layers)
+    x_t, lanes = g.tensor(r.inputs[0]).type, 6
+    # The 18-bit accumulator times the multiplier the bound asks for (> 25 bits: two slices).
+    assert x_t.width == 18 and 25 < r.scale_t.width <= 32
+    dsp = lanes * hw.dsps_per_multiplier(x_t.width, r.scale_t.width, "dsp48e1")
+    assert dsp == 12
+    ea, eb = hwprune.estimate(m, "pynq-z2"), hwprune.estimate(pow2_twin(m), "pynq-z2")
+    assert ea.network.dsp - eb.network.dsp == dsp
+    assert ea.network.lut - eb.network.lut == lanes * hw.lut_per_adder(r.sum_t.width)
+    assert ea.network.ff - eb.network.ff == lanes * hw.ff_per_register(8)
+    assert ea.latency_cycles - eb.latency_cycles == 1 + 3  # one word, three pipeline stages
+    (c,) = [l.cost for l in ea.layers if l.op == "Rescale"]
+    assert c.multipliers == lanes and "requantization" in c.note
 
 
 def test_rescale_meets_its_stated_bound_exactly():
@@ -366,7 +371,7 @@ def test_a_finn_hardware_layer_gets_the_clear_error(tmp_path):
     m.graph.node.insert(2, fpga)
     path = tmp_path / "finn_hw.onnx"
     onnx.save(m, path)
-    with pytest.raises(UnsupportedOpError, match="MVAU_0.*MatrixVectorActivation"):
+    with pytest.raises(UnsupportedOpError, match="MatrixVectorActivation.*MVAU_0"):
         compile_graph(path)
 
 
@@ -426,7 +431,7 @@ def finn_cnn() -> onnx.ModelProto:
     return make(nodes, (2, 6, 6), (3,), init, opset=11, domains=())
 
 
-def test_multithreshold_mlp_matches_qonnx():
+def test_multithreshold_mlp_matches_qonnx_and_csim(tmp_path):
     m = finn_tfc()
     g = compile_graph(m)
     ths = [l for l in g.layers if isinstance(l, Threshold)]
@@ -436,6 +441,9 @@ def test_multithreshold_mlp_matches_qonnx():
     assert [type(l).__name__ for l in g.layers] == ["Threshold", "Dense", "Threshold", "Dense", "Rescale"]
     x = (RNG.integers(0, 16, size=(32, 16)) / 16).astype(np.float32)  # on the input type's grid
     assert_matches_qonnx(g, m, x, quantized_output=False)
+    prj = hwprune.export(m, tmp_path / "prj", io_type="parallel")
+    g2 = load_project_graph(prj)
+    np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g2, [x]).values[g2.outputs[0]])
 
 
 def test_multithreshold_cnn_csim(tmp_path):
@@ -499,9 +507,9 @@ def _brevitas_model(kind: str, per_channel: bool):
     return model, shape
 
 
-@pytest.mark.parametrize("kind,per_channel,io", [("mlp", False, "parallel"), ("mlp", True, "stream"),
-                                                 ("cnn", False, "stream"), ("cnn", True, "parallel")])
-def test_brevitas_defaults_match_qonnx_and_csim(tmp_path, kind, per_channel, io):
+@pytest.mark.parametrize("kind,per_channel,ios", [("mlp", False, ("parallel",)), ("mlp", True, ("stream",)),
+                                                  ("cnn", False, ("stream",)), ("cnn", True, ("parallel", "stream"))])
+def test_brevitas_defaults_match_qonnx_and_csim(tmp_path, kind, per_channel, ios):
     torch = pytest.importorskip("torch")
     from brevitas.export import export_qonnx
 
@@ -512,11 +520,13 @@ def test_brevitas_defaults_match_qonnx_and_csim(tmp_path, kind, per_channel, io)
     scales = [numpy_helper.to_array(i) for i in proto.graph.initializer if "weight_quant" in i.name]
     assert any(s.size > 1 for s in scales) == per_channel  # what Brevitas exported
     x = np.random.default_rng(2).normal(size=(24, *shape)).astype(np.float32)
-    g = compile_graph(proto, io_type=io)
-    assert sum(isinstance(l, Rescale) for l in g.layers) == 3 and not any(l.op_type == "ScaleShift" for l in g.layers)
-    ref = assert_matches_qonnx(g, proto, x, quantized_output=False)
+    for io in ios:
+        g = compile_graph(proto, io_type=io)
+        # One requantization per layer (the last one dequantizes: Brevitas' float output).
+        assert sum(isinstance(l, Rescale) for l in g.layers) == 3 and not any(l.op_type == "ScaleShift" for l in g.layers)
+        prj = hwprune.export(proto, tmp_path / io, io_type=io)
+        g2 = load_project_graph(prj)
+        np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g2, [x]).values[g2.outputs[0]])
+        ref = assert_matches_qonnx(g2, proto, x, quantized_output=False, y=hwprune.run(prj, [x], engine="csim")[0])
     with torch.no_grad():
         np.testing.assert_allclose(model(torch.from_numpy(x)).numpy(), ref, atol=1e-5)  # qonnx == Brevitas
-    prj = hwprune.export(proto, tmp_path / "prj", io_type=io)
-    g2 = load_project_graph(prj)
-    np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g2, [x]).values[g2.outputs[0]])

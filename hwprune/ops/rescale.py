@@ -1,5 +1,6 @@
 """Rescale: y = x * m[c] + b[c] with real multipliers, the requantization of scaled-integer
-(QONNX/Brevitas) graphs; also ONNX Mul/Div by a constant.
+(QONNX/Brevitas) graphs. (ONNX Mul/Div by a constant import as a ScaleShift, hwprune/ops/batchnorm.py;
+in a scaled-integer graph hwprune/passes/scales.py turns those into Rescales.)
 
 The parameters are exact rationals (`fractions.Fraction`): a Brevitas export's scales are
 float32 numbers, and what the import does with them (1/s, products s_in * s_w / s_out,
@@ -37,7 +38,7 @@ import numpy as np
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, exact_type, int_bits_for, onnx_op,
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, exact_type, int_bits_for,
     out_of_range, render, requant, round_error, value_bound,
 )
 from hwprune.sim import resources as hw
@@ -375,25 +376,3 @@ def exact_input_type(g: Graph, name: str) -> FixedType | None:
             src = layer.accum_t if isinstance(layer, (Dense, Conv)) else g.tensor(layer.inputs[0]).type
             g.tensor(layer.output).type = src
     return g.tensor(name).type
-
-
-# ---------------------------------------------------------------------- ONNX import
-
-@onnx_op("Mul", "Div")
-def _import_mul(ctx: Any, node: Any) -> None:
-    """x * c or x / c with a constant c (scalar or per channel): a Rescale (exact parameters;
-    the import's clean-up moves it into a neighbour where it can)."""
-    consts = [ctx.const(i) for i in node.input]
-    dyn = [i for i, c in zip(node.input, consts) if c is None]
-    if len(dyn) != 1 or (node.op_type == "Div" and consts[1] is None):
-        raise ctx.error(node, "only a product with (or a division by) a constant is supported")
-    x = dyn[0]
-    c = consts[1] if consts[0] is None else consts[0]
-    axis, vals = param_axis(ctx, node, np.asarray(c), ctx.shape(x))
-    if node.op_type == "Div":
-        if np.any(vals == 0):
-            raise ctx.error(node, "division by zero")
-        scale = [1 / Fraction(float(v)) for v in vals]
-    else:
-        scale = [Fraction(float(v)) for v in vals]
-    ctx.add(Rescale(ctx.layer_name(node), [x], [node.output[0]], axis=axis, scale=frac_array(scale)), ctx.shape(x))

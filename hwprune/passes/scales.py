@@ -39,8 +39,17 @@ log = logging.getLogger(__name__)
 
 
 def lower_scales(g: Graph) -> Graph:
-    if not any(isinstance(l, Rescale) for l in g.layers):
+    """Only scaled-integer graphs (a Rescale or a Threshold from the import) change. In them a
+    ScaleShift (Mul/Div/Sub/Add by a constant, a batch norm) becomes the equivalent Rescale
+    first: folded into a Dense/Conv it would turn integer codes into fractions that the
+    precision configuration then rounds, while as a Rescale it composes exactly."""
+    from hwprune.ops.batchnorm import ScaleShift
+    from hwprune.ops.threshold import Threshold
+
+    if not any(isinstance(l, (Rescale, Threshold)) for l in g.layers):
         return g
+    for layer in [l for l in g.layers if isinstance(l, ScaleShift)]:
+        _as_rescale(g, layer)
     for _ in range(10 * len(g.layers) + 10):
         if not _step(g):
             break

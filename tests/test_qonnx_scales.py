@@ -414,7 +414,12 @@ def finn_tfc() -> onnx.ModelProto:
     nodes = [mt("x", "a0", "t0", out_bias=-2.0), helper.make_node("MatMul", ["a0", "w1"], ["h1"]),
              mt("h1", "a1", "t1", out_bias=-2.0, data_layout="NC"), helper.make_node("MatMul", ["a1", "w2"], ["h2"]),
              helper.make_node("Mul", ["h2", "sc"], ["h3"]), helper.make_node("Add", ["h3", "b"], ["y"])]
-    return make(nodes, (16,), (4,), init, opset=11, domains=())
+    m = make(nodes, (16,), (4,), init, opset=11, domains=())
+    for name, dt in (("w1", "INT2"), ("w2", "INT2")):  # FINN's datatype annotations of the weights
+        qa = m.graph.quantization_annotation.add()
+        qa.tensor_name = name
+        qa.quant_parameter_tensor_names.add(key="finn_datatype", value=dt)
+    return m
 
 
 def finn_cnn() -> onnx.ModelProto:
@@ -439,6 +444,8 @@ def test_multithreshold_mlp_matches_qonnx_and_csim(tmp_path):
     # The -2 offsets moved into the MatMuls' and then the second thresholds; the scale and
     # the bias are one Rescale at the end.
     assert [type(l).__name__ for l in g.layers] == ["Threshold", "Dense", "Threshold", "Dense", "Rescale"]
+    # The annotated INT2 weights keep their exact type (2-bit products: no DSPs).
+    assert [l.weight_t for l in g.layers if l.op_type == "Dense"] == [FixedType(2, 2, True)] * 2
     x = (RNG.integers(0, 16, size=(32, 16)) / 16).astype(np.float32)  # on the input type's grid
     assert_matches_qonnx(g, m, x, quantized_output=False)
     prj = hwprune.export(m, tmp_path / "prj", io_type="parallel")

@@ -11,6 +11,7 @@ dropped: IR shapes are per sample.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,40 @@ def _input_shape(vi: Any, what: str) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(dims), onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
 
 
+_FINN_INT = re.compile(r"(U?INT)(\d+)$")
+
+
+def _integer_annotations(proto: onnx.ModelProto) -> dict[str, Any]:
+    """Exact integer types of initializers from FINN's datatype annotations
+    (`quantization_annotation`, key `finn_datatype`: INTk, UINTk, BIPOLAR, TERNARY, BINARY), as a
+    streamlined FINN graph declares its integer weights. An annotation the values do not satisfy
+    (not integers, out of range) is ignored: the precision configuration types them then."""
+    from hwprune.fixed import FixedType
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    out: dict[str, Any] = {}
+    for qa in proto.graph.quantization_annotation:
+        if qa.tensor_name not in inits:
+            continue
+        dt = next((p.value for p in qa.quant_parameter_tensor_names if p.key == "finn_datatype"), "")
+        m = _FINN_INT.match(dt)
+        if m:
+            bits, signed = int(m.group(2)), m.group(1) == "INT"
+        elif dt in ("BIPOLAR", "TERNARY"):
+            bits, signed = 2, True
+        elif dt == "BINARY":
+            bits, signed = 1, False
+        else:
+            continue
+        if not 1 <= bits <= 32 or (signed and bits < 2):
+            continue
+        t = FixedType(bits, bits, signed)
+        v = numpy_helper.to_array(inits[qa.tensor_name]).astype(np.float64)
+        if v.size and np.all(v == np.round(v)) and v.min() >= t.min_value and v.max() <= t.max_value:
+            out[qa.tensor_name] = t
+    return out
+
+
 def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) -> Graph:
     """Build the IR of an ONNX model (channels-first logical shapes, identity layouts)."""
     # Importing the op package registers every op's ONNX importer.
@@ -348,6 +383,7 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     proto = load_onnx(model)
     _check_supported(proto, custom_only=True)  # before qonnx's clean-up, which cannot infer FINN's hardware layers
     proto = _cleanup_qonnx(proto)
+    annotated = _integer_annotations(proto)
     proto = fuse_layernorm(fuse_elementwise_functions(proto))
     _check_supported(proto)
     source_opset = _opset(proto)
@@ -358,6 +394,7 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
 
     for init in proto.graph.initializer:
         ctx.consts[init.name] = numpy_helper.to_array(init)
+    ctx.const_types.update(annotated)
     init_names = set(ctx.consts)
     for vi in proto.graph.input:
         if vi.name in init_names:

@@ -339,6 +339,31 @@ def test_rescale_meets_its_stated_bound_exactly():
     assert float(worst) <= r.delta <= out_t.lsb * 2.0 ** -GUARD_BITS
 
 
+def test_embedding_table_scale_follows_the_lookup():
+    """A Quant'ed table with a float scale (Brevitas' QuantEmbedding default): the lookup
+    returns the codes, the scale moves into the next Dense's requantization."""
+    v, d, n_tok = 20, 6, 5
+    init = dict(table=RNG.normal(size=(v, d)), s_t=f32(0.0213), w=RNG.normal(size=(d, 4)) * 0.5,
+                s_w=f32(RNG.uniform(0.003, 0.009, size=(1, 4))), bias=RNG.normal(size=4) * 0.2, s_out=f32(0.047),
+                zero=f32(0.0), b8=f32(8.0))
+    nodes = [quant("table", "tq", "s_t", "b8"), helper.make_node("Gather", ["tq", "ids"], ["e"]),
+             quant("w", "wq", "s_w", "b8", narrow=1), helper.make_node("MatMul", ["e", "wq"], ["h"]),
+             helper.make_node("Add", ["h", "bias"], ["h2"]), helper.make_node("Relu", ["h2"], ["r"]),
+             quant("r", "y", "s_out", "b8", signed=0)]
+    graph = helper.make_graph(nodes, "emb", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", n_tok])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n_tok, 4])],
+                              [numpy_helper.from_array(np.asarray(val, np.float32), k) for k, val in init.items()])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QDOMAIN, 1)])
+    m.ir_version = 8
+    g = compile_graph(m)
+    (emb,) = [l for l in g.layers if l.op_type == "Embedding"]
+    assert np.all(emb.table == np.round(emb.table)) and emb.table_hint == FixedType.parse("ap_fixed<8,8,AP_RND_CONV,AP_SAT>")
+    (r,) = [l for l in g.layers if isinstance(l, Rescale)]  # s_t * s_w / s_out, behind the Dense
+    assert g.producer(r.inputs[0]).op_type == "Dense" and r.out_quant is not None and r.scale.size == 4
+    ids = RNG.integers(0, v, size=(24, n_tok)).astype(np.int64)
+    assert_matches_qonnx(g, m, ids, quantized_output=True)
+
+
 # ---------------------------------------------------------------- old-style domains
 
 @pytest.mark.parametrize("domain", ["finn.custom_op.general", "onnx.brevitas", "finn"])

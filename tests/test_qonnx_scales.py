@@ -382,6 +382,8 @@ def test_old_style_domains_without_opset_import_load(tmp_path, domain):
         onnx.checker.check_model(onnx.load(path))
     proto = load_onnx(path)
     assert {n.domain for n in proto.graph.node if n.op_type == "Quant"} == {QDOMAIN}
+    x1 = (RNG.normal(size=(3, *x_shape)) * 2).astype(np.float32)
+    np.testing.assert_array_equal(hwprune.run(path, [x1], engine="float")[0], qonnx_run(m, x1)[0])
     assert QDOMAIN in {o.domain for o in proto.opset_import}
     x = (RNG.normal(size=(16, *x_shape)) * 2).astype(np.float32)
     assert_matches_qonnx(compile_graph(path), m, x, quantized_output=True)
@@ -472,7 +474,9 @@ def test_multithreshold_mlp_matches_qonnx_and_csim(tmp_path):
     # The annotated INT2 weights keep their exact type (2-bit products: no DSPs).
     assert [l.weight_t for l in g.layers if l.op_type == "Dense"] == [FixedType(2, 2, True)] * 2
     x = (RNG.integers(0, 16, size=(32, 16)) / 16).astype(np.float32)  # on the input type's grid
-    assert_matches_qonnx(g, m, x, quantized_output=False)
+    ref = assert_matches_qonnx(g, m, x, quantized_output=False)
+    # The float engine runs QONNX/FINN graphs on qonnx's executor (onnxruntime has no MultiThreshold).
+    np.testing.assert_array_equal(hwprune.run(m, [x], engine="float")[0], ref)
     prj = hwprune.export(m, tmp_path / "prj", io_type="parallel")
     g2 = load_project_graph(prj)
     np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g2, [x]).values[g2.outputs[0]])

@@ -21,6 +21,9 @@ inline out_T rescale_one(const in_T &x, const typename CFG::scale_rom_t &s, cons
 template <class CFG, class in_T, class out_T>
 void rescale(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::scale_rom_t s[CFG::n_chan],
              const typename CFG::shift_rom_t b[CFG::n_chan]) {
+    // Every lane reads its channel's constants in the same cycle (UG1399 array_partition).
+#pragma HLS ARRAY_PARTITION variable = s type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
     HWP_COUNT_CALL(CFG);
     // Fully unrolled inside the pipelined top: no loop sets a schedule, so count what the
     // estimate charges per call (II = 1).
@@ -36,6 +39,8 @@ RescaleLoop:
 template <class CFG, class in_T, class out_T>
 void rescale(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y,
              const typename CFG::scale_rom_t s[CFG::n_chan], const typename CFG::shift_rom_t b[CFG::n_chan]) {
+#pragma HLS ARRAY_PARTITION variable = s type = complete dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
     HWP_COUNT_CALL(CFG);
 RescaleWords:
     for (int w = 0; w < CFG::size / CFG::word; w++) {

@@ -23,6 +23,9 @@ ThresholdCompare:
 
 template <class CFG, class in_T, class out_T>
 void threshold(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::thr_rom_t t[CFG::n_chan * CFG::n_thr]) {
+    // Every lane compares against all its channel's thresholds in the same cycle (UG1399
+    // array_partition).
+#pragma HLS ARRAY_PARTITION variable = t type = complete dim = 1
     HWP_COUNT_CALL(CFG);
     // Fully unrolled inside the pipelined top: no loop sets a schedule, so count what the
     // estimate charges per call (II = 1).
@@ -37,6 +40,9 @@ ThresholdLoop:
 template <class CFG, class in_T, class out_T>
 void threshold(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y,
                const typename CFG::thr_rom_t t[CFG::n_chan * CFG::n_thr]) {
+    // Every lane compares against all its channel's thresholds in the same cycle (UG1399
+    // array_partition).
+#pragma HLS ARRAY_PARTITION variable = t type = complete dim = 1
     HWP_COUNT_CALL(CFG);
 ThresholdWords:
     for (int w = 0; w < CFG::size / CFG::word; w++) {

@@ -339,6 +339,23 @@ def test_rescale_meets_its_stated_bound_exactly():
     assert float(worst) <= r.delta <= out_t.lsb * 2.0 ** -GUARD_BITS
 
 
+def test_the_pynq_driver_applies_the_host_scales():
+    """The deployment driver divides an input by its host scale and multiplies an output by
+    its own (accelerator.json `scale`), as the fixed reference does."""
+    from hwprune.backend import pynq_driver as drv
+    from hwprune.backend.axis import port_spec
+    from hwprune.pipeline import input_raw
+
+    m, x_shape = linear_case("gemm_channel")
+    g = compile_graph(m)
+    x = (RNG.normal(size=(16, *x_shape)) * 2).astype(np.float32)
+    p_in, p_out = (drv.PortSpec.from_dict(port_spec(g, n).to_dict()) for n in (g.inputs[0], g.outputs[0]))
+    assert p_in.scale == float(np.float32(0.0371)) and p_out.scale == float(np.float32(0.0517))
+    np.testing.assert_array_equal(drv.quantize(x, p_in), input_raw(g, g.inputs[0], x))
+    raw = trace_fixed(g, [x]).values[g.outputs[0]]
+    np.testing.assert_array_equal(drv.to_float(raw, p_out), run_fixed(g, [x])[0])
+
+
 def test_embedding_table_scale_follows_the_lookup():
     """A Quant'ed table with a float scale (Brevitas' QuantEmbedding default): the lookup
     returns the codes, the scale moves into the next Dense's requantization."""

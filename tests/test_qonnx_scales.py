@@ -404,9 +404,14 @@ def test_old_style_domains_without_opset_import_load(tmp_path, domain):
     assert QDOMAIN in {o.domain for o in proto.opset_import}
     x = (RNG.normal(size=(16, *x_shape)) * 2).astype(np.float32)
     assert_matches_qonnx(compile_graph(path), m, x, quantized_output=True)
+    if domain == "onnx.brevitas":  # the command that used to stop at onnx.checker
+        from hwprune.cli import main
+
+        assert main(["export", str(path), "--board", "pynq-z2", "--out", str(tmp_path / "prj")]) == 0
+        assert (tmp_path / "prj").is_dir()
 
 
-def test_a_finn_hardware_layer_gets_the_clear_error(tmp_path):
+def test_a_finn_hardware_layer_gets_the_clear_error(tmp_path, capsys):
     m, _ = linear_case("gemm_tensor")
     n = m.graph.node[2]
     fpga = helper.make_node("MatrixVectorActivation", list(n.input[:2]), list(n.output), domain="finn",
@@ -417,6 +422,11 @@ def test_a_finn_hardware_layer_gets_the_clear_error(tmp_path):
     onnx.save(m, path)
     with pytest.raises(UnsupportedOpError, match="MatrixVectorActivation.*MVAU_0"):
         compile_graph(path)
+    from hwprune.cli import main
+
+    assert main(["export", str(path), "--board", "pynq-z2", "--out", str(tmp_path / "prj")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "MVAU_0" in err and not (tmp_path / "prj").exists()
 
 
 def test_malformed_scales_get_clear_errors():

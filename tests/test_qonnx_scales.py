@@ -513,9 +513,16 @@ def test_multithreshold_cnn_csim(tmp_path):
     m = finn_cnn()
     x = (RNG.integers(-16, 16, size=(8, 2, 6, 6)) / 16).astype(np.float32)
     g = compile_graph(m, io_type="stream")
-    assert sum(isinstance(l, Threshold) for l in g.layers) == 2
-    # Scalar output scale: the host multiplies (the last Rescale is gone).
-    assert g.tensor(g.outputs[0]).scale == 0.125 or any(isinstance(l, Rescale) for l in g.layers)
+    # The thresholds on the float input moved onto its grid; the second MultiThreshold's
+    # out_scale 2 / out_bias -3 stay a Rescale in front of the max pool (an offset is not moved
+    # across layers), with a power-of-two multiplier: shifts, no DSP. The last one is the
+    # MatMul's requantization with the Mul's 0.125: a shift too.
+    assert [l.op_type for l in g.layers] == ["Threshold", "Reorder", "Conv", "Threshold", "Rescale", "Pool", "Reshape",
+                                             "Dense", "Rescale"]
+    mid, last = [l for l in g.layers if isinstance(l, Rescale)]
+    assert (mid.scale[0], mid.shift[0], last.scale[0]) == (2, -3, 0.125) and mid.multiplier_free() and last.multiplier_free()
+    assert all(c.dsp == 0 for c in (l.cost for l in hwprune.estimate(m, "pynq-z2", io_type="stream").layers
+                                    if l.op == "Rescale"))
     assert_matches_qonnx(g, m, x, quantized_output=False)
     prj = hwprune.export(m, tmp_path / "prj", io_type="stream")
     g2 = load_project_graph(prj)

@@ -513,14 +513,15 @@ def test_multithreshold_cnn_csim(tmp_path):
     m = finn_cnn()
     x = (RNG.integers(-16, 16, size=(8, 2, 6, 6)) / 16).astype(np.float32)
     g = compile_graph(m, io_type="stream")
-    # The thresholds on the float input moved onto its grid; the second MultiThreshold's
-    # out_scale 2 / out_bias -3 stay a Rescale in front of the max pool (an offset is not moved
-    # across layers), with a power-of-two multiplier: shifts, no DSP. The last one is the
-    # MatMul's requantization with the Mul's 0.125: a shift too.
-    assert [l.op_type for l in g.layers] == ["Threshold", "Reorder", "Conv", "Threshold", "Rescale", "Pool", "Reshape",
-                                             "Dense", "Rescale"]
-    mid, last = [l for l in g.layers if isinstance(l, Rescale)]
-    assert (mid.scale[0], mid.shift[0], last.scale[0]) == (2, -3, 0.125) and mid.multiplier_free() and last.multiplier_free()
+    # The second MultiThreshold's out_scale 2 / out_bias -3 pass the max pool and the flatten
+    # (max(2x - 3) = 2 max(x) - 3) into the MatMul: its requantization holds 2 x the Mul's
+    # 0.125 and the offset -3 x 0.125 x each column's weight sum, shifts only (no DSP).
+    assert [l.op_type for l in g.layers] == ["Threshold", "Reorder", "Conv", "Threshold", "Pool", "Reshape", "Dense",
+                                             "Rescale"]
+    (last,) = [l for l in g.layers if isinstance(l, Rescale)]
+    w2 = next(numpy_helper.to_array(i) for i in m.graph.initializer if i.name == "w2").astype(np.float64)
+    assert last.scale[0] == 0.25 and [float(v) for v in last.shift] == list(-3 * 0.125 * w2.sum(axis=0))
+    assert last.multiplier_free()
     assert all(c.dsp == 0 for c in (l.cost for l in hwprune.estimate(m, "pynq-z2", io_type="stream").layers
                                     if l.op == "Rescale"))
     assert_matches_qonnx(g, m, x, quantized_output=False)

@@ -80,14 +80,19 @@ def _pure(r: Rescale) -> bool:
 
 
 def _commutes(layer: Layer, r: Rescale) -> bool:
-    """layer(x * s) == layer(x) * s for the pure rescale r."""
+    """layer(x * s + c) == layer(x) * s + c for the unfused rescale r with positive s: ReLUs
+    only without an offset, max pooling with one (max(s*x + c) = s*max(x) + c), other pooling
+    only without."""
     from hwprune.ops.activation import Activation
     from hwprune.ops.layout import Reshape
     from hwprune.ops.pool import GlobalPool, Pool
 
+    offset = any(v != 0 for v in r.shift)
     if isinstance(layer, Activation):
-        return layer.kind in ("relu", "leaky_relu", "prelu")
+        return not offset and layer.kind in ("relu", "leaky_relu", "prelu")
     if isinstance(layer, (Pool, GlobalPool)):
+        if offset and layer.kind != "max":
+            return False
         return not r.per_channel or r.axis == 0  # channels first: logical axis 0
     if isinstance(layer, Reshape):
         return not r.per_channel
@@ -304,14 +309,16 @@ def _fan_out(g: Graph, r: Rescale) -> bool:
 
 
 def _down(g: Graph, r: Rescale) -> bool:
-    """A pure rescale not right behind a Dense/Conv (there it is that layer's requantization)
-    passes commuting layers to an absorber."""
+    """A rescale with positive multipliers (and an offset: a MultiThreshold's out_bias) not
+    right behind a Dense/Conv (there it is that layer's requantization) passes commuting
+    layers to an absorber; a pure one reaching a graph output goes to the host."""
     from hwprune.ops.conv import Conv
     from hwprune.ops.dense import Dense
     from hwprune.ops.threshold import Threshold
 
-    if not _pure(r):
+    if r.fused or not all(v > 0 for v in r.scale):
         return False
+    offset = any(v != 0 for v in r.shift)
     p = g.producer(r.inputs[0])
     if isinstance(p, (Dense, Conv)) and _reader(g, r.inputs[0]) is r:
         return False
@@ -319,7 +326,7 @@ def _down(g: Graph, r: Rescale) -> bool:
     while True:
         if t in g.outputs and len(g.consumers(t)) == 0:
             # The host multiplies (one scalar per graph output).
-            if r.per_channel:
+            if r.per_channel or offset:
                 return False
             if t == r.output:
                 if not _unlink(g, r):
@@ -338,8 +345,9 @@ def _down(g: Graph, r: Rescale) -> bool:
     if t == r.output:
         return False  # an adjacent absorber is _compose's business
     target = nxt
+    padded = isinstance(target, Conv) and any((target.win.pt, target.win.pl, target.win.pb, target.win.pr))
     ok = isinstance(target, (Rescale, Threshold)) or type(target).__name__ == "ScaleShift" or (
-        isinstance(target, (Dense, Conv)) and target.inputs[0] == t and not r.per_channel)
+        isinstance(target, (Dense, Conv)) and target.inputs[0] == t and not r.per_channel and not (offset and padded))
     if not ok:
         return False
     # Move r to just before the absorber (the layers in between commute with it).

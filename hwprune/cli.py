@@ -164,6 +164,11 @@ def format_estimate(est: Any) -> str:
     r, u = d["resources"], d["utilization"]
     lines.append(f"total on {d['board']} @ {d['clock_mhz']:g} MHz ({d['io_type']}): latency {d['latency_cycles']} cycles = "
                  f"{d['latency_us']:.2f} us, II {d['ii_cycles']} cycles, {d['throughput_per_s']:.0f} samples/s")
+    lines.append(f"  latency: {d['latency_source']}")
+    path = d["critical_path"]
+    if path:
+        shown = path if len(path) <= 8 else [*path[:3], "...", *path[-4:]]
+        lines.append(f"  longest path ({len(path)} layers): " + " -> ".join(shown))
     lines.append("  " + "  ".join(f"{k.upper()} {r[k]} ({100 * u[k]:.1f}%)" for k in ("dsp", "lut", "ff", "bram18", "uram")))
     lines.append("  fits the board" if d["fits"] else "  DOES NOT FIT the board")
     return "\n".join(lines)
@@ -391,7 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
     model_opts(r, rf=False)
     r.set_defaults(func=cmd_run, reuse_factor=None)
 
-    s = sub.add_parser("estimate", help="analytical latency and resource estimate")
+    s = sub.add_parser("estimate", help="analytical latency and resource estimate",
+                       description="Analytical latency and resource estimate. The latency is the longest "
+                                   "input-to-output path of layer latencies: in io_parallel that is the design's "
+                                   "schedule (hwprune simulate gives the same); in io_stream the DATAFLOW processes "
+                                   "overlap and may stall on FIFOs, so the latency to use is hwprune simulate's.")
     s.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
     s.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
     model_opts(s)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +25,8 @@ from hwprune.board import Board, load_board
 from hwprune.errors import HwpruneInputError, ModelLoadError
 from hwprune.ir.graph import Graph, IOType
 from hwprune.precision import PrecisionConfig
+
+log = logging.getLogger(__name__)
 
 ENGINES = ("float", "fixed", "csim")
 
@@ -95,6 +98,16 @@ def _project_graph(path: str, stamp: float) -> Graph:
     from hwprune.pipeline import compile_graph
 
     g = compile_graph(Path(path) / man["model"], prec, IOType(man["io_type"]), name=Path(path).name)
+    if man.get("fifo_depths"):  # the depths the project declares (older projects: none recorded)
+        from hwprune.passes.fifo import set_fifo_depths
+        from hwprune.sim.dataflow import stream_fifos
+
+        known = set(stream_fifos(g))
+        stale = sorted(set(man["fifo_depths"]) - known)
+        if stale:
+            log.warning("%s declares FIFO depths for streams this version does not build (%s); ignored",
+                        path, ", ".join(stale))
+        set_fifo_depths(g, depths={t: d for t, d in man["fifo_depths"].items() if t in known})
     return g
 
 

@@ -1,12 +1,19 @@
 """Whole-design analytical estimate, composed from each layer's own cost model.
 
-io_parallel: layers run one after another inside a pipelined top function, so the latency is
-the sum of the layer latencies and the design accepts a new sample every max(layer II).
-io_stream: layers are DATAFLOW processes joined by FIFOs; the interval is the slowest
-process's per-sample II, and the latency is the sum of each process's fill delay plus the
-last one's drain (an upper bound: a process starts as soon as its first word arrives). The
-FIFOs are costed at the depths the dataflow simulator recommends (sim/dataflow.py: the
-smallest that lose no throughput or latency), the depths the generated project declares.
+Latency and interval follow the one composition rule of sim/compose.py, shared with the budget
+solver and the simulator: the latency is the longest input-to-output path of layer latencies
+(the generated top runs independent layers side by side: a pipelined region in io_parallel, a
+DATAFLOW region in io_stream), the interval the largest layer II.
+
+* io_parallel: that is the design's schedule; the simulator reports the same figures.
+* io_stream: processes overlap (a consumer starts on its producer's first word) and can stall
+  on a FIFO, so the longest path is the estimate a search can optimize, while the
+  cycle-approximate simulation (`hwprune simulate`, sim/dataflow.py) is the latency to use.
+  The FIFOs are costed at the depths the design declares (Tensor.fifo_depth, written by
+  hwprune.passes.fifo.set_fifo_depths — the depths the generated project declares), and those
+  the IR does not declare at the simulator's recommended depths (the smallest that lose no
+  throughput or latency).
+
 Formulas and sources: docs/estimate.md.
 """
 
@@ -18,6 +25,7 @@ from typing import Any, Mapping
 from hwprune.board import Board, Resources, utilization
 from hwprune.ir.graph import Graph, IOType
 from hwprune.ops.base import CostContext, LayerCost
+from hwprune.sim.compose import LatencyDag, design_timing
 
 
 @dataclass
@@ -44,6 +52,16 @@ class DesignEstimate:
     layers: list[LayerEstimate] = field(default_factory=list)
     fifo: dict[str, int] = field(default_factory=dict)
     capacity: Resources | None = None
+    critical_path: list[str] = field(default_factory=list)  # the layers on a longest path
+
+    @property
+    def latency_source(self) -> str:
+        """What `latency_cycles` is, and when another figure is the one to use."""
+        if self.io_type == IOType.PARALLEL.value:
+            return ("the longest input-to-output path of layer latencies: the pipelined top's schedule "
+                    "(`hwprune simulate` gives the same)")
+        return ("the longest input-to-output path of layer latencies, without overlap; the DATAFLOW processes "
+                "overlap and may stall, so use `hwprune simulate` for the latency")
 
     @property
     def latency_us(self) -> float:
@@ -67,8 +85,8 @@ class DesignEstimate:
     def as_dict(self) -> dict[str, Any]:
         return dict(
             board=self.board, clock_mhz=self.clock_mhz, io_type=self.io_type,
-            latency_cycles=self.latency_cycles, latency_us=self.latency_us, ii_cycles=self.ii_cycles,
-            throughput_per_s=self.throughput_per_s, resources=self.resources.as_dict(),
+            latency_cycles=self.latency_cycles, latency_us=self.latency_us, latency_source=self.latency_source,
+            critical_path=list(self.critical_path), ii_cycles=self.ii_cycles, throughput_per_s=self.throughput_per_s, resources=self.resources.as_dict(),
             utilization=self.utilization(), fits=self.fits(), layers=[l.as_dict() for l in self.layers],
         )
 
@@ -81,8 +99,9 @@ TOP_FF = 300
 def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
              fifo_depths: Mapping[str, int] | None = None) -> DesignEstimate:
     """`fifo_depths` (io_stream): depth per stream tensor (sim.dataflow.stream_fifos); None:
-    the simulator's recommended depths (memoised per design, so a search loop pays the sizing
-    once per distinct design point)."""
+    the depths the IR declares (passes.fifo), and for the FIFOs it does not, the simulator's
+    recommended depths (memoised per design, so a search loop pays the sizing once per
+    distinct design point)."""
     clock = clock_mhz or board.default_clock_mhz
     ctx = CostContext(graph=g, io_type=g.io_type, dsp_kind=board.dsp_kind, has_uram=board.resources.uram > 0)
     layers = [LayerEstimate(l.name, l.op_type, l.cost(ctx)) for l in g.layers]
@@ -92,17 +111,19 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
     bram = sum(l.cost.bram18 for l in layers)
     uram = sum(l.cost.uram for l in layers)
     fifo: dict[str, int] = {}
-    if g.io_type == IOType.PARALLEL:
-        latency = sum(l.cost.latency for l in layers)
-        ii = max((l.cost.ii for l in layers), default=1)
-    else:
-        latency = sum(l.cost.latency for l in layers)
-        ii = max((l.cost.ii for l in layers), default=1)
-        from hwprune.sim.dataflow import MIN_DEPTH, recommended_fifo_depths, stream_fifos
+    costs = {l.name: l.cost for l in layers}
+    dag = LatencyDag.of(g)
+    lat = {n: c.latency for n, c in costs.items()}
+    timing = design_timing(dag, lat, (c.ii for c in costs.values()))
+    latency, ii = timing.latency, timing.interval
+    if g.io_type == IOType.STREAM:
+        from hwprune.sim.dataflow import MIN_DEPTH, declared_fifo_depths, recommended_fifo_depths, stream_fifos
         from hwprune.sim.resources import fifo_cost
 
         if fifo_depths is None:
-            fifo_depths = recommended_fifo_depths(g, ctx, {l.name: l.cost for l in layers})
+            fifo_depths = declared_fifo_depths(g)
+            if len(fifo_depths) < len(stream_fifos(g)):
+                fifo_depths = {**recommended_fifo_depths(g, ctx, costs), **fifo_depths}
         for t in stream_fifos(g):
             fifo[t] = int(fifo_depths.get(t, MIN_DEPTH))
 
@@ -113,5 +134,6 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
             lut += m.lut
     res = Resources(dsp=int(round(dsp)), lut=int(round(lut)), ff=int(round(ff)), bram18=int(round(bram + 0.499)),
                     uram=int(round(uram + 0.499)))
+    path = dag.critical_path(lat)
     return DesignEstimate(board.name, clock, g.io_type.value, int(latency), int(max(ii, 1)), res, layers, fifo,
-                          board.resources)
+                          board.resources, path)

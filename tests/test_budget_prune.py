@@ -16,12 +16,14 @@ from hwprune.codesign.budget import Budget, BudgetError
 from hwprune.codesign.solver import predict, solve
 from hwprune.codesign.space import Choice, DesignSpace, Option, Site
 from hwprune.ops.base import LayerCost
+from hwprune.sim.compose import LatencyDag
 
 BOARD = load_board("pynq-z2")
 
 
 def toy_space(seed: int = 0) -> DesignSpace:
-    """Three sites, a handful of options each, random but fixed costs and losses; two paths."""
+    """Three sites, a handful of options each, random but fixed costs and losses; two branches
+    that join: L0 -> A -> L1 -> C and L0 -> B -> L2 -> C (A, B, C fixed layers)."""
     rng = np.random.default_rng(seed)
     sites = []
     for s in range(3):
@@ -33,7 +35,8 @@ def toy_space(seed: int = 0) -> DesignSpace:
                                          ff=1000.0, bram18=float(rng.integers(0, 40)))))
         sites.append(Site(f"m{s}", f"L{s}", "conv", opts))
     overhead = dict(dsp=10.0, lut=5000.0, ff=3000.0, bram18=20.0, uram=0.0)
-    return DesignSpace(sites, overhead, [([0, 1], 50), ([0, 2], 80)], 40, BOARD, 100.0, "stream")
+    dag = LatencyDag(("L0", "A", "B", "L1", "L2", "C"), ((), (0,), (0,), (1,), (2,), (3, 4)), (5,))
+    return DesignSpace(sites, overhead, dag, dict(A=50, B=80, C=5), 40, BOARD, 100.0, "stream")
 
 
 def brute_force(space: DesignSpace, budget: Budget):

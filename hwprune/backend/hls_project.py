@@ -87,10 +87,13 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
     names = hls_names(g)
     ctx = HlsContext(graph=g, names=names, io_type=g.io_type, clock_mhz=clock_mhz)
     stream = g.io_type == IOType.STREAM
+    from hwprune.passes.fifo import set_fifo_depths
     from hwprune.sim.estimate import estimate  # cost model gives the pipeline II
 
-    # io_stream: every FIFO gets the depth the dataflow simulator recommends (the smallest that
-    # loses no throughput or latency; sim/dataflow.py), which the estimate also costs.
+    # io_stream: every FIFO is declared at the depth the IR gives it; FIFOs without one are
+    # sized now by the FIFO pass (the dataflow simulator's smallest depths that lose no
+    # throughput or latency) and written into the IR, where the estimate costs them.
+    set_fifo_depths(g, board, keep=True)
     est = estimate(g, board, clock_mhz)
     aliased = {f"t:{l.output}" for l in g.layers if names[f"t:{l.output}"] != g.c_names()[f"t:{l.output}"]}
 
@@ -122,8 +125,9 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
                 continue
             declared.add(v)
             t = g.tensor(out)
-            locals_.append(dict(var=v, ctype=ctx.ctype(out), size=t.size, word=t.word,
-                                depth=est.fifo_depth(out)))
+            if stream and t.fifo_depth is None:
+                raise AssertionError(f"stream {out} is declared but has no FIFO depth (passes.fifo missed it)")
+            locals_.append(dict(var=v, ctype=ctx.ctype(out), size=t.size, word=t.word, depth=t.fifo_depth))
 
     weight_headers = []
     for _, b in bindings:
@@ -183,7 +187,16 @@ def manifest(g: Graph, board: Board, clock_mhz: float, top: str, precision: Prec
         hwprune_version=__version__, top=top, model="model.onnx", io_type=g.io_type.value, board=board.name,
         part=board.part, clock_mhz=clock_mhz, precision=precision.to_dict(),
         inputs=[port(n) for n in g.inputs], outputs=[port(n) for n in g.outputs],
+        fifo_depths=_fifo_depths(g),
     )
+
+
+def _fifo_depths(g: Graph) -> dict[str, int]:
+    """The FIFO depths the project declares, by stream tensor (the IR's; loading the project
+    puts them back into its IR)."""
+    from hwprune.sim.dataflow import declared_fifo_depths
+
+    return declared_fifo_depths(g)
 
 
 def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, clock_mhz: float | None = None,

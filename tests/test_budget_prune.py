@@ -163,9 +163,12 @@ def test_pareto_front_marks_undominated_points():
     assert [p["pareto"] for p in pareto(pts)] == [True, False, True, False]
 
 
-def test_predicted_site_costs_equal_the_realized_design(model_dir):
+@pytest.mark.parametrize("io", ["stream", "parallel"])
+def test_predicted_site_costs_equal_the_realized_design(model_dir, io):
     """The solver's per-site costs (from variants of the dense IR) are what the built design
-    costs, layer by layer, also when weight bits differ per layer (bits auto)."""
+    costs, layer by layer, also when weight bits differ per layer (bits auto); its latency and
+    interval are the realized design's estimate (one composition rule, sim/compose.py), and in
+    io_parallel also the pruner's check (the simulator): nothing to calibrate there."""
     from hwprune.codesign.pruner import BudgetConfig, _Run
     from hwprune.prune.metrics import compute_layers
     from hwprune.codesign.space import build_space
@@ -173,7 +176,7 @@ def test_predicted_site_costs_equal_the_realized_design(model_dir):
     from hwprune.text.train import load_model_dir
 
     md = load_model_dir(model_dir)
-    cfg = BudgetConfig(budget=Budget(latency_us=30), bits="auto", finetune_epochs=0, qat_epochs=0)
+    cfg = BudgetConfig(budget=Budget(latency_us=30), bits="auto", finetune_epochs=0, qat_epochs=0, io_type=io)
     run = _Run(md, cfg, lambda m: None)
     space = build_space(md.model, md.vocab, run.texts, run.data, run.board, run.clock, cfg.space_config(), lambda m: None)
     sol = solve(space, cfg.budget)
@@ -185,5 +188,8 @@ def test_predicted_site_costs_equal_the_realized_design(model_dir):
         assert real.dsp == o.cost.dsp and real.multipliers == o.cost.multipliers and real.ii == o.cost.ii
         assert real.lut == pytest.approx(o.cost.lut, rel=0.02) and real.bram18 == pytest.approx(o.cost.bram18, abs=1)
     assert {o.choice.weight_bits for o in sol.options} <= {4, 6, 8}
-    total = estimate(r.graph, run.board).resources.lut
-    assert total == pytest.approx(sol.predicted["lut"], rel=0.05)
+    est = estimate(r.graph, run.board)
+    assert est.resources.lut == pytest.approx(sol.predicted["lut"], rel=0.05)
+    assert (sol.predicted["latency_cycles"], sol.predicted["interval_cycles"]) == (est.latency_cycles, est.ii_cycles)
+    if io == "parallel":
+        assert (r.figures["latency_cycles"], r.figures["interval_cycles"]) == (est.latency_cycles, est.ii_cycles)

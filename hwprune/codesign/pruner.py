@@ -196,8 +196,9 @@ class _Run:
         return best
 
     def _recalibrate(self, limits: Limits, sol: Solution, r: Realized, budget: Budget, space: DesignSpace) -> Limits | None:
-        """Tighten limits the check broke by the measured overshoot; loosen the latency model
-        when the check used far less than the budget. None: nothing left to adjust."""
+        """Tighten limits the check broke by the measured overshoot; in io_stream, scale the
+        latency limit by the simulated/predicted ratio (and loosen it when the check used far
+        less than the budget). None: nothing left to adjust."""
         lat_budget = budget.latency_limit(self.clock)
         new = Limits(limits.latency, limits.interval, dict(limits.caps))
         changed = False

@@ -42,6 +42,7 @@ from hwprune.prune.patterns import Pattern
 from hwprune.sim.dataflow import simulate, stream_fifos
 from hwprune.sim.compose import LatencyDag, compose, design_timing
 from hwprune.sim.estimate import estimate
+from hwprune.backend.project_dir import ProjectDir
 from top_schedule import longest_path, top_calls
 
 BOARD = "pynq-z2"
@@ -240,6 +241,7 @@ KINDS = ["Dense", "SparseDense", "Conv", "SparseConv", "MaxPool", "AvgPool", "Gl
          "Softmax", "Add", "Concat", "ScaleShift", "Quantize", "Reorder", "Reshape", "Clone"]
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_the_designs_cover_every_layer_kind(designs):
     io = next(iter(designs.values())).io
     seen = {kind(l) for d in designs.values() for l in d.g.layers if l.name in d.counts}
@@ -251,6 +253,7 @@ def test_the_designs_cover_every_layer_kind(designs):
         assert any(a == b for a, b in words) and any(a != b for a, b in words)  # both concat modes
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 @pytest.mark.parametrize("k", KINDS)
 def test_busy_cycles_per_sample_match_the_counted_cycles(designs, k):
     checked = 0
@@ -271,6 +274,7 @@ def test_busy_cycles_per_sample_match_the_counted_cycles(designs, k):
     assert checked or (io == "parallel" and k in ("Reshape", "Clone"))
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_stream_traffic_equals_the_counted_words(designs):
     for d in designs.values():
         by_name = {l.name: l for l in d.sim.layers}
@@ -283,6 +287,7 @@ def test_stream_traffic_equals_the_counted_words(designs):
                 assert (s.reads / BATCH, s.writes / BATCH) == (c.reads / SAMPLES, c.writes / SAMPLES), (d.name, name)
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_whole_design_interval_is_the_slowest_counted_layer(designs):
     for d in designs.values():
         slowest = max(c.cycles / c.calls for c in d.counts.values())
@@ -298,6 +303,7 @@ def _counted_longest_path(d: Design, extra: float = 0.0, scale: float = 1.0) -> 
     return longest_path(top_calls(d.prj, layer_of), {k: scale * v + extra for k, v in per.items()})
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_the_composition_rule_is_the_generated_tops_longest_path(designs):
     """The one composition rule (sim/compose.py) against an independent count: the calls of
     the generated top function read from its C++, weighted by the host build's loop counters.
@@ -333,6 +339,7 @@ def test_the_composition_rule_is_the_generated_tops_longest_path(designs):
             assert own <= d.sim.latency_cycles <= rule.latency, (d.name, own, d.sim.latency_cycles, rule.latency)
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_recommended_depths_lose_nothing_and_reach_the_project(designs):
     for d in designs.values():
         if d.io == "parallel":
@@ -342,7 +349,7 @@ def test_recommended_depths_lose_nothing_and_reach_the_project(designs):
         assert sim.fifos_sufficient, d.name  # as fast as with unbounded FIFOs
         assert set(sim.fifo_depths) == set(stream_fifos(d.g))
         assert all(sim.fifo_high_water[t] <= sim.fifo_depths[t] for t in sim.fifo_depths)
-        top = (d.prj / "firmware" / f"{json.loads((d.prj / 'hwprune_project.json').read_text())['top']}.cpp").read_text()
+        top = (d.prj / "firmware" / f"{ProjectDir(d.prj).top}.cpp").read_text()
         pragmas = dict(re.findall(r"#pragma HLS STREAM variable = (\w+) depth = (\d+)", top))
         names = d.g.c_names()
         assert {names[f"t:{t}"]: str(v) for t, v in sim.fifo_depths.items()} == pragmas, d.name
@@ -350,6 +357,7 @@ def test_recommended_depths_lose_nothing_and_reach_the_project(designs):
         assert estimate(d.g, load_board(BOARD)).fifo == sim.fifo_depths
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_unequal_merge_branches_deadlock_with_two_deep_fifos(designs):
     d = designs["residual"]
     if d.io == "parallel":

@@ -172,20 +172,25 @@ def run(model_or_project: Any, inputs: "Sequence[np.ndarray]", engine: str = "fi
         from hwprune.backend.csim import run_csim
 
         return run_csim(p, inputs)
-    g = build_graph(model_or_project, precision, io_type, example_input)
-    from hwprune.pipeline import check_inputs, run_fixed, run_onnx
+    from hwprune.pipeline import check_inputs, compile_graph, run_fixed, run_onnx
 
+    # The model is read and compiled once, for the check and every engine.
+    proto = _model_proto(model_or_project, example_input)
+    name = Path(model_or_project).stem if isinstance(model_or_project, (str, Path)) else None
+    g = compile_graph(proto, precision, _io(io_type), name=name)
     check_inputs(g, inputs)
     if engine == "float":
-        return run_onnx(_model_proto(model_or_project, example_input), inputs)
+        return run_onnx(proto, inputs)
     if engine == "fixed":
         return run_fixed(g, inputs)
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="hwp_run_") as d:
-        prj = export(model_or_project, Path(d) / "prj", io_type=io_type, precision=precision, example_input=example_input)
-        from hwprune.backend.csim import run_csim
+    from hwprune.backend.csim import run_csim
+    from hwprune.backend.hls_project import write_project
 
+    with tempfile.TemporaryDirectory(prefix="hwp_run_") as d:
+        prj = write_project(g, proto.SerializeToString(), Path(d) / "prj", load_board("pynq-z2"), None,
+                            precision or PrecisionConfig(), bitstream=False)  # thrown away after the run
         return run_csim(prj, inputs)
 
 

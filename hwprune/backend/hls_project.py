@@ -84,8 +84,10 @@ def hls_names(g: Graph) -> dict[str, str]:
     return names
 
 
-def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[str, str]:
-    """All generated text files of the project, keyed by relative path."""
+def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str, bitstream: bool = True) -> dict[str, str]:
+    """All generated text files of the project, keyed by relative path. `bitstream=False`
+    leaves out the AXI-Stream top, the block design and their build scripts (a throwaway
+    project that only runs its C simulation)."""
     names = hls_names(g)
     ctx = HlsContext(graph=g, names=names, io_type=g.io_type, clock_mhz=clock_mhz)
     stream = g.io_type == IOType.STREAM
@@ -156,9 +158,10 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
 
     files["build_host.sh"] = _env().get_template("build_host.sh.j2").render(
         version=__version__, compile=host_compile_command(top, '"$AP_TYPES"', None), ap_types=_sh_double_quoted(ap_types_dir()))
-    from hwprune.backend.vivado import render_bitstream_files  # AXI-Stream top, block design, build script
+    if bitstream:
+        from hwprune.backend.vivado import render_bitstream_files  # AXI-Stream top, block design, build script
 
-    files.update(render_bitstream_files(g, _env(), __version__, board, clock_mhz, top, ports))
+        files.update(render_bitstream_files(g, _env(), __version__, board, clock_mhz, top, ports))
     return files
 
 
@@ -203,21 +206,24 @@ def _fifo_depths(g: Graph) -> dict[str, int]:
 
 def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, clock_mhz: float | None = None,
                   precision: PrecisionConfig | None = None, force: bool = False,
-                  sample_inputs: list[np.ndarray] | None = None, inputs: Sequence[str | Path] = ()) -> Path:
+                  sample_inputs: list[np.ndarray] | None = None, inputs: Sequence[str | Path] = (),
+                  bitstream: bool = True) -> Path:
     """Write the project atomically: everything goes to a temporary sibling directory that
-    replaces `out` only when complete, so a failure leaves nothing behind."""
+    replaces `out` only when complete, so a failure leaves nothing behind. `bitstream=False`:
+    without the bitstream flow's files (render_firmware)."""
     out = Path(out)
     check_out_dir(out, force, inputs)
     clock = clock_mhz or board.default_clock_mhz
     top = c_identifier(g.name, "hwp")
-    files = render_firmware(g, board, clock, top)
+    files = render_firmware(g, board, clock, top, bitstream)
     with atomic_directory(out, force, inputs, kind="project") as tmp:
         for rel, text in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
         (tmp / "build_host.sh").chmod(0o755)
-        (tmp / "build_bitstream.sh").chmod(0o755)
+        if bitstream:
+            (tmp / "build_bitstream.sh").chmod(0o755)
         shutil.copytree(kernel_dir(), tmp / "firmware" / "hwprune",
                         ignore=shutil.ignore_patterns("*.j2", "__pycache__"))
         (tmp / "model.onnx").write_bytes(model_bytes)

@@ -190,13 +190,17 @@ def _quantizers(cfg: QuantConfig) -> dict[str, Any]:
     # clamped again): the floor is Brevitas' clamp itself. Activations learn theirs; Brevitas
     # clamps the range while training but the scale in eval, so one clamp value cannot floor
     # both: the floor is kept on the learned range instead (`_floor_ranges`).
+    def floored(quant: Any, role: str, min_val: float) -> Any:
+        quant = _check_quantizer(quant, role)
+        if not callable(getattr(quant, "let", None)):
+            raise ConfigError(f"{role} quantizer {quant!r} is not a Brevitas quantizer (an ExtendedInjector such as "
+                              "Int8WeightPerTensorFixedPoint)")
+        return quant.let(scaling_min_val=min_val)
+
     return {
-        "weight": _check_quantizer(pick(cfg.weight_quant, Int8WeightPerTensorFixedPoint), "weight").let(
-            scaling_min_val=RANGE_FLOOR),
-        "act": _check_quantizer(pick(cfg.act_quant, Uint8ActPerTensorFixedPoint), "activation").let(
-            scaling_min_val=_BREVITAS_MIN),
-        "signed": _check_quantizer(pick(cfg.output_quant, Int8ActPerTensorFixedPoint), "output").let(
-            scaling_min_val=_BREVITAS_MIN),
+        "weight": floored(pick(cfg.weight_quant, Int8WeightPerTensorFixedPoint), "weight", RANGE_FLOOR),
+        "act": floored(pick(cfg.act_quant, Uint8ActPerTensorFixedPoint), "activation", _BREVITAS_MIN),
+        "signed": floored(pick(cfg.output_quant, Int8ActPerTensorFixedPoint), "output", _BREVITAS_MIN),
         "bias": _check_quantizer(pick(cfg.bias_quant, Int32Bias), "bias", bias=True),
     }
 

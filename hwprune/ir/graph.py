@@ -49,6 +49,10 @@ class Tensor:
     # value is scale x the tensor's fixed-point value. The host divides an input by it before
     # converting it to the input's type, and multiplies an output by it (see passes/scales.py).
     scale: float = 1.0
+    # io_stream: depth of the FIFO carrying this tensor between two kernels, as the design
+    # declares it (written by passes.fifo.set_fifo_depths; read by the HLS writer, the
+    # estimate and the simulator). None: not sized yet.
+    fifo_depth: int | None = None
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(d) for d in self.shape)

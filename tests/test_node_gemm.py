@@ -1,0 +1,143 @@
+"""ONNX's Gemm and MatMul node tests: every one imports and runs, or gets the clear error.
+
+The node tests (onnx/backend/test/data/node/test_gemm_*, test_matmul_*) feed every operand as
+a graph input; hwprune builds hardware for activation x constant weights, so:
+
+* as published (B, C graph inputs): `hwprune export` exits 2 with one line naming the node —
+  never 1 (an internal error);
+* with B and C made constants from the test's own data (what an exported network has): the
+  model imports, and `fixed` and the C simulation (both io types, one batched build each)
+  equal each other bit for bit and the expected output within the error bound — or, where
+  the operation is not a per-sample Dense layer (transA, a bias that differs between samples,
+  per-sample weights), the same clear error.
+
+The cases come from onnx's own generators (onnx.backend.test.case.node, which write those
+files; some wheels ship the generators without the data directory).
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import hwprune
+from conftest import merge_models, repeat_batch
+from hwprune.backend.csim import raw_outputs
+from hwprune.cli import main
+from hwprune.errors import HwpruneInputError
+from hwprune.pipeline import compile_graph, error_bounds, output_float, run_fixed, trace_fixed
+
+
+def _node_cases() -> dict[str, tuple[onnx.ModelProto, list[np.ndarray], np.ndarray]]:
+    import onnx.backend.test.case.node as node
+
+    node._TargetOpType = None  # collect every exporter of the modules imported below
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for mod in ("gemm", "matmul"):
+            importlib.import_module(f"onnx.backend.test.case.node.{mod}")
+    out = {}
+    for t in node._NodeTestCases:
+        if t.name.startswith(("test_gemm_", "test_matmul_")):
+            ins, outs = t.data_sets[0]
+            out[t.name] = (t.model, [np.asarray(a) for a in ins], np.asarray(outs[0]))
+    return out
+
+
+CASES = _node_cases()
+# With constant B and C: what is not a per-sample Dense layer, and the clear error it gets.
+REFUSED = {
+    "test_gemm_transposeA": "transA",
+    "test_gemm_all_attributes": "transA",
+    "test_gemm_default_matrix_bias": "differs from row to row",
+    "test_matmul_3d": "2-D",
+    "test_matmul_4d": "2-D",
+    "test_matmul_bcast": "2-D",
+    "test_matmul_4d_1d": "2-D",
+    "test_matmul_1d_3d": "2-D",
+    "test_matmul_1d_1d": "2-D",
+}
+PASSING = sorted(c for c in CASES if c not in REFUSED)
+
+
+def constant_operands(model: onnx.ModelProto, inputs: list[np.ndarray]) -> onnx.ModelProto:
+    """The model with every input but the first turned into an initializer holding the test's data."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    keep = g.input[0]
+    for vi, value in zip(list(g.input)[1:], inputs[1:]):
+        g.initializer.append(numpy_helper.from_array(value, vi.name))
+    del g.input[:]
+    g.input.append(keep)
+    return m
+
+
+def test_the_generators_give_every_gemm_and_matmul_case():
+    gemm = [c for c in CASES if c.startswith("test_gemm_")]
+    assert len(gemm) >= 11 and "test_gemm_default_matrix_bias" in gemm, sorted(CASES)
+    assert len(CASES) - len(gemm) >= 7
+    assert set(REFUSED) <= set(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_published_case_exits_2_with_one_line(case, tmp_path, capsys):
+    model, _, _ = CASES[case]
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    code = main(["export", str(path), "--board", "pynq-z2", "--out", str(tmp_path / "prj")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    # The operand that is no constant, or (a scalar C) the input without a batch axis.
+    assert ("node" in lines[0] and ("Gemm" in lines[0] or "MatMul" in lines[0])) or "input" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_constant_operands_that_are_no_dense_layer_get_the_clear_error(case, tmp_path, capsys):
+    model, inputs, _ = CASES[case]
+    m = constant_operands(model, inputs)
+    with pytest.raises(HwpruneInputError) as e:
+        compile_graph(m)
+    msg = str(e.value)
+    assert "\n" not in msg and "node" in msg and REFUSED[case] in msg, msg
+    onnx.save(m, tmp_path / "model.onnx")
+    assert main(["export", str(tmp_path / "model.onnx"), "--board", "pynq-z2", "--out", str(tmp_path / "prj")]) == 2
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("case", PASSING)
+def test_constant_operands_run_within_the_bound(case):
+    model, inputs, y = CASES[case]
+    g = compile_graph(constant_operands(model, inputs))
+    x = inputs[0]
+    got = run_fixed(g, [x])[0]
+    bound = error_bounds(g, [x])[0]
+    assert got.shape == y.shape
+    assert np.all(np.abs(got - y) <= bound + 1e-5 * (1 + np.abs(y))), (np.max(np.abs(got - y)), np.max(bound))
+    assert np.max(bound) < 0.02
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_constant_operands_csim_equals_fixed(io, tmp_path):
+    models = [constant_operands(*CASES[c][:2]) for c in PASSING]
+    n = max(CASES[c][1][0].shape[0] for c in PASSING)
+    xs = [repeat_batch(CASES[c][1][0], n) for c in PASSING]
+    batch = merge_models(models, "gemm_nodes")
+    g = compile_graph(batch, io_type=io)
+    prj = hwprune.export(batch, Path(tmp_path) / "prj", io_type=io)
+    got = raw_outputs(prj, xs)
+    ref = trace_fixed(g, xs).values
+    for k, case in enumerate(PASSING):
+        np.testing.assert_array_equal(got[k], ref[g.outputs[k]], err_msg=case)
+        y = CASES[case][2]
+        m = y.shape[0]
+        yk = output_float(g, g.outputs[k], got[k][:m])
+        assert np.all(np.abs(yk - y) <= error_bounds(g, xs)[k][:m] + 1e-5 * (1 + np.abs(y))), case

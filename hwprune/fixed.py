@@ -104,7 +104,7 @@ MAX_WIDTH = 1024
 _MAX_WIDTH = MAX_WIDTH
 # Exact integer values of at most this many bits (sign included) take the int64 fast path.
 FAST_BITS = 62
-_EXAMPLE = "e.g. 'ap_fixed<16,6>', 'ap_ufixed<8,0,AP_RND,AP_SAT>' or 'ap_int<8>'"
+_EXAMPLE = "e.g. 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>', 'ap_ufixed<8,0,AP_RND,AP_SAT>' or 'ap_int<8>'"
 _TYPE_RE = re.compile(r"(?:ap_)?(u?)(fixed|int)<([^<>]*)>")
 _INT_RE = re.compile(r"[+-]?\d+")
 

@@ -1,23 +1,21 @@
-"""ONNX's Gemm and MatMul node tests: every one imports and runs, or gets the clear error.
+"""ONNX's Gemm, MatMul and Conv node tests: every one imports and runs, or gets the clear error.
 
-The node tests (onnx/backend/test/data/node/test_gemm_*, test_matmul_*) feed every operand as
-a graph input; hwprune builds hardware for activation x constant weights, so:
+The node tests (onnx.backend.test.case.node.collect_testcases: test_gemm_*, test_matmul_*, the
+Conv cases) feed every operand as a graph input; hwprune builds hardware for activation x
+constant weights, and for products of two activations with per-sample matrices (MatMul), so:
 
-* as published (B, C graph inputs): `hwprune export` exits 2 with one line naming the node —
-  never 1 (an internal error);
-* with B and C made constants from the test's own data (what an exported network has): the
-  model imports, and `fixed` and the C simulation (both io types, one batched build each)
-  equal each other bit for bit and the expected output within the error bound — or, where
-  the operation is not a per-sample Dense layer (transA, a bias that differs between samples,
-  per-sample weights), the same clear error.
-
-The cases come from onnx's own generators (onnx.backend.test.case.node, which write those
-files; some wheels ship the generators without the data directory).
+* as published: `hwprune export` exits 2 with one line naming the node — never 1 (an internal
+  error) — except the MatMuls of two per-sample matrices, which run (fixed and the C
+  simulation against the expected output);
+* with the weights and biases made constants from the test's own data (what an exported
+  network has): the model imports, and `fixed` and the C simulation (both io types, one
+  batched build each) equal each other bit for bit and the expected output within the error
+  bound — or, where the operation is not a per-sample layer (transA, a bias that differs
+  between samples, per-sample weights), the same clear error.
 """
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from pathlib import Path
 
@@ -31,27 +29,31 @@ from conftest import merge_models, repeat_batch
 from hwprune.backend.csim import raw_outputs
 from hwprune.cli import main
 from hwprune.errors import HwpruneInputError
+from hwprune.fixed import FixedType
 from hwprune.pipeline import compile_graph, error_bounds, output_float, run_fixed, trace_fixed
+from hwprune.precision import PrecisionConfig
+
+OPS = ("Gemm", "MatMul", "Conv")
 
 
 def _node_cases() -> dict[str, tuple[onnx.ModelProto, list[np.ndarray], np.ndarray]]:
     import onnx.backend.test.case.node as node
 
-    node._TargetOpType = None  # collect every exporter of the modules imported below
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for mod in ("gemm", "matmul"):
-            importlib.import_module(f"onnx.backend.test.case.node.{mod}")
+        cases = node.collect_testcases()
     out = {}
-    for t in node._NodeTestCases:
-        if t.name.startswith(("test_gemm_", "test_matmul_")):
+    for t in cases:
+        if t.kind == "node" and t.model.graph.node[0].op_type in OPS:
             ins, outs = t.data_sets[0]
             out[t.name] = (t.model, [np.asarray(a) for a in ins], np.asarray(outs[0]))
     return out
 
 
 CASES = _node_cases()
-# With constant B and C: what is not a per-sample Dense layer, and the clear error it gets.
+# Products of two per-sample matrices: they import as published.
+PUBLISHED_RUNS = {"test_matmul_3d", "test_matmul_4d"}
+# With constant weights and biases: what is not a per-sample layer, and the clear error it gets.
 REFUSED = {
     "test_gemm_transposeA": "transA",
     "test_gemm_all_attributes": "transA",
@@ -64,6 +66,8 @@ REFUSED = {
     "test_matmul_1d_1d": "2-D",
 }
 PASSING = sorted(c for c in CASES if c not in REFUSED)
+# The Conv cases sum up to 9 inputs of up to 48: outputs need 9 integer bits.
+PRECISION = PrecisionConfig().with_overrides(result=FixedType.parse("ap_fixed<24,10,AP_RND_CONV,AP_SAT>"))
 
 
 def constant_operands(model: onnx.ModelProto, inputs: list[np.ndarray]) -> onnx.ModelProto:
@@ -79,25 +83,32 @@ def constant_operands(model: onnx.ModelProto, inputs: list[np.ndarray]) -> onnx.
     return m
 
 
-def test_the_generators_give_every_gemm_and_matmul_case():
+def test_the_generators_give_every_gemm_matmul_and_conv_case():
     gemm = [c for c in CASES if c.startswith("test_gemm_")]
     assert len(gemm) >= 11 and "test_gemm_default_matrix_bias" in gemm, sorted(CASES)
-    assert len(CASES) - len(gemm) >= 7
-    assert set(REFUSED) <= set(CASES)
+    assert len([c for c in CASES if c.startswith("test_matmul_")]) >= 7
+    assert len([c for c in CASES if CASES[c][0].graph.node[0].op_type == "Conv"]) >= 6
+    assert set(REFUSED) | PUBLISHED_RUNS <= set(CASES)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_published_case_exits_2_with_one_line(case, tmp_path, capsys):
-    model, _, _ = CASES[case]
+def test_published_case_exits_2_with_one_line_or_runs(case, tmp_path, capsys):
+    model, inputs, y = CASES[case]
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
     code = main(["export", str(path), "--board", "pynq-z2", "--out", str(tmp_path / "prj")])
     err = capsys.readouterr().err
+    if case in PUBLISHED_RUNS:
+        assert code == 0, err
+        g = compile_graph(model, PRECISION)
+        got = run_fixed(g, inputs)[0]
+        assert np.all(np.abs(got - y) <= error_bounds(g, inputs)[0] + 1e-5 * (1 + np.abs(y)))
+        return
     assert code == 2, err
     lines = [line for line in err.strip().splitlines() if line]
     assert len(lines) == 1 and "Traceback" not in err, err
     # The operand that is no constant, or (a scalar C) the input without a batch axis.
-    assert ("node" in lines[0] and ("Gemm" in lines[0] or "MatMul" in lines[0])) or "input" in lines[0], lines[0]
+    assert ("node" in lines[0] and any(op in lines[0] for op in OPS)) or "input" in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("case", sorted(REFUSED))
@@ -116,7 +127,7 @@ def test_constant_operands_that_are_no_dense_layer_get_the_clear_error(case, tmp
 @pytest.mark.parametrize("case", PASSING)
 def test_constant_operands_run_within_the_bound(case):
     model, inputs, y = CASES[case]
-    g = compile_graph(constant_operands(model, inputs))
+    g = compile_graph(constant_operands(model, inputs), PRECISION)
     x = inputs[0]
     got = run_fixed(g, [x])[0]
     bound = error_bounds(g, [x])[0]
@@ -126,18 +137,23 @@ def test_constant_operands_run_within_the_bound(case):
 
 
 @pytest.mark.parametrize("io", ["parallel", "stream"])
-def test_constant_operands_csim_equals_fixed(io, tmp_path):
-    models = [constant_operands(*CASES[c][:2]) for c in PASSING]
-    n = max(CASES[c][1][0].shape[0] for c in PASSING)
-    xs = [repeat_batch(CASES[c][1][0], n) for c in PASSING]
-    batch = merge_models(models, "gemm_nodes")
-    g = compile_graph(batch, io_type=io)
-    prj = hwprune.export(batch, Path(tmp_path) / "prj", io_type=io)
+def test_csim_equals_fixed(io, tmp_path):
+    """Every passing case (constant operands) and the published products of two activations,
+    side by side in one build."""
+    names = PASSING + sorted(PUBLISHED_RUNS)
+    models = [constant_operands(*CASES[c][:2]) for c in PASSING] + [CASES[c][0] for c in sorted(PUBLISHED_RUNS)]
+    inputs = [CASES[c][1][:1] for c in PASSING] + [CASES[c][1] for c in sorted(PUBLISHED_RUNS)]
+    n = max(x.shape[0] for ins in inputs for x in ins)
+    xs = [repeat_batch(x, n) for ins in inputs for x in ins]
+    batch = merge_models(models, "node_cases")
+    g = compile_graph(batch, PRECISION, io)
+    prj = hwprune.export(batch, Path(tmp_path) / "prj", io_type=io, precision=PRECISION)
     got = raw_outputs(prj, xs)
     ref = trace_fixed(g, xs).values
-    for k, case in enumerate(PASSING):
+    bounds = error_bounds(g, xs)
+    for k, case in enumerate(names):
         np.testing.assert_array_equal(got[k], ref[g.outputs[k]], err_msg=case)
         y = CASES[case][2]
         m = y.shape[0]
         yk = output_float(g, g.outputs[k], got[k][:m])
-        assert np.all(np.abs(yk - y) <= error_bounds(g, xs)[k][:m] + 1e-5 * (1 + np.abs(y))), case
+        assert np.all(np.abs(yk - y) <= bounds[k][:m] + 1e-5 * (1 + np.abs(y))), case

@@ -5,7 +5,8 @@ Supported range (docs/precision.md): activation, weight and bias types of 1..64 
 else is a clear one-line error (exit 2). Every string below goes through `hwprune estimate`
 (exit 0 or 2) and the `fixed` engine on a model using every op kind, and through the C
 simulation (one build per string, the io type alternating), which must equal `fixed` bit for
-bit. Extreme binary points (ap_fixed<3,300>, ap_fixed<16,-100>) are supported, not refused:
+bit (on the extremes, CSIM_STRINGS). The attention block of test_wide_ops.py (MatMul of
+activations, softmax, LayerNorm, GELU, Erf) takes the same strings through `estimate`. Extreme binary points (ap_fixed<3,300>, ap_fixed<16,-100>) are supported, not refused:
 the kernels sign-extend where the Xilinx headers would otherwise abort (hwp::cast).
 """
 
@@ -32,6 +33,10 @@ STRINGS = [
     "ap_fixed<16,-100>", "ap_fixed<3,300,AP_RND_ZERO,AP_SAT>", "ap_int<16>", "ap_uint<8>",
     "ap_fixed<24,4,AP_RND_MIN_INF,AP_WRAP>", "ap_fixed<33,1,AP_RND_ZERO,AP_SAT_SYM>",
 ]
+# The C simulation runs on the extremes (the everyday widths run in test_conformance.py).
+CSIM_STRINGS = ["ap_fixed<64,-20,AP_RND_CONV,AP_SAT>", "ap_ufixed<63,10,AP_RND_INF,AP_SAT_ZERO>",
+                "ap_fixed<2,-4,AP_RND,AP_SAT>", "ap_fixed<3,300,AP_RND_ZERO,AP_SAT>",
+                "ap_fixed<24,4,AP_RND_MIN_INF,AP_WRAP>", "ap_fixed<16,-100>"]
 REFUSED = ["ap_fixed<128,64>", "ap_fixed<65,32>", "ap_ufixed<64,32>", "ap_fixed<1024,512>"]
 
 
@@ -108,8 +113,21 @@ def test_fixed_engine_exits_0_or_2(text, model_file, tmp_path, capsys):
     assert len(out) == 4 and all(np.all(np.isfinite(y)) for y in out)
 
 
+@pytest.mark.parametrize("text", STRINGS + REFUSED)
+def test_attention_block_exits_0_or_2(text, tmp_path, capsys):
+    import onnx
+
+    from test_wide_ops import MODEL as ATTENTION
+
+    onnx.save(ATTENTION, tmp_path / "m.onnx")
+    code, err = _run_cli(capsys, "estimate", tmp_path / "m.onnx", "--board", "zcu104", "--precision", text)
+    assert code in (0, 2), err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("k,text", list(enumerate(STRINGS)))
+@pytest.mark.parametrize("k,text", list(enumerate(CSIM_STRINGS)))
 def test_csim_equals_fixed_or_refuses(k, text, tmp_path):
     io = ("parallel", "stream")[k % 2]
     prec = PrecisionConfig().with_overrides(result=FixedType.parse(text))

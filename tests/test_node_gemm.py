@@ -164,3 +164,47 @@ def test_csim_equals_fixed(io, tmp_path):
         m = y.shape[0]
         yk = output_float(g, g.outputs[k], got[k][:m])
         assert np.all(np.abs(yk - y) <= bounds[k][:m] + 1e-5 * (1 + np.abs(y))), case
+
+
+def test_every_conv_form_onnxruntime_runs_imports_within_the_bound():
+    """Conv with constant weights: 1-D and 2-D, groups, dilations, strides, no / symmetric /
+    asymmetric pads and every auto_pad, with and without a bias and kernel_shape — each form
+    onnxruntime runs imports and follows it within the error bound (none is refused)."""
+    import itertools
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+    from conftest import fin, make_model
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for two_d, group, dil, stride, pad, bias in itertools.product(
+            [False, True], [1, 2], [1, 2], [1, 2], ["none", "sym", "asym", "SAME_UPPER", "SAME_LOWER", "VALID"],
+            [True, False]):
+        k, sp = ([3, 2], [7, 6]) if two_d else ([3], [9])
+        attrs = dict(group=group, dilations=[dil] * len(k), strides=[stride] * len(k))
+        if bias:
+            attrs["kernel_shape"] = k
+        if pad == "sym":
+            attrs["pads"] = [1] * 2 * len(k)
+        elif pad == "asym":
+            attrs["pads"] = [0] * len(k) + [1] * len(k)
+        elif pad != "none":
+            attrs["auto_pad"] = pad
+        inits = [("w", rng.normal(size=(4, 4 // group, *k)))] + ([("b", rng.normal(size=4))] if bias else [])
+        y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4] + [f"s{i}" for i in range(len(k))])
+        m = make_model([helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], **attrs)],
+                       [fin("x", 4, *sp)], [y_info], inits)
+        x = rng.uniform(-1, 1, size=(2, 4, *sp)).astype(np.float32)
+        try:
+            y = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+        except InvalidArgument:  # onnxruntime refuses SAME padding with a dilation or stride > 1
+            continue
+        g = compile_graph(m, PRECISION)
+        got = run_fixed(g, [x])[0]
+        assert got.shape == y.shape, attrs
+        assert np.all(np.abs(got - y) <= error_bounds(g, [x])[0] + 1e-5), attrs
+        checked += 1
+    assert checked >= 120, checked

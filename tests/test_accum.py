@@ -79,25 +79,30 @@ def test_capped_dense_equals_csim(io, rf, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("io,two_d", [("parallel", True), ("stream", False), ("stream", True)])
-def test_capped_conv_equals_csim(io, two_d, tmp_path):
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_capped_conv_equals_csim(io, tmp_path):
+    """Every cap on a 2-D and on a 1-D convolution, side by side in one build per io type."""
     rng = np.random.default_rng(2)
-    models = [conv_model(rng, two_d) for _ in CAPS]
+    models = [conv_model(rng, two_d) for two_d in (True, False) for _ in CAPS]
     model, prec = batched(models, "conv", 2)
-    shape = (3, 5, 6) if two_d else (3, 9)
-    xs = [rng.uniform(-3, 3, size=(2, *shape)).astype(np.float32) for _ in CAPS]
+    xs = [rng.uniform(-3, 3, size=(2, *((3, 5, 6) if two_d else (3, 9)))).astype(np.float32)
+          for two_d in (True, False) for _ in CAPS]
     check(model, prec, xs, io, tmp_path)
 
 
+PATTERNS = ["block:2x4", "block:4x2:col", "nm:2:4"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("pattern", ["block:2x4", "block:4x2:col", "nm:2:4"])
-def test_capped_sparse_dense_equals_csim(pattern, tmp_path):
+def test_capped_sparse_dense_equals_csim(tmp_path):
+    """Every cap on every sparse pattern's kernel (copy k: CAPS[k % 7], PATTERNS[k % 3]), one build."""
     rng = np.random.default_rng(3)
-    models = [prune_onnx(dense_model(rng, 16, 8), Pattern.parse(pattern), 0.5)[0] for _ in CAPS]
+    n = len(CAPS) * len(PATTERNS)
+    models = [prune_onnx(dense_model(rng, 16, 8), Pattern.parse(PATTERNS[k % len(PATTERNS)]), 0.5)[0] for k in range(n)]
     model, prec = batched(models, "fc", 3)
-    xs = [rng.uniform(-4, 4, size=(5, 16)).astype(np.float32) for _ in CAPS]
+    xs = [rng.uniform(-4, 4, size=(5, 16)).astype(np.float32) for _ in range(n)]
     g = check(model, prec, xs, "stream", tmp_path)
-    assert g.layer("c0_fc").sparsity is not None
+    assert all(g.layer(f"c{k}_fc").sparsity is not None for k in range(n))
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, ProcessModel, WeightArray, auto_weight_type,
-    cap_fraction, capped_accumulate, exact_type, holds_exactly, int_bits_for, memories_cost, onnx_op, out_of_range,
+    cap_fraction, capped_accumulate, holds_exactly, memories_cost, onnx_op, out_of_range,
     output_delay, process, render, requant, round_error, type_bits, value_bound,
 )
 from hwprune.ops.dense import check_cap, exact_accumulator, index_type

@@ -522,9 +522,10 @@ def wrap_or_saturate(rounded: np.ndarray, t: FixedType) -> np.ndarray:
 def exact_ints(a: np.ndarray, bits: int) -> np.ndarray:
     """Integers `a` in the representation exact for values of `bits` bits (sign included):
     int64 up to FAST_BITS, else an object array of Python ints."""
-    if bits <= FAST_BITS and not is_wide(a):
-        return np.asarray(a).astype(np.int64)
-    return _py_ints(np.asarray(a))
+    a = np.asarray(a)
+    if bits <= FAST_BITS and a.dtype != object:
+        return a if a.dtype == np.int64 else a.astype(np.int64)  # no copy on the fast path
+    return _py_ints(a)
 
 
 def _bits_of(a: np.ndarray) -> int:

@@ -376,7 +376,7 @@ def quantize_input(x: np.ndarray, t: Tensor) -> np.ndarray:
 
 def requant(raw: np.ndarray, frac: int, t: FixedType) -> np.ndarray:
     raw = np.asarray(raw)
-    return requantize(raw if is_wide(raw) else raw.astype(np.int64), frac, t)
+    return requantize(raw if is_wide(raw) else np.asarray(raw, dtype=np.int64), frac, t)
 
 
 def type_bits(t: FixedType) -> int:

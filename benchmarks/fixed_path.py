@@ -5,7 +5,7 @@ Every ONNX pytorch-converted conformance case hwprune supports is compiled and t
 (`hwprune.pipeline.trace_fixed`: the reference `fixed` and the bit-exactness tests run) at
 ap_fixed<18,8> by two trees side by side in one run — a baseline git ref (default `main`,
 exported with `git archive`) and this checkout — in fresh processes, alternating, `--repeats`
-times; medians. The checkout is also timed at ap_fixed<32,16> (accumulators past 64 bits: the
+times; the best (minimum) of each. The checkout is also timed at ap_fixed<32,16> (accumulators past 64 bits: the
 exact path) and ap_fixed<16,6>. Writes the "fixed-path" section of docs/benchmarks.md.
 
     python benchmarks/fixed_path.py [--base main] [--repeats 3] [--trace-repeats 5]
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -134,7 +133,7 @@ def main() -> None:
             runs["here"].append(_run(ROOT, "ap_fixed<18,8,AP_RND_CONV,AP_SAT>", cases, args.trace_repeats))
             runs["here32"].append(_run(ROOT, "ap_fixed<32,16>", cases, args.trace_repeats))
             runs["here16"].append(_run(ROOT, "ap_fixed<16,6>", cases, args.trace_repeats))
-    med = {k: (statistics.median(r["trace_s"] for r in v), statistics.median(r["compile_s"] for r in v),
+    med = {k: (min(r["trace_s"] for r in v), min(r["compile_s"] for r in v),
                len(v[0]["cases"])) for k, v in runs.items()}
     load = os.getloadavg()[0]
     rows = [("`main`-side tree " + commit + ", ap_fixed<18,8>", "base"), (f"this tree {here}, ap_fixed<18,8>", "here"),
@@ -144,7 +143,7 @@ def main() -> None:
         "",
         f"`python benchmarks/fixed_path.py` — the {med['base'][2]} supported pytorch-converted conformance cases, "
         f"compiled and traced (`trace_fixed`, io_parallel, the samples of each case's data set) in fresh processes, "
-        f"trees alternating, median of {args.repeats} runs of {args.trace_repeats} traces each; "
+        f"trees alternating, best of {args.repeats} runs of {args.trace_repeats} traces each (the minimum: the least disturbed by other load); "
         f"load average {load:.1f} on {os.cpu_count()} cores while it ran (a shared machine: compare the rows, "
         f"measured side by side, not the absolute times).",
         "",
@@ -156,12 +155,12 @@ def main() -> None:
         lines.append(f"| {label} | {n} | {tr:.3f} | {tr / med['base'][0]:.2f}x | {co:.2f} |")
     large = {p: [_large(p) for _ in range(args.repeats)] for p in
              ("ap_fixed<18,8,AP_RND_CONV,AP_SAT>", "ap_fixed<32,16>", "ap_fixed<64,32>")}
-    ref = statistics.median(r["s"] for r in large["ap_fixed<18,8,AP_RND_CONV,AP_SAT>"])
-    lines += ["", "One Dense 256x256 layer, a batch of 64 (this tree; median of "
+    ref = min(r["s"] for r in large["ap_fixed<18,8,AP_RND_CONV,AP_SAT>"])
+    lines += ["", "One Dense 256x256 layer, a batch of 64 (this tree; best of "
               f"{args.repeats} processes of 5 traces): the exact path's cost where the arrays are large.", "",
               "| precision | accumulator bits | trace (ms) | ratio |", "|---|---:|---:|---:|"]
     for p, rs in large.items():
-        t = statistics.median(r["s"] for r in rs)
+        t = min(r["s"] for r in rs)
         lines.append(f"| {p} | {rs[0]['acc']} | {t * 1e3:.1f} | {t / ref:.1f}x |")
     section = write_section("fixed-path", "\n".join(lines))
     print(section)

@@ -31,7 +31,7 @@ void dense_sparse_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
 SparseInit:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        acc[o] = from_raw<typename CFG::bias_t>(b[o]);
+        acc[o] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[o]));
     }
     // Kept weight k, in storage order ((bank * per_bank + t) * br + i) * bc + j, is served by
     // multiplier k / RF in cycle k % RF. The accumulators are exact, so the order of the
@@ -61,7 +61,7 @@ SparseReuse:
 SparseOut:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        y[o] = acc[o];  // rounding/saturation of out_T applies here
+        y[o] = cast<out_T>(acc[o]);  // rounding/saturation of out_T applies here
     }
 }
 

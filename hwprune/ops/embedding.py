@@ -122,6 +122,11 @@ def _import_gather(ctx: Any, node: Any) -> None:
     from hwprune.frontend.onnx_import import attrs
 
     table = ctx.const(node.input[0])
+    if table is None and ctx.is_const(node.input[1]):
+        from hwprune.ops.layout import import_gather_select
+
+        import_gather_select(ctx, node)
+        return
     if table is None or ctx.is_const(node.input[1]):
         raise ctx.error(node, "only Gather of a constant table by dynamic indices (an embedding) is supported")
     if int(attrs(node).get("axis", 0)) != 0 or np.ndim(table) != 2:

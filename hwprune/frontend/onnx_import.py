@@ -21,7 +21,7 @@ from onnx import numpy_helper
 
 from hwprune.errors import ModelLoadError, UnsupportedOpError
 from hwprune.frontend.batch_axis import move_batch_first
-from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_layernorm
+from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_key_mask, fuse_layernorm
 from hwprune.ir.graph import Graph, Layer, Tensor, TensorKind
 from hwprune.ops.base import ONNX_IMPORTERS
 
@@ -291,7 +291,7 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     proto = load_onnx(model)
     proto = _cleanup_qonnx(proto)
     proto = move_batch_first(proto)
-    proto = fuse_layernorm(fuse_elementwise_functions(proto))
+    proto = fuse_key_mask(fuse_layernorm(fuse_elementwise_functions(proto)))
     _check_supported(proto)
     source_opset = _opset(proto)
     proto = _upgrade(proto)

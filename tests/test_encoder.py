@@ -115,18 +115,22 @@ def test_encoder_csim_is_bit_exact_and_counts_equal_the_estimate(tmp_path, kind,
 # ------------------------------------------------------------------ Slice / Split / Gather-select
 
 def _slicing_model():
-    """x (4, 6, 8): Split the last axis [3, 5], Slice rows 1..4 of axis 1, Gather index 2 of
-    axis 1, concatenated back."""
+    """x (4, 6, 8): Split the last axis [3, 5]; Slice 1..4 of the second part's last axis (cuts
+    every stream word); Gather index 0 of the first part's last axis, unsqueezed and concatenated;
+    and Slice 1..3 of the outer axis of x (whole words)."""
     nodes = [
         helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=-1, name="split"),
-        helper.make_node("Slice", ["b", "st", "en", "ax"], ["c"], name="slice"),
-        helper.make_node("Gather", ["a", "i2"], ["d"], axis=2, name="pick"),
-        helper.make_node("Unsqueeze", ["d", "ax"], ["d1"], name="unsq"),
-        helper.make_node("Concat", ["c", "d1"], ["y"], axis=1, name="cat"),
+        helper.make_node("Slice", ["b", "st", "en", "last"], ["c"], name="slice"),
+        helper.make_node("Gather", ["a", "i0"], ["d"], axis=3, name="pick"),
+        helper.make_node("Unsqueeze", ["d", "last"], ["d1"], name="unsq"),
+        helper.make_node("Concat", ["c", "d1"], ["y"], axis=3, name="cat"),
+        helper.make_node("Slice", ["x", "st", "three", "outer"], ["z"], name="rows"),
     ]
-    return make_model(nodes, [fin("x", 4, 6, 8)], [fin("y", 4, 4, 5)],
+    return make_model(nodes, [fin("x", 4, 6, 8)], [fin("y", 4, 6, 4), fin("z", 2, 6, 8)],
                       [("sizes", np.array([3, 5], np.int64)), ("st", np.array([1], np.int64)),
-                       ("en", np.array([4], np.int64)), ("ax", np.array([2], np.int64)), ("i2", np.array(0, np.int64))])
+                       ("en", np.array([4], np.int64)), ("three", np.array([3], np.int64)),
+                       ("last", np.array([3], np.int64)), ("outer", np.array([1], np.int64)),
+                       ("i0", np.array(0, np.int64))])
 
 
 @pytest.mark.parametrize("io", ["parallel", "stream"])
@@ -134,11 +138,14 @@ def test_slices_match_onnxruntime_and_csim(tmp_path, io):
     m = _slicing_model()
     x = np.random.default_rng(1).normal(size=(3, 4, 6, 8)).astype(np.float32)
     g = compile_graph(m, io_type=io)
-    assert sum(l.op_type == "Slice" for l in g.layers) == 4
-    np.testing.assert_allclose(run_float(g, [x])[0], run_onnx(m, [x])[0], rtol=1e-6)
+    assert sum(l.op_type == "Slice" for l in g.layers) == 5
+    for got, ref in zip(run_float(g, [x]), run_onnx(m, [x])):
+        np.testing.assert_allclose(got, ref, rtol=1e-6)
     prj = hwprune.export(m, tmp_path / io, io_type=io)
     pg = load_project_graph(prj)
-    np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(pg, [x]).values[pg.outputs[0]])
+    trace = trace_fixed(pg, [x]).values
+    for got, name in zip(raw_outputs(prj, [x]), pg.outputs):
+        np.testing.assert_array_equal(got, trace[name])
     counts = count_loops(prj, [x])
     est = {l.name: l for l in estimate(pg, load_board("pynq-z2"), 100.0).layers}
     for layer in (l for l in pg.layers if l.op_type == "Slice"):

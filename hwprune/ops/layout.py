@@ -232,14 +232,14 @@ class Clone(OpMixin, Layer):
 @dataclass
 class Slice(OpMixin, Layer):
     """A contiguous range [start, stop) of one logical axis (ONNX Slice/Split, and Gather of an
-    activation by a constant index: `squeeze` drops the axis). Real data movement, but no buffer:
+    activation by a constant index, followed by a Reshape dropping the axis). Real data
+    movement, but no buffer:
     io_parallel wires the selected elements; io_stream passes the selected words on (slicing an
     outer axis) or cuts every word (slicing the innermost physical axis), one word per cycle."""
 
     axis: int = 0
     start: int = 0
     stop: int = 0
-    squeeze: bool = False
 
     op_type: ClassVar[str] = "Slice"
 
@@ -247,10 +247,7 @@ class Slice(OpMixin, Layer):
         return [None]
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
-        perm = g.tensor(self.inputs[0]).perm
-        if not self.squeeze:
-            return perm
-        return tuple(p - (p > self.axis) for p in perm if p != self.axis)
+        return g.tensor(self.inputs[0]).perm
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         g.tensor(self.output).type = g.tensor(self.inputs[0]).type
@@ -260,7 +257,6 @@ class Slice(OpMixin, Layer):
         src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
         logical = np.transpose(np.arange(src.size).reshape(src.physical_shape), np.argsort(src.perm))
         part = np.take(logical, np.arange(self.start, self.stop), axis=self.axis)
-        part = part.reshape(dst.shape)
         return np.ascontiguousarray(np.transpose(part, dst.perm)).reshape(-1)
 
     def _stream_plan(self, g: Graph) -> tuple[np.ndarray, int]:
@@ -427,12 +423,13 @@ def _add_slice(ctx: Any, node: Any, out: str, axis: int, start: int, stop: int, 
     shape = list(ctx.shape(node.input[0]))
     if not 0 <= start < stop <= shape[axis]:
         raise ctx.error(node, f"the range [{start}, {stop}) of axis {axis + 1} is empty or outside its size {shape[axis]}")
-    if squeeze:
-        del shape[axis]
-    else:
-        shape[axis] = stop - start
+    shape[axis] = stop - start
     name = ctx.layer_name(node) if out == node.output[0] else ctx.graph.unique_name(f"{node.name or node.op_type}_{out}")
-    ctx.add(Slice(name, [node.input[0]], [out], axis=axis, start=start, stop=stop, squeeze=squeeze), tuple(shape))
+    sliced = ctx.graph.unique_name(f"{out}_slice") if squeeze else out
+    ctx.add(Slice(name, [node.input[0]], [sliced], axis=axis, start=start, stop=stop), tuple(shape))
+    if squeeze:  # the selected unit axis goes: a relabelling (or a stream repack)
+        del shape[axis]
+        ctx.add(Reshape(ctx.graph.unique_name(f"{name}_squeeze"), [sliced], [out]), tuple(shape))
 
 
 def _slice_axis(ctx: Any, node: Any, axis: int) -> int:

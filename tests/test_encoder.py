@@ -167,3 +167,22 @@ def test_ops_across_the_batch_axis_are_refused_naming_the_node():
                         ("sp", np.array([2], np.int64))])
     with pytest.raises(UnsupportedOpError, match=r"node 'strided' \(Slice\).*step 2"):
         compile_graph(steps)
+
+
+def test_mean_over_the_sequence_is_a_pool_without_data_movement():
+    """Mean pooling over the sequence of an (N, L, D) encoder output: a global pool over L with
+    D as channels, relabelled (no Reorder) in io_stream."""
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc, self.fc = transformer_layer(D, 2, 32, False, "relu"), torch.nn.Linear(D, 3)
+
+        def forward(self, x):
+            return self.fc(self.enc(x).mean(1))
+
+    model = torch_onnx(Pooled(), torch.zeros(1, L, D))
+    g = compile_graph(model, io_type="stream")
+    (pool,) = [l for l in g.layers if l.op_type == "GlobalPool"]
+    assert g.producer(pool.inputs[0]).op_type != "Reorder"
+    np.testing.assert_allclose(run_float(g, [X])[0], run_onnx(model, [X])[0], rtol=1e-5, atol=1e-5)

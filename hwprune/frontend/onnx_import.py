@@ -290,9 +290,9 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
     proto = load_onnx(model)
     proto = _cleanup_qonnx(proto)
-    proto = move_batch_first(proto)
     proto = fuse_key_mask(fuse_layernorm(fuse_elementwise_functions(proto)))
     _check_supported(proto)
+    proto = move_batch_first(proto)
     source_opset = _opset(proto)
     proto = _upgrade(proto)
     gname = name or (Path(source).stem if source != "<model>" else (proto.graph.name or "model"))

@@ -38,7 +38,6 @@ _UNARY = {"Relu", "Gelu", "Erf", "Tanh", "Sigmoid", "Sqrt", "Neg", "Identity", "
           "Not", "CastLike", "Quant", "Floor", "Ceil", "Round", "Sign", "PRelu"}
 _BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Where", "Sum", "Max", "Min", "Equal", "Less", "Greater", "And", "Or",
               "LessOrEqual", "GreaterOrEqual", "Mod"}
-_AXIS_OPS = {"Softmax", "LogSoftmax", "LayerNormalization"}
 _REDUCE = {"ReduceMean", "ReduceMax", "ReduceSum", "ReduceMin"}
 
 
@@ -177,7 +176,7 @@ class _Rewriter:
     def reshape_c(self, src: str, dst: str, view: View, name: str) -> None:
         self.emit("Reshape", [src, self.const_name(name, np.asarray((-1, *view.c_shape()), np.int64))], [dst], name)
 
-    def batch_axis(self, name: str, view_rank: int) -> int | None:
+    def batch_axis(self, name: str) -> int | None:
         """The axis whose size differs between batch 1 and batch 2 (None for a static batch)."""
         if self.v2 is None:
             return None
@@ -260,7 +259,7 @@ class _Rewriter:
             for o in node.output:
                 if o in self.v1:
                     shape = np.shape(self.v1[o])
-                    b = self.batch_axis(o, len(shape))
+                    b = self.batch_axis(o)
                     if (b not in (None, 0)) or not shape:
                         raise self.error(node, "this op moves the batch axis; hwprune needs it at axis 0")
                     self.views[o] = View((1, *shape[1:]), 0)
@@ -298,7 +297,7 @@ class _Rewriter:
     def _reshape_to(self, node: Any, new_full1: tuple[int, ...]) -> None:
         src, out = node.input[0], node.output[0]
         v = self.views[src]
-        b = self.batch_axis(out, len(new_full1))
+        b = self.batch_axis(out)
         nv = self.out_view(node, out, v, tuple(int(d) for d in new_full1), b)
         self.reshape_c(src, out, nv, node.name)
         self.views[out] = nv

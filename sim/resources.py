@@ -11,8 +11,23 @@ from dataclasses import dataclass
 FABRIC_MULT_MAX_BITS = 9
 # Signed multiplier port widths of one DSP slice (UG479 DSP48E1: 25x18; UG579 DSP48E2: 27x18).
 DSP_PORTS = {"dsp48e1": (25, 18), "dsp48e2": (27, 18)}
-# A fabric a x b multiplier needs about a*b/2 LUT6 (partial products plus adder tree).
-LUT_PER_PARTIAL_PRODUCT = 0.55
+# Fabric multipliers, measured (docs/estimate_primitives.md, yosys 0.23 `synth_xilinx -nodsp`,
+# hwprune.sim.calibrate): LUTs of a signed a x b product, a >= b, on this grid of widths;
+# bilinear in between, scaled by a*b beyond the grid.
+MULT_LUT_GRID = (2, 3, 4, 6, 8, 10, 12, 16)
+MULT_LUTS = {
+    (2, 2): 5, (3, 2): 7, (3, 3): 9, (4, 2): 9, (4, 3): 12, (4, 4): 26,
+    (6, 2): 13, (6, 3): 23, (6, 4): 42, (6, 6): 83,
+    (8, 2): 17, (8, 3): 35, (8, 4): 61, (8, 6): 103, (8, 8): 166,
+    (10, 2): 21, (10, 3): 47, (10, 4): 79, (10, 6): 123, (10, 8): 196, (10, 10): 254,
+    (12, 2): 25, (12, 3): 59, (12, 4): 97, (12, 6): 143, (12, 8): 240, (12, 10): 300, (12, 12): 345,
+    (16, 2): 33, (16, 3): 83, (16, 4): 133, (16, 6): 183, (16, 8): 310, (16, 10): 393, (16, 12): 452, (16, 16): 631,
+}
+# An unsigned operand saves the sign handling: measured 0.78-0.92 of the signed product with
+# one unsigned operand, 0.69-0.85 with two.
+UNSIGNED_MULT_FACTOR = {0: 1.0, 1: 0.82, 2: 0.78}
+# Kept for callers that scale by partial products (the measured 8x8 is 2.6 LUTs per a*b).
+LUT_PER_PARTIAL_PRODUCT = 166 / 64
 # BRAM18 configurations usable as simple dual port ROM/RAM (depth, width): UG473/UG573.
 BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 # Vitis HLS keeps small arrays in LUTRAM/registers (config_storage default threshold ~1 Kbit).
@@ -56,8 +71,50 @@ def multiplier_dsps(a_bits: int, b_bits: int, dsp_kind: str, impl: str = "auto")
     return dsps_per_multiplier(a_bits, b_bits, dsp_kind)
 
 
-def lut_per_multiplier(a_bits: int, b_bits: int) -> float:
-    return LUT_PER_PARTIAL_PRODUCT * a_bits * b_bits
+def _grid_pos(v: float) -> tuple[int, int, float]:
+    g = MULT_LUT_GRID
+    v = min(max(v, g[0]), g[-1])
+    for lo, hi in zip(g, g[1:]):
+        if v <= hi:
+            return lo, hi, (v - lo) / (hi - lo)
+    return g[-1], g[-1], 0.0
+
+
+def _mult_table(a: int, b: int) -> float:
+    a, b = max(a, b), min(a, b)
+    return float(MULT_LUTS[(a, b)] if (a, b) in MULT_LUTS else MULT_LUTS[(b, a)])
+
+
+def lut_per_multiplier(a_bits: int, b_bits: int, a_signed: bool = True, b_signed: bool = True) -> float:
+    """LUTs of a fabric a x b multiplier (the measured table, interpolated)."""
+    a, b = max(int(a_bits), 1), max(int(b_bits), 1)
+    if min(a, b) == 1:
+        return float(max(a, b))  # a 1-bit operand: AND gates
+    ca, cb = min(a, MULT_LUT_GRID[-1]), min(b, MULT_LUT_GRID[-1])
+    a0, a1, fa = _grid_pos(ca)
+    b0, b1, fb = _grid_pos(cb)
+    v = ((1 - fa) * (1 - fb) * _mult_table(a0, b0) + fa * (1 - fb) * _mult_table(a1, b0)
+         + (1 - fa) * fb * _mult_table(a0, b1) + fa * fb * _mult_table(a1, b1))
+    v *= (a * b) / (ca * cb)
+    return v * UNSIGNED_MULT_FACTOR[(not a_signed) + (not b_signed)]
+
+
+def csd_digits(value: int) -> int:
+    """Non-zero digits of the canonical signed-digit form of an integer."""
+    v, n = abs(int(value)), 0
+    while v:
+        if v & 1:
+            n += 1
+            v = v - 1 if (v & 3) == 1 else v + 1
+        v >>= 1
+    return n
+
+
+def lut_per_const_multiplier(value: int, product_bits: int) -> float:
+    """x times a constant (reuse factor 1 folds the weights into the logic): one adder of the
+    product's width per extra signed digit; zero and powers of two cost nothing (measured:
+    8-bit x by 3, 5, 7: 14-15 LUTs; by 37: 31)."""
+    return float(max(csd_digits(value) - 1, 0) * max(product_bits - 1, 1))
 
 
 def lut_per_adder(bits: int) -> float:
@@ -68,17 +125,18 @@ def ff_per_register(bits: int) -> float:
     return float(bits)
 
 
+# N:1 multiplexers, measured LUTs per bit at powers of two (a LUT6 is a 4:1 mux, MUXF7/F8
+# combine them up to 16:1; beyond, yosys cascades): N in between costs as the next power of two.
+MUX_LUTS_PER_BIT = {2: 1.0, 4: 1.0, 8: 3.0, 16: 5.75, 32: 12.9, 64: 25.5, 128: 57.6}
+
+
 def mux_luts(inputs: int, bits: int) -> float:
-    """An N:1 multiplexer: a LUT6 selects 4:1 per bit; cascade for wider selections."""
-    if inputs <= 1:
+    """An N:1 multiplexer of `bits`-bit words."""
+    if inputs <= 1 or bits <= 0:
         return 0.0
-    luts_per_bit = 0
-    n = inputs
-    while n > 1:
-        stage = math.ceil(n / 4)
-        luts_per_bit += stage
-        n = stage
-    return float(luts_per_bit * bits)
+    p = 1 << (int(inputs) - 1).bit_length()
+    per_bit = MUX_LUTS_PER_BIT[p] if p in MUX_LUTS_PER_BIT else MUX_LUTS_PER_BIT[128] * p / 128
+    return float(per_bit * bits)
 
 
 # Vitis HLS binds a stream's FIFO to shift registers (SRL) when it is shallow or small
@@ -119,3 +177,29 @@ def memory_cost(depth: int, width: int, partitions: int = 1, allow_uram: bool = 
         n = math.ceil(bank_depth / URAM_DEPTH) * math.ceil(width / URAM_WIDTH)
         return MemoryCost(uram=float(partitions * n))
     return MemoryCost(bram18=float(partitions * bram18_for(bank_depth, width)))
+
+
+def rom_cost(depth: int, width: int) -> MemoryCost:
+    """A ROM of depth x width with a registered output (a weight bank of the dense engines).
+    Measured with yosys (docs/estimate_primitives.md): up to ROM_LUT_MAX_BITS it is logic,
+    ROM_LUTS_PER_BIT LUT6 per output bit by depth (MUXF7/F8 join deeper ones); beyond, the
+    cheapest BRAM18 shape."""
+    if depth <= 0 or width <= 0:
+        return MemoryCost()
+    if depth * width <= ROM_LUT_MAX_BITS:
+        d = 1 << (int(depth) - 1).bit_length()
+        per_bit = ROM_LUTS_PER_BIT[d] if d in ROM_LUTS_PER_BIT else ROM_LUTS_PER_BIT[1024] * d / 1024
+        return MemoryCost(lut=float(width * per_bit))
+    return MemoryCost(bram18=float(bram18_for(depth, width)))
+
+
+# Measured (random contents, registered output): a bit of a 2-word ROM is a constant or the
+# address; 64 words fill one LUT6; 1024x8 is still logic, 2048x8 and 512x18 one BRAM18.
+ROM_LUT_MAX_BITS = 8192
+ROM_LUTS_PER_BIT = {1: 0.0, 2: 0.0, 4: 0.125, 8: 0.875, 16: 1.0, 32: 1.0, 64: 1.0, 128: 2.0, 256: 4.0, 512: 9.0,
+                    1024: 21.625}
+
+
+def lut_per_max(bits: int) -> float:
+    """max(a, b): a comparator on the carry chain and a 2:1 multiplexer per bit."""
+    return float(bits + math.ceil(bits / 2))

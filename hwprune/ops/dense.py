@@ -141,9 +141,20 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         return t.size // self.n_in
 
     def cost(self, ctx: CostContext) -> LayerCost:
-        if self.sparsity is not None:
+        if self.sparsity is not None and self.sparsity.column_balanced:
             return sparse_matmul_cost(ctx, self, self.n_words(ctx.graph), self.reuse_factor)
-        return matmul_cost(ctx, self, self.n_words(ctx.graph), self.n_in, self.n_out, self.reuse_factor)
+        return engine_layer_cost(ctx, self, self.n_words(ctx.graph))
+
+    def engine_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (Kp, N) raw weights and the input each multiplies, as the dense / row-balanced
+        sparse engine serves them (weight k = kk * N + o: multiplier k // RF, cycle k % RF)."""
+        w, _ = self._raw_weights()
+        w = np.asarray(w, dtype=np.int64)
+        if self.sparsity is None:
+            return w, np.broadcast_to(np.arange(self.n_in, dtype=np.int64)[:, None], w.shape)
+        from hwprune.rtl.engine import row_balanced_matrix
+
+        return row_balanced_matrix(self.sparsity, w.T)
 
     def refresh_sparsity(self) -> None:
         """Re-derive the balanced structure after a pass changed the weights (it may no
@@ -199,6 +210,36 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
                      WeightArray(f"{lname}_idx", idx.reshape(-1), FixedType(sp.index_bits + 1, sp.index_bits + 1, True)),
                      WeightArray(f"{lname}_b", b, self.bias_t)],
         )
+
+
+def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost:
+    """The dense / row-balanced sparse engine (dense.h, dense_sparse.h; its RTL reference is
+    hwprune.rtl.engine): n_mult = ceil(Kp * N / RF) multipliers, RF cycles per word, latency
+    RF + depth. Resources are counted from the schedule with the measured primitives
+    (hwprune.rtl.cost.engine_cost): multipliers (by-constant at RF = 1, where zero weights cost
+    nothing), input multiplexers over the inputs each multiplier reads in its RF cycles, weight
+    ROMs, lane adder trees, the accumulator ring, output rounding/saturation."""
+    from hwprune.rtl.cost import engine_cost
+
+    g = ctx.graph
+    x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
+    out_t = g.tensor(layer.output).type
+    rf = layer.reuse_factor
+    weights, in_idx = layer.engine_matrices()
+    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
+    c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, acc_t.frac - x_t.frac - w_t.frac)
+    dense_macs = words * layer.n_in * layer.n_out
+    sp = layer.sparsity
+    if sp is not None:
+        kept = weights.size
+        note = f"{sp.pattern} sparse kernel: {sp.kept_blocks} blocks kept, {sp.kept_blocks * sp.index_bits} index bits"
+        skipped = dense_macs - words * kept
+    else:
+        note = "dense kernel: zero weights are not skipped" if zero_fraction(layer.weight) else ""
+        skipped = 0
+    return LayerCost(latency=words * rf + c.depth, ii=words * rf, dsp=c.dsp, lut=c.lut, ff=c.ff, bram18=c.bram18,
+                     uram=c.uram, multipliers=c.multipliers, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
+                     macs_skipped=skipped, note=note)
 
 
 def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) -> LayerCost:

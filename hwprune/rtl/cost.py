@@ -1,0 +1,164 @@
+"""Resources of the dense / row-balanced sparse engine (hwprune.rtl.engine), counted from its
+schedule with the measured primitives of sim/resources.py. The layer cost model of Dense uses
+this, so the estimate and the RTL reference describe one circuit.
+
+Vectorized over the (multipliers x RF) schedule table: fast enough for the budget search.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from hwprune.fixed import Overflow, Rounding
+from hwprune.sim import resources as hw
+from hwprune.rtl.engine import tree_depth, tree_widths
+
+
+@dataclass(frozen=True)
+class EngineCost:
+    lut: float
+    ff: float
+    dsp: float
+    bram18: float
+    uram: float
+    multipliers: int  # scheduled (ceil(Kp * N / RF))
+    live_multipliers: int  # with a non-zero weight
+    depth: int  # cycles beyond RF per word (Schedule.depth)
+    parts: dict  # LUT/FF breakdown
+
+
+@lru_cache(maxsize=4096)
+def _tree(n: int, w: int, cap: int) -> tuple[float, float, int]:
+    """(adder LUTs, register FFs, levels) of a pipelined adder tree over n values of w bits."""
+    from hwprune.rtl.engine import tree_widths
+
+    levels = tree_widths(n, w, cap)
+    lut = ff = 0.0
+    for lv in range(1, len(levels)):
+        prev, cur = levels[lv - 1], levels[lv]
+        pairs = len(prev) // 2
+        lut += sum(hw.lut_per_adder(cur[j]) for j in range(pairs))
+        ff += sum(cur)
+    return lut, ff, len(levels) - 1
+
+
+def _distinct_per_row(a: np.ndarray) -> np.ndarray:
+    """Distinct non-negative values in each row (-1 = don't care)."""
+    if a.shape[1] == 1:
+        return (a[:, 0] >= 0).astype(np.int64)
+    s = np.sort(a, axis=1)
+    new = np.empty_like(s, dtype=bool)
+    new[:, 0] = s[:, 0] >= 0
+    new[:, 1:] = (s[:, 1:] != s[:, :-1]) & (s[:, 1:] >= 0)
+    return new.sum(axis=1)
+
+
+def live_width(acc_w: int, acc_frac: int, out_t) -> int:
+    if out_t.overflow != Overflow.WRAP:
+        return acc_w
+    return max(1, min(acc_w, out_t.width + acc_frac - out_t.frac))
+
+
+def truncated_fraction(a: int, b: int, keep: int) -> float:
+    """Share of an a x b multiplier's partial-product bits in its low `keep` result bits."""
+    full = a * b
+    drop = max(a + b - 1 - keep, 0)  # columns a+b-2 .. keep-1 of the a+b-1 partial-product columns
+    cols = [min(c + 1, a, b, a + b - 1 - c) for c in range(a + b - 1)]
+    return (full - sum(cols[len(cols) - drop:])) / full if drop else 1.0
+
+
+def requant_luts(acc_w: int, acc_frac: int, t) -> float:
+    """Rounding increment and saturation of one output (TRN + WRAP: wires only)."""
+    shift = acc_frac - t.frac
+    qw = (max(acc_w, shift + 1) + 2 - shift) if shift > 0 else acc_w - shift
+    lut = 0.0
+    if shift > 0 and t.rounding != Rounding.TRN:
+        lut += hw.lut_per_adder(qw) + (math.ceil(shift / 6) if shift > 2 else 0)
+    if t.overflow != Overflow.WRAP:
+        # two comparisons of the bits above the output's, and a 3:1 choice per output bit
+        lut += math.ceil(max(qw - t.width, 1) / 3) * 2 + t.width
+    return lut
+
+
+def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_t, out_t,
+                dsp_each: float, product_shift: int = 0) -> EngineCost:
+    """weights/in_idx: (Kp, N) raw weights and their inputs (the EngineSpec matrices)."""
+    kp, n = weights.shape
+    total = kp * n
+    n_mult = max(1, math.ceil(total / rf))
+    k = np.arange(n_mult * rf).reshape(n_mult, rf)
+    valid = k < total
+    kc = np.where(valid, k, 0)
+    kk, o = kc // n, kc % n
+    w = np.where(valid, weights[kk, o], 0)
+    nz = w != 0
+    idx = np.where(nz, in_idx[kk, o], -1)
+    live = nz.any(axis=1)
+    n_live = int(live.sum())
+    xw, ww, aw, ow = x_t.width, w_t.width, acc_t.width, out_t.width
+    # A wrapping output keeps the accumulator's bits up to its own msb: everything above only
+    # feeds carries further up, so synthesis removes it (the tree, the ring, product bits).
+    aw = live_width(aw, acc_t.frac, out_t)
+    pw_full = xw + ww
+    pw = max(1, min(pw_full, aw - max(product_shift, 0)))
+    parts: dict[str, float] = {}
+    # Multipliers.
+    if dsp_each:
+        parts["mult"] = 0.0
+    elif rf == 1:
+        vals, counts = np.unique(w[nz], return_counts=True)
+        parts["mult"] = float(sum(hw.lut_per_const_multiplier(int(v), pw) * int(c) for v, c in zip(vals, counts)))
+    else:
+        parts["mult"] = n_live * hw.lut_per_multiplier(xw, ww, x_t.signed, True) * truncated_fraction(xw, ww, pw)
+    # Input multiplexers (and the decode of their select from the cycle counter).
+    cands = _distinct_per_row(idx)[live]
+    vals, counts = np.unique(cands, return_counts=True)
+    rw = max(1, math.ceil(math.log2(rf))) if rf > 1 else 0
+    parts["xmux"] = float(sum((hw.mux_luts(int(c), xw) + (math.ceil(math.log2(c)) if c > 1 else 0)) * int(m)
+                              for c, m in zip(vals, counts)))
+    # Weight ROMs (RF words per multiplier, registered output).
+    bram = uram = 0.0
+    ff_w = 0.0
+    if rf > 1:
+        mem = hw.rom_cost(rf, ww)
+        parts["wrom"] = n_live * mem.lut
+        bram, uram = n_live * mem.bram18, n_live * mem.uram
+        ff_w = 0.0 if mem.bram18 else n_live * ww
+    else:
+        parts["wrom"] = 0.0
+    # Lanes: pipelined adder trees, then one ring adder each.
+    lanes = n // math.gcd(rf, n)
+    sizes = np.bincount(np.flatnonzero(live) % lanes, minlength=lanes)
+    tree_lut = tree_ff = 0.0
+    depth_levels = 0
+    svals, scounts = np.unique(sizes[sizes > 0], return_counts=True)
+    for sz, c in zip(svals, scounts):
+        tl, tf, lv = _tree(int(sz), pw, aw)
+        tree_lut += tl * int(c)
+        tree_ff += tf * int(c)
+        depth_levels = max(depth_levels, lv)
+    # The timing counts every scheduled multiplier (Schedule.tree_levels); shallower lanes
+    # are delayed to it.
+    sched = np.bincount(np.arange(n_mult) % lanes, minlength=lanes)
+    depth_levels = max((tree_depth(int(v)) for v in np.unique(sched)), default=0)
+    # Delay registers of shallower lanes.
+    for sz, c in zip(svals, scounts):
+        lv = len(tree_widths(int(sz), pw, aw)) - 1
+        if lv < depth_levels:
+            tree_ff += (depth_levels - lv) * tree_widths(int(sz), pw, aw)[-1][0] * int(c)
+    parts["tree"] = tree_lut
+    busy_lanes = int((sizes > 0).sum())
+    parts["ring"] = busy_lanes * hw.lut_per_adder(max(aw - max(product_shift, 0), 1))
+    parts["requant"] = n * requant_luts(aw, acc_t.frac, out_t)
+    parts["control"] = float(rw + 4)
+    lut = sum(parts.values())
+    used_inputs = np.unique(idx[idx >= 0]).size
+    ffp = {"x": float(used_inputs * xw), "w": ff_w, "product": float(n_live * pw), "tree": tree_ff,
+           "ring": float(n * aw), "out": float(n * ow), "control": float(rw + 2 * (depth_levels + 1) + 2)}
+    parts.update({f"ff_{k}": v for k, v in ffp.items()})
+    return EngineCost(lut=lut, ff=sum(ffp.values()), dsp=n_live * dsp_each, bram18=bram, uram=uram,
+                      multipliers=n_mult, live_multipliers=n_live, depth=depth_levels + 2, parts=parts)

@@ -1,0 +1,107 @@
+"""The RTL reference of the dense and balanced-sparse engines (hwprune.rtl): Verilator runs
+equal the fixed-point reference bit for bit, with and without stalls, and take the cycles the
+estimate says. One hypothesis example is a batch of layers, simulated in one Verilator build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import helper
+
+import hwprune
+from conftest import fin, make_model
+from hwprune.fixed import FixedType, Overflow, Rounding
+from hwprune.pipeline import compile_graph
+from hwprune.precision import LayerPrecision, PrecisionConfig
+from hwprune.prune.onnx_prune import prune_onnx
+from hwprune.prune.patterns import Pattern
+from hwprune.rtl import verilator as vl
+from hwprune.rtl.engine import Schedule, reference, spec_from_dense
+
+pytestmark = pytest.mark.skipif(vl.verilator_binary() is None, reason="verilator is not installed")
+
+# (pattern, sparsity, input multiple, output multiple): shapes the pattern divides.
+PATTERNS = [(None, 0.0, 1, 1), ("block:2x2", 0.5, 2, 2), ("block:1x4", 0.75, 4, 1), ("block:2x2", 0.75, 2, 2),
+            ("bbs:4", 0.5, 4, 1), ("bbs:4", 0.75, 4, 1), ("nm:2:4", 0.5, 4, 1), ("block:4x2", 0.5, 2, 4)]
+
+
+def gemm(n_in: int, n_out: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return make_model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1, name="fc")], [fin("x", n_in)],
+                      [fin("y", n_out)], [("w", rng.normal(size=(n_out, n_in)) * 0.4), ("b", rng.normal(size=n_out) * 0.2)])
+
+
+def dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed):
+    """The Dense layer (and its graph) of a one-Gemm model, pruned to `pattern`."""
+    model = gemm(n_in, n_out, seed)
+    if pattern:
+        model, _ = prune_onnx(model, Pattern.parse(pattern), sparsity)
+    prec = PrecisionConfig(model=LayerPrecision(result=x_t, weight_width=w_bits, reuse_factor=rf),
+                           layer_name={"fc": LayerPrecision(result=out_t)})
+    g = compile_graph(model, prec)
+    layer = g.layer("fc")
+    if pattern:
+        assert layer.sparsity is not None, pattern
+    return g, layer, model, prec
+
+
+@st.composite
+def layer_case(draw):
+    pattern, sparsity, mi, mo = draw(st.sampled_from(PATTERNS))
+    n_in = mi * draw(st.integers(1, max(1, 12 // mi)))
+    n_out = mo * draw(st.integers(1, max(1, 8 // mo)))
+    if pattern and pattern.startswith(("bbs", "nm")) and n_in < 4:
+        n_in = 4
+    x_t = FixedType(draw(st.integers(3, 10)), draw(st.integers(1, 4)), draw(st.booleans()))
+    rounding = draw(st.sampled_from([Rounding.TRN, Rounding.RND, Rounding.RND_CONV, Rounding.TRN_ZERO, Rounding.RND_ZERO]))
+    overflow = draw(st.sampled_from([Overflow.WRAP, Overflow.SAT, Overflow.SAT_SYM, Overflow.SAT_ZERO]))
+    out_t = FixedType(draw(st.integers(4, 12)), draw(st.integers(2, 6)), draw(st.booleans()) or True, rounding, overflow)
+    w_bits = draw(st.integers(2, 10))
+    rf = draw(st.sampled_from([1, 2, 3, 4, 5, 8, 16]))
+    return n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, draw(st.integers(0, 10_000))
+
+
+def check_batch(cases, tmp_path):
+    specs, xs, costs, layers = [], [], [], []
+    for j, (n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed) in enumerate(cases):
+        g, layer, model, prec = dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed)
+        spec = spec_from_dense(layer, g, name=f"hwp_fc{j}")
+        rng = np.random.default_rng(seed)
+        t = g.tensor(layer.inputs[0]).type
+        words = int(rng.integers(1, 6))
+        x = rng.integers(t.min_raw, t.max_raw + 1, size=(words, n_in))
+        ref = layer.fixed_forward(g, [x])
+        np.testing.assert_array_equal(reference(spec, x), ref)
+        est = hwprune.estimate(model, "pynq-z2", precision=prec)
+        cost = next(l.cost for l in est.layers if l.name == "fc")
+        specs.append(spec), xs.append(x), costs.append((cost, words)), layers.append(ref)
+    results = vl.run(specs, xs, tmp_path)
+    for spec, (cost, words), ref, res, case in zip(specs, costs, layers, results, cases):
+        np.testing.assert_array_equal(res.outputs, ref, err_msg=str(case))
+        np.testing.assert_array_equal(res.stalled_outputs, ref, err_msg=str(case))
+        # The estimate is for one sample of one word: latency RF + depth, a word every RF cycles.
+        assert cost.latency == spec.rf + Schedule(spec).depth, case
+        assert res.latency == (words - 1) * spec.rf + cost.latency, case
+        assert res.interval in (0, spec.rf), case
+        assert cost.multipliers == Schedule(spec).n_mult
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(st.lists(layer_case(), min_size=6, max_size=6))
+def test_engines_are_bit_exact_and_take_the_estimated_cycles(tmp_path_factory, cases):
+    check_batch(cases, tmp_path_factory.mktemp("vl"))
+
+
+@pytest.mark.slow
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(layer_case(), min_size=8, max_size=8))
+def test_engines_sweep(tmp_path_factory, cases):
+    check_batch(cases, tmp_path_factory.mktemp("vl"))
+
+
+def test_column_balanced_is_reported_unsupported():
+    g, layer, _, _ = dense_layer(8, 8, "block:2x2:col", 0.5, FixedType(8, 3), FixedType(8, 3), 8, 2, 0)
+    with pytest.raises(NotImplementedError, match="column-balanced"):
+        spec_from_dense(layer, g)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 FABRIC_MULT_MAX_BITS = 9
 # Signed multiplier port widths of one DSP slice (UG479 DSP48E1: 25x18; UG579 DSP48E2: 27x18).
 DSP_PORTS = {"dsp48e1": (25, 18), "dsp48e2": (27, 18)}
+DSP_PIECE_BITS = 17
 # Fabric multipliers, measured (docs/estimate_primitives.md, yosys 0.23 `synth_xilinx -nodsp`,
 # hwprune.sim.calibrate): LUTs of a signed a x b product, a >= b, on this grid of widths;
 # bilinear in between, scaled by a*b beyond the grid.
@@ -53,8 +54,12 @@ def dsps_per_multiplier(a_bits: int, b_bits: int, dsp_kind: str, a_signed: bool 
     a = a_bits + (0 if a_signed else 1)
     b = b_bits + (0 if b_signed else 1)
     big, small = max(a, b), min(a, b)
-    # Orient the wider operand on the wider port; tile beyond one slice.
-    return float(math.ceil(big / pa) * math.ceil(small / pb)) if big > pa or small > pb else 1.0
+    # The wider operand on the wider port; an operand beyond its port is cut into 17-bit
+    # unsigned pieces (+ the signed top), one slice per pair of pieces: measured with yosys
+    # (26x18: 2, 35x25: 4, 48x48: 9 on both families).
+    na = 1 if big <= pa else math.ceil((big - 1) / DSP_PIECE_BITS)
+    nb = 1 if small <= pb else math.ceil((small - 1) / DSP_PIECE_BITS)
+    return float(na * nb)
 
 
 MULT_IMPL_CODES = {"auto": 0, "dsp": 1, "fabric": 2}  # CFG::mult_impl in the kernels
@@ -99,26 +104,50 @@ def lut_per_multiplier(a_bits: int, b_bits: int, a_signed: bool = True, b_signed
     return v * UNSIGNED_MULT_FACTOR[(not a_signed) + (not b_signed)]
 
 
-def csd_digits(value: int) -> int:
-    """Non-zero digits of the canonical signed-digit form of an integer."""
-    v, n = abs(int(value)), 0
-    while v:
-        if v & 1:
-            n += 1
-            v = v - 1 if (v & 3) == 1 else v + 1
+def odd_width(value: int) -> int:
+    """Bits of the odd part of |value| (0 for zero; 1 for powers of two)."""
+    v = abs(int(value))
+    if v == 0:
+        return 0
+    while not v & 1:
         v >>= 1
-    return n
+    return v.bit_length()
 
 
-def lut_per_const_multiplier(value: int, product_bits: int) -> float:
-    """x times a constant (reuse factor 1 folds the weights into the logic): one adder of the
-    product's width per extra signed digit; zero and powers of two cost nothing (measured:
-    8-bit x by 3, 5, 7: 14-15 LUTs; by 37: 31)."""
-    return float(max(csd_digits(value) - 1, 0) * max(product_bits - 1, 1))
+# x (8 or 16 bits) times a constant whose odd part has e bits, measured (yosys does not
+# recode constants: 127 costs as much as 109): LUTs by e.
+CONST_MULT_LUTS = {8: {1: 0.0, 2: 14.0, 3: 14.5, 6: 32.5, 7: 33.7}, 16: {1: 0.0, 2: 30.0, 3: 30.5, 6: 102.5, 7: 104.0}}
+
+
+def _const_lut(a: int, e: int) -> float:
+    t = CONST_MULT_LUTS[a]
+    if e in t:
+        return t[e]
+    if e > 7:
+        return t[7] * e / 7
+    lo = max(k for k in t if k < e)
+    hi = min(k for k in t if k > e)
+    return t[lo] + (t[hi] - t[lo]) * (e - lo) / (hi - lo)
+
+
+def lut_per_const_multiplier(value: int, x_bits: int) -> float:
+    """x (x_bits wide) times a constant (reuse factor 1 folds the weights into the logic):
+    zero and powers of two cost nothing; otherwise the measured table by the width of the
+    constant's odd part, interpolated between 8- and 16-bit x and scaled beyond."""
+    e = odd_width(value)
+    if e <= 1:
+        return 0.0
+    a = max(int(x_bits), 1)
+    if a <= 8:
+        return _const_lut(8, e) * a / 8
+    if a >= 16:
+        return _const_lut(16, e) * a / 16
+    f = (a - 8) / 8
+    return (1 - f) * _const_lut(8, e) + f * _const_lut(16, e)
 
 
 def lut_per_adder(bits: int) -> float:
-    return float(bits)  # one LUT + carry chain per bit
+    return float(bits)  # one LUT + carry chain per bit (measured: exactly n for 4..48 bits)
 
 
 def ff_per_register(bits: int) -> float:
@@ -201,5 +230,6 @@ ROM_LUTS_PER_BIT = {1: 0.0, 2: 0.0, 4: 0.125, 8: 0.875, 16: 1.0, 32: 1.0, 64: 1.
 
 
 def lut_per_max(bits: int) -> float:
-    """max(a, b): a comparator on the carry chain and a 2:1 multiplexer per bit."""
-    return float(bits + math.ceil(bits / 2))
+    """max(a, b): a comparator and a 2:1 multiplexer per bit (measured 14, 28, 54 LUTs at 8,
+    16, 32 bits)."""
+    return float(round(1.75 * bits))

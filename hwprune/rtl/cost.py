@@ -111,7 +111,7 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
         parts["mult"] = 0.0
     elif rf == 1:
         vals, counts = np.unique(w[nz], return_counts=True)
-        parts["mult"] = float(sum(hw.lut_per_const_multiplier(int(v), pw) * int(c) for v, c in zip(vals, counts)))
+        parts["mult"] = float(sum(hw.lut_per_const_multiplier(int(v), xw) * int(c) for v, c in zip(vals, counts)))
     else:
         parts["mult"] = n_live * hw.lut_per_multiplier(xw, ww, x_t.signed, True) * truncated_fraction(xw, ww, pw)
     # Input multiplexers (and the decode of their select from the cycle counter).

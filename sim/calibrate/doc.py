@@ -58,11 +58,11 @@ def tables(data: dict) -> str:
     cm = _rows(data, "cmul")
     if cm:
         L += ["### Multiplication by a constant (reuse factor 1): LUTs", "",
-              "| x bits | constant | signed digits | yosys | model |", "|---|---|---|---|---|"]
+              "| x bits | constant | bits of its odd part | yosys | model |", "|---|---|---|---|---|"]
         for r in cm:
             p = r["params"]
             c = p["C"] if p["C"] < 2 ** 31 else p["C"] - 2 ** 32
-            L.append(f"| {p['A']} | {c} | {hw.csd_digits(c)} | {r['lut']} | {hw.lut_per_const_multiplier(c, p['A'] + p['B']):.0f} |")
+            L.append(f"| {p['A']} | {c} | {hw.odd_width(c)} | {r['lut']} | {hw.lut_per_const_multiplier(c, p['A']):.0f} |")
         L.append("")
     dsp = [r for fam in ("xc7", "xcup") for r in _rows(data, "mul", fam, True)]
     if dsp:
@@ -75,7 +75,7 @@ def tables(data: dict) -> str:
             L.append(f"| {r['family']} | {p['A']} x {p['B']} | {r['dsp']} | {m:g} | {r['lut']} |")
         L.append("")
     for kind, title, model in (("add", "Adders (n bits)", lambda p: hw.lut_per_adder(p["N"])),
-                               ("acc", "Accumulators (n bits, registered)", lambda p: hw.lut_per_adder(p["N"])),
+                               ("acc", "Accumulators (n bits, registered, with a clear: 2 LUTs per bit)", lambda p: 2 * hw.lut_per_adder(p["N"])),
                                ("max", "max(a, b) of n-bit signed values", lambda p: hw.lut_per_max(p["N"]))):
         rows = _rows(data, kind)
         if rows:

@@ -95,7 +95,7 @@ def test_engines_are_bit_exact_and_take_the_estimated_cycles(tmp_path_factory, c
 
 
 @pytest.mark.slow
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(layer_case(), min_size=8, max_size=8))
 def test_engines_sweep(tmp_path_factory, cases):
     check_batch(cases, tmp_path_factory.mktemp("vl"))

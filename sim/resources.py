@@ -92,8 +92,8 @@ def _mult_table(a: int, b: int) -> float:
 
 def lut_per_multiplier(a_bits: int, b_bits: int, a_signed: bool = True, b_signed: bool = True) -> float:
     """LUTs of a fabric a x b multiplier (the measured table, interpolated)."""
-    a, b = max(int(a_bits), 1), max(int(b_bits), 1)
-    if min(a, b) == 1:
+    a, b = max(float(a_bits), 1.0), max(float(b_bits), 1.0)  # fractional: an average width
+    if min(a, b) <= 1:
         return float(max(a, b))  # a 1-bit operand: AND gates
     ca, cb = min(a, MULT_LUT_GRID[-1]), min(b, MULT_LUT_GRID[-1])
     a0, a1, fa = _grid_pos(ca)

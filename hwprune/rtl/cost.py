@@ -18,6 +18,9 @@ from hwprune.sim import resources as hw
 from hwprune.rtl.engine import tree_depth, tree_widths
 
 
+ENGINE_CONTROL_LUTS_PER_OUTPUT = 9
+
+
 @dataclass(frozen=True)
 class EngineCost:
     lut: float
@@ -76,10 +79,13 @@ def requant_luts(acc_w: int, acc_frac: int, t) -> float:
     shift = acc_frac - t.frac
     qw = (max(acc_w, shift + 1) + 2 - shift) if shift > 0 else acc_w - shift
     lut = 0.0
+    # The increment and its sticky bits; the two comparisons of the bits above the output's and
+    # a 3:1 choice per output bit. In an engine yosys spends 24-25 LUTs per output on
+    # RND_CONV + SAT of an 17-18 bit accumulator to 8 bits (this says 26-27; alone, without
+    # the ring adder in front of it, the same function takes only 9).
     if shift > 0 and t.rounding != Rounding.TRN:
         lut += hw.lut_per_adder(qw) + (math.ceil(shift / 6) if shift > 2 else 0)
     if t.overflow != Overflow.WRAP:
-        # two comparisons of the bits above the output's, and a 3:1 choice per output bit
         lut += math.ceil(max(qw - t.width, 1) / 3) * 2 + t.width
     return lut
 
@@ -106,6 +112,16 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     pw_full = xw + ww
     pw = max(1, min(pw_full, aw - max(product_shift, 0)))
     parts: dict[str, float] = {}
+    # Weight bits that change over a multiplier's RF weights: the others are constants that
+    # synthesis folds into the multiplier (RF 2: about half of them).
+    wl = w[live]
+    if rf > 1:
+        wu = wl & ((1 << ww) - 1)
+        diff = np.bitwise_or.reduce(wu ^ wu[:, :1], axis=1)
+        varying = np.array([bin(int(d)).count("1") for d in diff], dtype=np.int64)
+    else:
+        varying = np.zeros(wl.shape[0], dtype=np.int64)
+    tree_pw = pw
     # Multipliers.
     if dsp_each:
         parts["mult"] = 0.0
@@ -113,7 +129,9 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
         vals, counts = np.unique(w[nz], return_counts=True)
         parts["mult"] = float(sum(hw.lut_per_const_multiplier(int(v), xw) * int(c) for v, c in zip(vals, counts)))
     else:
-        parts["mult"] = n_live * hw.lut_per_multiplier(xw, ww, x_t.signed, True) * truncated_fraction(xw, ww, pw)
+        eff, cnt = np.unique(np.minimum(varying + 0.5, ww), return_counts=True)
+        parts["mult"] = float(sum(hw.lut_per_multiplier(xw, float(b), x_t.signed, True) * truncated_fraction(xw, int(math.ceil(b)), pw) * int(c)
+                                  for b, c in zip(eff, cnt)))
     # Input multiplexers (and the decode of their select from the cycle counter).
     cands = _distinct_per_row(idx)[live]
     vals, counts = np.unique(cands, return_counts=True)
@@ -127,17 +145,31 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
         mem = hw.rom_cost(rf, ww)
         parts["wrom"] = n_live * mem.lut
         bram, uram = n_live * mem.bram18, n_live * mem.uram
-        ff_w = 0.0 if mem.bram18 else n_live * ww
+        # Registers of the ROM outputs: only the varying bits, and identical ones merge (with
+        # RF words a bit is one of 2**RF - 2 functions of the cycle counter).
+        ff_w = 0.0 if (mem.bram18 or dsp_each) else float(min(int(varying.sum()), 2 ** min(rf, 40) - 2))
     else:
         parts["wrom"] = 0.0
     # Lanes: pipelined adder trees, then one ring adder each.
     lanes = n // math.gcd(rf, n)
     sizes = np.bincount(np.flatnonzero(live) % lanes, minlength=lanes)
-    tree_lut = tree_ff = 0.0
+    tree_lut = tree_ff = level1_ff = 0.0
     depth_levels = 0
+    if rf == 1:
+        # A product by a constant has the constant's significant bits only.
+        a = np.abs(wl[:, 0])
+        tz = np.zeros_like(a)
+        odd = a.copy()
+        while np.any((odd > 0) & (odd % 2 == 0)):
+            even = (odd > 0) & (odd % 2 == 0)
+            odd = np.where(even, odd // 2, odd)
+            tz += even
+        product_bits = np.minimum(xw + np.ceil(np.log2(odd + 1)).astype(np.int64), pw)
+        tree_pw = int(round(float(product_bits.mean()))) if product_bits.size else pw
     svals, scounts = np.unique(sizes[sizes > 0], return_counts=True)
     for sz, c in zip(svals, scounts):
-        tl, tf, lv = _tree(int(sz), pw, aw)
+        tl, tf, lv = _tree(int(sz), tree_pw, aw)
+        level1_ff += (sum(tree_widths(int(sz), tree_pw, aw)[1]) if sz > 1 else 0) * int(c)
         tree_lut += tl * int(c)
         tree_ff += tf * int(c)
         depth_levels = max(depth_levels, lv)
@@ -147,18 +179,35 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     depth_levels = max((tree_depth(int(v)) for v in np.unique(sched)), default=0)
     # Delay registers of shallower lanes.
     for sz, c in zip(svals, scounts):
-        lv = len(tree_widths(int(sz), pw, aw)) - 1
+        lv = len(tree_widths(int(sz), tree_pw, aw)) - 1
         if lv < depth_levels:
-            tree_ff += (depth_levels - lv) * tree_widths(int(sz), pw, aw)[-1][0] * int(c)
+            tree_ff += (depth_levels - lv) * tree_widths(int(sz), tree_pw, aw)[-1][0] * int(c)
     parts["tree"] = tree_lut
     busy_lanes = int((sizes > 0).sum())
     parts["ring"] = busy_lanes * hw.lut_per_adder(max(aw - max(product_shift, 0), 1))
     parts["requant"] = n * requant_luts(aw, acc_t.frac, out_t)
-    parts["control"] = float(rw + 4)
+    # Counter, handshakes, stall enable, and per output the ring's load / hold / rotate
+    # choice: measured as what remains of yosys's count over the benchmark engines once the
+    # parts above are taken away (60-390 LUTs for 16 outputs; 60 for 8).
+    parts["control"] = float(rw + 4 + ENGINE_CONTROL_LUTS_PER_OUTPUT * n)
     lut = sum(parts.values())
     used_inputs = np.unique(idx[idx >= 0]).size
-    ffp = {"x": float(used_inputs * xw), "w": ff_w, "product": float(n_live * pw), "tree": tree_ff,
-           "ring": float(n * aw), "out": float(n * ow), "control": float(rw + 2 * (depth_levels + 1) + 2)}
+    if dsp_each:
+        # The product register is the slice's MREG, and its output register takes the first
+        # tree level (measured: yosys packs them into the DSP48).
+        ff_product = 0.0
+        tree_ff -= level1_ff
+    elif rf == 1:
+        ff_product = float(product_bits.sum())
+    else:
+        ff_product = float(n_live * pw)
+    # Registered selected inputs: one per multiplier with a multiplexer; those reading one
+    # fixed input share a register per input.
+    single = _distinct_per_row(idx)[live] <= 1
+    fixed_inputs = np.unique(idx[live][single].max(axis=1)).size if single.any() else 0
+    ff_xs = float((int((~single).sum()) + fixed_inputs) * xw)
+    ffp = {"x": float(used_inputs * xw), "xsel": ff_xs, "w": ff_w, "product": ff_product, "tree": tree_ff,
+           "ring": float(n * aw), "out": float(n * ow), "control": float(rw + 2 * (depth_levels + 2) + 2)}
     parts.update({f"ff_{k}": v for k, v in ffp.items()})
     return EngineCost(lut=lut, ff=sum(ffp.values()), dsp=n_live * dsp_each, bram18=bram, uram=uram,
-                      multipliers=n_mult, live_multipliers=n_live, depth=depth_levels + 2, parts=parts)
+                      multipliers=n_mult, live_multipliers=n_live, depth=depth_levels + 3, parts=parts)

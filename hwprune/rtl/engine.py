@@ -119,8 +119,9 @@ class Schedule:
     @property
     def depth(self) -> int:
         """Edges from taking the last input word to taking its output word, beyond the RF cycles:
-        the product register, the tree levels, the ring and the output register."""
-        return self.tree_levels + 2
+        the operand registers, the product register, the tree levels, the ring and the
+        output register."""
+        return self.tree_levels + 3
 
     @cached_property
     def used_inputs(self) -> list[int]:
@@ -286,14 +287,12 @@ def verilog(spec: EngineSpec) -> str:
     a("        end")
     a("    end")
     # Pipeline valid / last bits: stage 0 = product registers, stages 1..T = tree levels.
-    a(f"    reg [{T}:0] v, vl;")
+    # Stage 0: operand registers (selected input, weight); 1: products; 2..T+1: tree levels.
+    a(f"    reg [{T + 1}:0] v, vl;")
     a("    always @(posedge clk) begin")
     a("        if (rst) begin v <= 0; vl <= 0; end")
     a("        else if (en) begin")
-    if T:
-        a(f"            v <= {{v[{T - 1}:0], busy}}; vl <= {{vl[{T - 1}:0], busy && last}};")
-    else:
-        a("            v <= busy; vl <= busy && last;")
+    a(f"            v <= {{v[{T}:0], busy}}; vl <= {{vl[{T}:0], busy && last}};")
     a("        end")
     a("    end")
     # Multipliers.
@@ -331,10 +330,14 @@ def verilog(spec: EngineSpec) -> str:
                 a(f"        wrom{m}[{r}] = {_sv(int(w_tab[m, r]), ww)};")
             a("    end")
             a(f"    reg signed [{ww - 1}:0] w{m};")
-            a(f"    always @(posedge clk) if (en) w{m} <= wrom{m}[r_next];")
+            a(f"    always @(posedge clk) if (en) w{m} <= wrom{m}[r];")
             wexpr = f"w{m}"
         a(f"    reg signed [{pw - 1}:0] p{m};")
-        a(f"    always @(posedge clk) if (en) p{m} <= {xs % f'xs{m}'} * {wexpr};")
+        # The selected input is registered: a multiplexer merged into the multiplier's
+        # partial products costs far more than the multiplexer alone.
+        a(f"    reg [{xw - 1}:0] xr{m};")
+        a(f"    always @(posedge clk) if (en) xr{m} <= xs{m};")
+        a(f"    always @(posedge clk) if (en) p{m} <= {xs % f'xr{m}'} * {wexpr};")
     # Lane adder trees.
     lane_sum: dict[int, tuple[str, int]] = {}
     for q, members in enumerate(s.lane_members):
@@ -384,8 +387,8 @@ def verilog(spec: EngineSpec) -> str:
         a(f"            ring[{p}] <= {_sv(int(spec.bias[p]), aw)};")
     a("        end else if (en) begin")
     a("            if (out_ready) out_valid <= 1'b0;")
-    a(f"            if (v[{T}]) begin")
-    a(f"                if (vl[{T}]) begin")
+    a(f"            if (v[{T + 1}]) begin")
+    a(f"                if (vl[{T + 1}]) begin")
     for p in range(n):
         a(f"                    ring[{p}] <= {_sv(int(spec.bias[p]), aw)};")
     for p in range(n):

@@ -154,6 +154,15 @@ def ff_per_register(bits: int) -> float:
     return float(bits)
 
 
+def const_mult_luts(weights, x_bits: int) -> float:
+    """Total LUTs of x times each of `weights` (raw integers), RF = 1."""
+    import numpy as np
+
+    w = np.asarray(weights).reshape(-1)
+    vals, counts = np.unique(w[w != 0], return_counts=True)
+    return float(sum(lut_per_const_multiplier(int(v), x_bits) * int(c) for v, c in zip(vals, counts)))
+
+
 # N:1 multiplexers, measured LUTs per bit at powers of two (a LUT6 is a 4:1 mux, MUXF7/F8
 # combine them up to 16:1; beyond, yosys cascades): N in between costs as the next power of two.
 MUX_LUTS_PER_BIT = {2: 1.0, 4: 1.0, 8: 3.0, 16: 5.75, 32: 12.9, 64: 25.5, 128: 57.6}

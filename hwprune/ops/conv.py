@@ -178,8 +178,9 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
           Line buffer: `span` rows of W words of C_in*width bits, one bank per row
           (`memory_cost(span*W, C_in*width, span)`).
 
-        Weights: RF = 1 folds them into the multipliers as constants; RF > 1 gives every
-        multiplier a ROM bank of RF words (`memory_cost(RF*multipliers, width, multipliers)`).
+        Weights: RF = 1 folds them into the multipliers as constants (fabric products cost
+        `lut_per_const_multiplier` per non-zero weight); RF > 1 gives every multiplier a ROM
+        bank of RF words (`memory_cost(RF*multipliers, width, multipliers)`).
         """
         g = ctx.graph
         x_t, w_t, acc_t = g.tensor(self.inputs[0]).type, self.weight_t, self.accum_t
@@ -193,7 +194,13 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         kept_px = sp.kept_weights if sp is not None else macs_px
         n_mult = math.ceil(kept_px / rf)
         dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, self.mult_impl)
-        lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
+        if dsp_each:
+            mult_lut = 0.0
+        elif rf == 1:  # constants folded into the logic: zero weights and powers of two are free
+            mult_lut = hw.const_mult_luts(self.matrix_raw(), x_t.width)
+        else:
+            mult_lut = n_mult * hw.lut_per_multiplier(x_t.width, w_t.width, x_t.signed, True)
+        lut = mult_lut + n_mult * hw.lut_per_adder(acc_t.width)
         bram = uram = 0.0
         if rf > 1:
             mem = hw.memory_cost(rf * n_mult, w_t.width, n_mult)

@@ -126,8 +126,7 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     if dsp_each:
         parts["mult"] = 0.0
     elif rf == 1:
-        vals, counts = np.unique(w[nz], return_counts=True)
-        parts["mult"] = float(sum(hw.lut_per_const_multiplier(int(v), xw) * int(c) for v, c in zip(vals, counts)))
+        parts["mult"] = hw.const_mult_luts(w[nz], xw)
     else:
         eff, cnt = np.unique(np.minimum(varying + 0.5, ww), return_counts=True)
         parts["mult"] = float(sum(hw.lut_per_multiplier(xw, float(b), x_t.signed, True) * truncated_fraction(xw, int(math.ceil(b)), pw) * int(c)

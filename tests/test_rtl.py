@@ -33,7 +33,7 @@ def gemm(n_in: int, n_out: int, seed: int):
                       [fin("y", n_out)], [("w", rng.normal(size=(n_out, n_in)) * 0.4), ("b", rng.normal(size=n_out) * 0.2)])
 
 
-def dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed):
+def dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed, require_sparse=True):
     """The Dense layer (and its graph) of a one-Gemm model, pruned to `pattern`."""
     model = gemm(n_in, n_out, seed)
     if pattern:
@@ -42,7 +42,7 @@ def dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed):
                            layer_name={"fc": LayerPrecision(result=out_t)})
     g = compile_graph(model, prec)
     layer = g.layer("fc")
-    if pattern:
+    if pattern and require_sparse:
         assert layer.sparsity is not None, pattern
     return g, layer, model, prec
 
@@ -50,7 +50,9 @@ def dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed):
 @st.composite
 def layer_case(draw):
     pattern, sparsity, mi, mo = draw(st.sampled_from(PATTERNS))
-    n_in = mi * draw(st.integers(1, max(1, 12 // mi)))
+    # At least the block columns one kept block in a group needs (75%: 4, 50%: 2).
+    min_cols = round(1 / (1 - sparsity)) if pattern and pattern.startswith("block") else 1
+    n_in = mi * draw(st.integers(min_cols, max(min_cols, 12 // mi)))
     n_out = mo * draw(st.integers(1, max(1, 8 // mo)))
     if pattern and pattern.startswith(("bbs", "nm")) and n_in < 4:
         n_in = 4
@@ -66,7 +68,8 @@ def layer_case(draw):
 def check_batch(cases, tmp_path):
     specs, xs, costs, layers = [], [], [], []
     for j, (n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed) in enumerate(cases):
-        g, layer, model, prec = dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed)
+        # A pruned layer whose zeros leave nothing to skip runs dense: still a valid case.
+        g, layer, model, prec = dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed, require_sparse=False)
         spec = spec_from_dense(layer, g, name=f"hwp_fc{j}")
         rng = np.random.default_rng(seed)
         t = g.tensor(layer.inputs[0]).type
@@ -105,3 +108,36 @@ def test_column_balanced_is_reported_unsupported():
     g, layer, _, _ = dense_layer(8, 8, "block:2x2:col", 0.5, FixedType(8, 3), FixedType(8, 3), 8, 2, 0)
     with pytest.raises(NotImplementedError, match="column-balanced"):
         spec_from_dense(layer, g)
+
+
+def test_verify_rtl_command(tmp_path, capsys):
+    """`hwprune verify-rtl`: per dense layer, estimate vs Verilator cycles (and yosys when asked)."""
+    import json
+
+    import onnx
+
+    from hwprune.cli import main
+
+    model, _ = prune_onnx(gemm(8, 4, 1), Pattern.parse("block:2x2"), 0.5)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    assert main(["verify-rtl", str(path), "--precision", "ap_fixed<8,3>", "--reuse-factor", "2", "--no-synth", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["layer"] == "fc" and row["kind"] == "block:2x2" and row["bit_exact"] is True
+    assert row["rtl_cycles"] == row["est_cycles"] and row["yosys"] == {}
+    assert main(["verify-rtl", str(path), "--layers", "nope", "--no-synth"]) == 2
+    assert "no dense layer named 'nope'" in capsys.readouterr().err
+
+
+def test_verify_rtl_without_the_tools_exits_2(tmp_path, capsys, monkeypatch):
+    import onnx
+
+    from hwprune.cli import main
+
+    path = tmp_path / "m.onnx"
+    onnx.save(gemm(4, 2, 0), path)
+    monkeypatch.setenv("HWPRUNE_VERILATOR", "no-such-verilator")
+    monkeypatch.setenv("HWPRUNE_YOSYS", "no-such-yosys")
+    assert main(["verify-rtl", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs verilator and yosys" in err[0]

@@ -204,8 +204,11 @@ def reference(spec: EngineSpec, x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- Verilog
 
 def _sv(value: int, width: int) -> str:
-    """A signed Verilog literal."""
-    return f"-{width}'sd{-value}" if value < 0 else f"{width}'sd{value}"
+    """A signed Verilog literal of `width` bits (the two's-complement pattern: "-2'sd2" would
+    be -(-2) in two bits)."""
+    if not -(1 << (width - 1)) <= value < (1 << (width - 1)):
+        raise ValueError(f"{value} does not fit {width} signed bits")
+    return f"{width}'sh{value & ((1 << width) - 1):x}"
 
 
 def requant_verilog(fn: str, acc_w: int, acc_frac: int, t: FixedType) -> str:

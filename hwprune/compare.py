@@ -1,5 +1,6 @@
-"""`hwprune compare`: prune, fine-tune and quantize a trained TextCNN with several patterns and
-levels, and tabulate what each buys on a board — the table a user reads to choose a pattern.
+"""`hwprune compare`: prune, fine-tune and quantize a trained model (any hwprune.task.Task) with
+several patterns and levels, and tabulate what each buys on a board — the table a user reads to
+choose a pattern.
 
 Rows, in order: the dense float model, the dense fixed-point model (QAT with power-of-two
 scales), then one row per pattern and sparsity: pruned during fine-tuning (cubic schedule,
@@ -52,8 +53,9 @@ class CompareConfig:
     seed: int = 0
     # Evaluate on at most this many test samples (None: all); for quick runs and tests.
     max_eval: int | None = None
-    # Keep only the N most frequent training tokens in the embedding of the fixed-point rows
-    # (None: the whole vocabulary): it decides whether the table fits in on-chip memory.
+    # Keep only the N most frequent training ids in the table of an Embedding reading the input
+    # (a text model's vocabulary) for the fixed-point rows (None: the whole table): it decides
+    # whether the table fits in on-chip memory.
     vocab: int | None = None
 
     def __post_init__(self) -> None:
@@ -61,7 +63,7 @@ class CompareConfig:
             Pattern.parse(p)  # a clear error for a bad pattern before any training
         self.sparsities = [check_sparsity(s) for s in self.sparsities]
         if self.vocab is not None and self.vocab < 3:
-            raise ConfigError(f"--vocab {self.vocab} must keep at least one token besides <pad> and <unk>")
+            raise ConfigError(f"--vocab {self.vocab} must keep at least three rows")
         if not 2 <= self.bits <= 16:
             raise ConfigError(f"--bits {self.bits} must be between 2 and 16")
         for name in ("finetune_epochs", "qat_epochs"):
@@ -114,37 +116,46 @@ class CompareRow:
 class _Study:
     """State shared by the rows: data, the dense teacher, the multiplier budget."""
 
-    def __init__(self, md: Any, cfg: CompareConfig, say: Callable[[str], None]) -> None:
+    def __init__(self, task: Any, cfg: CompareConfig, say: Callable[[str], None]) -> None:
         from hwprune.board import load_board
-        from hwprune.prune.recipe import Recipe, TaskData
+        from hwprune.prune.recipe import Recipe
 
-        self.md, self.cfg, self.say = md, cfg, say
+        self.task, self.cfg, self.say = task, cfg, say
         self.board = load_board(cfg.board)
-        x, y = md.encoded()
-        test = md.splits["test"][: cfg.max_eval] if cfg.max_eval is not None else md.splits["test"]
-        self.data = TaskData(x, y, md.splits["train"], md.splits["val"], test, md.cfg.seq_len, md.cfg.batch_size)
+        self.data = copy.copy(task.data())
+        if cfg.max_eval is not None:
+            self.data.test = self.data.test[: cfg.max_eval]
         self.recipe = Recipe(cfg.finetune_epochs, cfg.qat_epochs, cfg.distill_alpha, cfg.importance, cfg.rewind,
                              cfg.lr, cfg.seed)
         self.example = self.data.example()
-        self.float_model = md.model.eval()
-        self.float_x = x
-        self.model = md.model  # the starting point of every row (after vocabulary pruning)
+        self.float_model = task.model.eval()
+        self.float_x = self.data.x
+        self.model = self.float_model  # the starting point of every row (after cutting an embedding's rows)
         self.budget: list[int] | None = None  # multipliers per compute layer of the dense design
         self.dense_float_bits: int | None = None
-        if cfg.vocab is not None and cfg.vocab < len(md.vocab):
-            self.model, self.data.x = self._smaller_vocabulary(cfg.vocab)
-        # The teacher reads the same ids as the students, so it has their vocabulary.
+        if cfg.vocab is not None:
+            self.model, self.data.x = self._fewer_rows(cfg.vocab)
+        # The teacher reads the same ids as the students, so it has their table.
         self.teacher = self.model
 
-    def _smaller_vocabulary(self, keep: int) -> tuple[torch.nn.Module, np.ndarray]:
-        from hwprune.prune.vocab import prune_vocabulary
+    def _fewer_rows(self, keep: int) -> tuple[torch.nn.Module, np.ndarray]:
+        from hwprune.prune.rows import cut_rows, frequent_rows, input_embeddings
+        from hwprune.quantize.qat import _set_module
 
-        texts = self.md.data.load().texts
-        model = copy.deepcopy(self.md.model)
-        model.embedding, vocab = prune_vocabulary(model.embedding, self.md.vocab, [texts[i] for i in self.data.train], keep)
-        x = vocab.encode(texts, self.md.cfg.seq_len)
-        self.say(f"vocabulary pruning: {len(self.md.vocab)} -> {len(vocab)} tokens "
-                 f"(float test accuracy {100 * self.torch_accuracy(self.md.model, self.float_x):.1f}% -> "
+        tables = input_embeddings(self.float_model)
+        if not tables or self.data.unknown_id is None:
+            raise ConfigError("--vocab cuts the table of an Embedding that reads the model input (a text model); "
+                              "this model has none, or its task names no unknown id for the dropped ones")
+        model = copy.deepcopy(self.float_model)
+        emb = model.get_submodule(tables[0])
+        if keep >= emb.num_embeddings:
+            return self.float_model, self.data.x
+        remap, rows = frequent_rows(self.data.x[self.data.train], emb.num_embeddings, keep, self.data.keep_ids,
+                                    self.data.unknown_id)
+        _set_module(model, tables[0], cut_rows(emb, rows))
+        x = remap[self.data.x]
+        self.say(f"table rows of {tables[0]}: {emb.num_embeddings} -> {len(rows)} "
+                 f"(float test accuracy {100 * self.torch_accuracy(self.float_model, self.float_x):.1f}% -> "
                  f"{100 * self.torch_accuracy(model, x):.1f}%)")
         return model.eval(), x
 
@@ -154,7 +165,7 @@ class _Study:
         from hwprune.prune.recipe import prune_finetune
 
         return prune_finetune(self.model, self.data, (pattern, sparsity), self.recipe, self.teacher, self.say,
-                              self.md.rewind_state)
+                              self.task.rewind_state)
 
     def quantize(self, model: torch.nn.Module) -> tuple[Any, Any]:
         """QAT copy of a float model with its zeros held, and its QONNX proto."""
@@ -230,22 +241,23 @@ class _Study:
                           seconds=time.perf_counter() - t0)
 
     def fixed_accuracy(self, g: Any) -> float:
-        from hwprune.prune.recipe import fixed_accuracy
+        from hwprune.prune.recipe import fixed_metric
 
-        return fixed_accuracy(g, self.data, self.data.test)
+        return fixed_metric(g, self.data, self.data.test)
 
     def torch_accuracy(self, model: torch.nn.Module, x: np.ndarray | None = None) -> float:
-        from hwprune.prune.recipe import torch_accuracy
+        from hwprune.prune.recipe import torch_metric
 
-        return torch_accuracy(model, self.data, self.data.test, x)
+        return torch_metric(model, self.data, self.data.test, x)
 
 
-def compare(md: Any, cfg: CompareConfig, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
-    """Run the study on a loaded model directory (`hwprune.text.train.load_model_dir`)."""
+def compare(task: Any, cfg: CompareConfig, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
+    """Run the study on a task (hwprune.task.Task, or a TaskSource to load)."""
     from hwprune.frontend.torch_export import export_torch
+    from hwprune.task import TaskSource
 
     say = progress or (lambda m: log.info("%s", m))
-    st = _Study(md, cfg, say)
+    st = _Study(task.load() if isinstance(task, TaskSource) else task, cfg, say)
     rows: list[CompareRow] = []
 
     t0 = time.perf_counter()

@@ -10,8 +10,9 @@
 
     DIR/model/      the trained float model (hwprune train)
     DIR/explore/    the sweep: front.csv/json/svg and every design under points/
-    DIR/design/     the chosen design: model.onnx (QONNX), project/, report.json
-    DIR/deploy/     the PYNQ package (python deploy/validate.py --sim --input ... runs it here)
+    DIR/design/     the chosen design: model.onnx (QONNX), project/, report.json, report.html,
+                    text.json (its vocabulary and the remap from model/vocab.json), x.npy, y.npy, texts.txt
+    DIR/deploy/     the PYNQ package (python deploy/validate.py --sim --text deploy/texts.txt runs it here)
     DIR/report.html, DIR/report.json
 """
 
@@ -60,9 +61,10 @@ def run_demo(out: Path, force: bool = False, workers: int = 2) -> int:
     from hwprune.project import load_project_graph
     from hwprune.text.data import rotten_tomatoes
     from hwprune.text.train import TrainConfig, save_model_dir, train_textcnn
+    from hwprune.board import load_board
 
     t_start = time.perf_counter()
-    with atomic_directory(out, force) as tmp:
+    with atomic_directory(out, force, kind="demo") as tmp:
         _step(f"1/4 training the TextCNN on the bundled Rotten Tomatoes snippets ({TRAIN_EPOCHS} epochs)")
         data = rotten_tomatoes()
         tcfg = TrainConfig(epochs=TRAIN_EPOCHS, seed=0)
@@ -82,6 +84,12 @@ def run_demo(out: Path, force: bool = False, workers: int = 2) -> int:
             chosen = max((p for p in points if p["feasible"]), key=lambda p: p["accuracy"], default=None)
         if chosen is None:
             raise RuntimeError("no budget point of the demo could be met; see explore/front.json")
+        if chosen["latency_budget_us"] == DEMO_BUDGET_US:
+            reason = (f"the sweep point at the demo's latency budget ({DEMO_BUDGET_US:g} us); within it, the pruner's "
+                      "least-predicted-loss design that met the budget and the routing headroom")
+        else:
+            reason = (f"the demo's {DEMO_BUDGET_US:g} us budget could not be met, so the most accurate feasible point "
+                      "of the sweep")
         shutil.copytree(tmp / "explore" / "points" / chosen["label"], tmp / "design")
         design = tmp / "design"
         report = json.loads((design / "report.json").read_text())
@@ -92,7 +100,20 @@ def run_demo(out: Path, force: bool = False, workers: int = 2) -> int:
 
         md = load_model_dir(tmp / "model")
         g = load_project_graph(prj)
-        vocab_ids = _design_ids(md, report, splits["test"][:64])
+        text = text_spec(md, design, g.tensor(g.inputs[0]).index_range)
+        if len(text["tokens"]) != g.tensor(g.inputs[0]).index_range:
+            raise RuntimeError(f"the design reads {g.tensor(g.inputs[0]).index_range} token ids, its vocabulary has "
+                               f"{len(text['tokens'])}")
+        vocab_ids = _design_ids(md, design, splits["test"][:64])
+        # The design's vocabulary, its remap from the trained model's and sample texts ship with
+        # design/ (and deploy/, which copies them): the package takes raw text or the original ids.
+        (design / "text.json").write_text(json.dumps(text))
+        np.save(design / "x.npy", vocab_ids)
+        x_all, y_all = md.encoded()
+        np.save(design / "y.npy", y_all[splits["test"][:64]])
+        texts_all = md.data.load().texts
+        (design / "texts.txt").write_text("".join(" ".join(texts_all[i].split()) + "\n" for i in splits["test"][:64]),
+                                          encoding="utf-8")
         t0 = time.perf_counter()
         csim = raw_outputs(prj, [vocab_ids])[0]
         exact = bool(np.array_equal(csim, trace_fixed(g, [vocab_ids]).values[g.outputs[0]]))
@@ -103,78 +124,63 @@ def run_demo(out: Path, force: bool = False, workers: int = 2) -> int:
             _step(f"    simulator: latency {sim.latency_cycles} cycles ({sim.latency_cycles / report['clock_mhz']:.1f} us), "
                   f"interval {sim.interval_cycles} cycles")
 
+        if report.get("verdict"):
+            _step(f"    fit: {report['verdict']['message']}")
+
         _step("4/4 deployment package and report")
         write_package(prj, BOARD, tmp / "deploy", force=True, recorded_project=out / "design" / "project")
-        summary = _summary(report, float_acc, exact, sim)
-        from hwprune.report.html import ReportData, write_report
+        from hwprune.board import DEFAULT_HEADROOM
+        from hwprune.report.design import design_report
+        from hwprune.report.html import write_report
+        from hwprune.sim.estimate import estimate
 
         budget_us = float(chosen["latency_budget_us"])
-        data_r = ReportData(
-            title=f"hwprune demo: Rotten Tomatoes TextCNN on {BOARD} within {budget_us:g} us",
-            summary=summary, layers=report["layers"], capacity=_capacity(BOARD),
-            latency_budget_cycles=int(budget_us * report["clock_mhz"]), front=points,
-            sparsity_maps=_sparsity_maps(g),
-            notes=["Resources and latency are hwprune's analytical estimate and cycle-approximate simulation, not "
-                   "vendor reports (no Vivado/Vitis here): see docs/estimate.md.",
-                   "Accuracy of the design is the bit-exact fixed-point engine's (= the C simulation) on the test split.",
-                   f"Run it without a board: python {out}/deploy/validate.py --sim --input X.npy --output Y.npy"])
+        extra = [("C simulation bit-exact", "yes" if exact else "NO")]
+        if sim is not None and getattr(sim, "fifo_depths", None):
+            extra.append(("FIFO depths (simulator)", ", ".join(f"{d}" for d in list(sim.fifo_depths.values())[:12])))
+        data_r = design_report(
+            report, g, estimate(g, load_board(BOARD), report["clock_mhz"]), DEFAULT_HEADROOM,
+            title=f"hwprune demo: Rotten Tomatoes TextCNN on {BOARD} within {budget_us:g} us", front=points,
+            chosen=dict(chosen, reason=reason), baseline=report.get("dense_baseline"), extra=extra,
+            notes=[f"Run it without a board: python {out}/deploy/validate.py --sim --input {out}/deploy/x.npy "
+                   f"--labels {out}/deploy/y.npy --output Y.npy, or --text {out}/deploy/texts.txt for raw text."])
+        summary = data_r.summary
         write_report(tmp / "report.html", data_r)
         (tmp / "report.json").write_text(json.dumps(dict(board=BOARD, budget_us=budget_us, chosen=chosen["label"],
-                                                         float_accuracy=float_acc, csim_bit_exact=exact,
-                                                         summary=dict(summary), front=points), indent=2))
+                                                         chosen_reason=reason, float_accuracy=float_acc,
+                                                         csim_bit_exact=exact, summary=dict(summary), front=points,
+                                                         dense_baseline=report.get("dense_baseline"),
+                                                         verdict=report.get("verdict")), indent=2))
     _step(f"wrote {out}/report.html, {out}/deploy/ and {out}/design/ ({time.perf_counter() - t_start:.0f} s)")
     return 0 if exact and report["meets_budget"] else 1
 
 
-def _design_ids(md: Any, report: dict[str, Any], idx: np.ndarray) -> np.ndarray:
-    """Test texts as token ids of the design's vocabulary (the pruner may have cut it)."""
-    from hwprune.codesign.space import vocab_remap
-
+def _design_ids(md: Any, design: Path, idx: np.ndarray) -> np.ndarray:
+    """Test texts as token ids of the design's vocabulary (the pruner may have cut it: then the
+    design holds the id map, input_map.npy)."""
     x, _ = md.encoded()
-    emb = next((l for l in report["layers"] if l["kind"] == "embedding"), None)
-    if emb is not None and emb.get("vocab") and emb["vocab"] < len(md.vocab):
-        texts = md.data.load().texts
-        remap, _ = vocab_remap(md.vocab, [texts[i] for i in md.splits["train"]], emb["vocab"])
-        x = remap[x]
+    if (design / "input_map.npy").is_file():
+        x = np.load(design / "input_map.npy")[x]
     return x[idx]
 
 
-def _capacity(board: str) -> dict[str, int]:
-    from hwprune.board import load_board
+def text_spec(md: Any, design: Path, n_ids: int) -> dict[str, Any]:
+    """text.json of the design: the tokenizer, the design's vocabulary in id order, the remap
+    from the trained model's ids (None when the vocabulary was not cut: the pruner then wrote no
+    input_map.npy) and the classes — what the deployment package needs to take raw text or the
+    original ids (hwprune.backend.pynq_driver.TextEncoder reads it)."""
+    from hwprune.backend.pynq_driver import TEXT_FORMAT
+    from hwprune.text.data import _TOKEN, PAD, UNK
 
-    return load_board(board).resources.as_dict()
-
-
-def _summary(r: dict[str, Any], float_acc: float, exact: bool, sim: Any) -> list[tuple[str, str]]:
-    res, util = r["resources"], r["utilization"]
-    m = r["metrics"]
-    rows = [("board", f"{r['board']} @ {r['clock_mhz']:g} MHz ({r['io_type']})"),
-            ("latency budget", f"{r['budget']['latency_us']:g} us"),
-            ("test accuracy: dense float -> pruned 8-bit", f"{100 * float_acc:.1f}% -> {100 * r['accuracy_after']:.1f}%"),
-            ("latency", f"{r['latency_cycles']:.0f} cycles = {r['latency_us']:.1f} us ({r['timing_source']})"),
-            ("throughput", f"{r['throughput_per_s']:.0f} samples/s (interval {r['interval_cycles']:.0f} cycles)"),
-            ("meets the budget", "yes" if r["meets_budget"] else "no"),
-            ("C simulation bit-exact", "yes" if exact else "NO")]
-    rows += [(k.upper(), f"{res[k]} ({100 * util.get(k, 0):.1f}%)") for k in ("dsp", "lut", "ff", "bram18", "uram")]
-    rows += [("parameters (non-zero)", f"{m['params']:,}"), ("memory (weights + indices)", f"{m['memory_bits'] / 8e3:.0f} kB"),
-             ("MACs executed / nominal dense", f"{m['macs']:,} / {m['dense_macs']:,}"),
-             ("nominal weight sparsity (compute layers)", f"{100 * m['nominal_sparsity']:.0f}%")]
-    if sim is not None and getattr(sim, "fifo_depths", None):
-        rows.append(("FIFO depths (simulator)", ", ".join(f"{d}" for d in list(sim.fifo_depths.values())[:12])))
-    return rows
-
-
-def _sparsity_maps(g: Any) -> list[tuple[str, np.ndarray]]:
-    from hwprune.ops.conv import Conv
-    from hwprune.ops.dense import Dense
-
-    maps = []
-    for l in g.layers:
-        if isinstance(l, Conv):
-            kept = l.weight.reshape(l.c_out, -1) != 0
-        elif isinstance(l, Dense):
-            kept = l.weight.T != 0
-        else:
-            continue
-        maps.append((l.name, kept))
-    return maps
+    data = md.data.load()
+    tokens, remap = list(md.vocab.tokens), None
+    if (design / "input_map.npy").is_file():
+        m = np.load(design / "input_map.npy")
+        kept: list[str | None] = [None] * n_ids
+        for old, new in enumerate(m):  # old ids in order: the unknown token claims its own slot first
+            if kept[int(new)] is None:
+                kept[int(new)] = md.vocab.tokens[old]
+        tokens, remap = [t if t is not None else "" for t in kept], [int(v) for v in m]
+    return dict(format=TEXT_FORMAT, tokenizer=dict(pattern=_TOKEN.pattern, lowercase=True), seq_len=int(md.cfg.seq_len),
+                pad_id=PAD, unk_id=UNK, tokens=tokens, remap=remap, original_vocab_size=len(md.vocab),
+                classes=list(data.classes))

@@ -86,7 +86,7 @@ class Overflow(enum.Enum):
 
 
 _MAX_WIDTH = 64
-_EXAMPLE = "e.g. 'ap_fixed<16,6>', 'ap_ufixed<8,0,AP_RND,AP_SAT>' or 'ap_int<8>'"
+_EXAMPLE = "e.g. 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>', 'ap_ufixed<8,0,AP_RND,AP_SAT>' or 'ap_int<8>'"
 _TYPE_RE = re.compile(r"(?:ap_)?(u?)(fixed|int)<([^<>]*)>")
 _INT_RE = re.compile(r"[+-]?\d+")
 

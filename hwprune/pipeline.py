@@ -1,6 +1,6 @@
 """The compile pipeline (model -> typed IR) and the numpy engines that run an IR.
 
-    import_onnx -> fold (bias adds, batch norms) -> assign_layouts -> fold_reorders_into_dense
+    import_onnx -> fold (bias adds, batch norms) -> eliminate_dead_channels -> assign_layouts -> fold_reorders_into_dense
     -> assign_types
 
 `run_fixed` is the bit-exact reference the C simulation must match; `run_float` runs the
@@ -21,6 +21,7 @@ import numpy as np
 from hwprune.errors import ShapeError
 from hwprune.fixed import quantize, to_float
 from hwprune.ir.graph import Graph, IOType, TensorKind
+from hwprune.passes.dead_channels import eliminate_dead_channels
 from hwprune.passes.fold import fold_constants_into_layers
 from hwprune.passes.layout import assign_layouts, fold_reorders_into_dense, insert_stream_clones
 from hwprune.passes.types import assign_types
@@ -38,6 +39,7 @@ def compile_graph(model: Any, precision: PrecisionConfig | None = None, io_type:
     g = import_onnx(model, name=name)
     g.io_type = IOType(io_type)
     fold_constants_into_layers(g)
+    eliminate_dead_channels(g)
     assign_layouts(g)
     fold_reorders_into_dense(g)
     insert_stream_clones(g)
@@ -114,11 +116,42 @@ def run_fixed(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def saturation_report(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, int]:
-    """Per layer, how many output elements saturated/wrapped on this data."""
+    """Per layer, how many output elements saturated/wrapped on this data. Each is warned about
+    once, naming the layer, its type, what its overflow mode did (wrap or saturate) and a type
+    that holds the values seen (from the float semantics of the same inputs)."""
     sat = trace_fixed(g, inputs, count_saturation=True).saturated
-    for layer, n in sat.items():
-        log.warning("layer %s: %d output values overflowed its type on the given data; widen its integer bits", layer, n)
+    if not sat:
+        return sat
+    floats = _float_values(g, inputs)
+    for name, n in sat.items():
+        out = g.tensor(g.layer(name).outputs[0])
+        v = floats.get(out.name)
+        log.warning("%s", overflow_message(name, out.type, n, 0 if v is None else int(v.size),
+                                           None if v is None else float(np.max(np.abs(v), initial=0.0))))
     return sat
+
+
+def overflow_message(layer: str, t: Any, n: int, total: int, max_abs: float | None) -> str:
+    """One line: the layer, its type, what the overflow mode did, and the fix."""
+    from hwprune.fixed import FixedType, Overflow, Rounding
+
+    of = f"{n} of {total}" if total else f"{n}"
+    if t is None:
+        return f"layer {layer}: {of} output values overflowed its type on the given data; give it more integer bits"
+    if t.overflow == Overflow.WRAP:
+        what = ("WRAPPED AROUND (the type is AP_WRAP: a value beyond the range comes back with the wrong sign, which "
+                "usually wrecks accuracy)")
+    else:
+        what = f"were clipped to its range ({t.overflow.value}, saturating)"
+    need = t.integer + 1
+    if max_abs is not None and max_abs > 0:
+        need = int(np.floor(np.log2(max_abs))) + (2 if t.signed else 1) + 1  # one bit of margin
+    d = max(need - t.integer, 1)
+    fix = FixedType(t.width + d, t.integer + d, t.signed, Rounding.RND_CONV, Overflow.SAT)
+    seen = f" (|values| up to {max_abs:.3g})" if max_abs else ""
+    return (f"layer {layer}: {of} output values overflowed {t.cpp()} on the given data{seen} and {what}; fix: give it "
+            f"'{fix.cpp()}' (--precision for every layer, or per layer in a --config YAML: layer_name: {{{layer}: {{result: "
+            f"'{fix.cpp()}'}}}}, docs/precision.md)")
 
 
 def _float_values(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -164,21 +197,76 @@ def _store(values: dict[str, np.ndarray], layer: Any, result: Any) -> None:
         values[out] = v
 
 
+_ORT_DTYPES = {
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int16)": np.int16, "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _ort_message(e: BaseException) -> str:
+    """onnxruntime's message on one line, without its "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :" prefix."""
+    import re
+
+    text = " ".join(part.strip() for part in str(e).splitlines() if part.strip())
+    text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*[A-Z_]+\s*:\s*", "", text)
+    # Drop the C++ source location and function signature onnxruntime puts in front of the reason.
+    text = re.sub(r"Status Message:\s*", "", text)
+    text = re.sub(r"\S*onnxruntime_src/\S+:\d+\s+\S+?\(.*?\)\s*(const\s*)?", "", text)
+    return text.strip() or type(e).__name__
+
+
 def run_onnx(model: str | Path | Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The float engine: onnxruntime on the original model (an independent reference)."""
+    """The float engine: onnxruntime on the original model (an independent reference). A model
+    exported with a static batch (torch exports a batch of 1 unless told otherwise) runs on any
+    batch, in chunks of its batch size; onnxruntime's errors are input errors (exit code 2)."""
     import onnxruntime as ort
 
+    from hwprune.errors import HwpruneInputError
     from hwprune.frontend.onnx_import import load_onnx
 
     proto = load_onnx(model)
+    ort.set_default_logger_severity(4)  # errors are raised (and reported once), not also logged
     so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feeds = {}
-    for i, x in zip(sess.get_inputs(), inputs):
-        dt = np.int64 if "int64" in i.type else np.int32 if "int32" in i.type else np.float32
-        feeds[i.name] = np.asarray(x).astype(dt)
-    return [np.asarray(o) for o in sess.run(None, feeds)]
+    so.log_severity_level = 4
+    ro = ort.RunOptions()
+    ro.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise HwpruneInputError(f"onnxruntime cannot load the model: {_ort_message(e)}") from None
+    specs = sess.get_inputs()
+    xs = [np.asarray(x) for x in inputs]
+    if len(xs) != len(specs):
+        raise ShapeError(f"the model has {len(specs)} input(s) ({', '.join(i.name for i in specs)}); got {len(xs)} array(s)")
+    feeds = {i.name: x.astype(_ORT_DTYPES.get(i.type, np.float32), copy=False) for i, x in zip(specs, xs)}
+    n = xs[0].shape[0] if xs and xs[0].ndim else 0
+    static = {i.shape[0] for i in specs if i.shape and isinstance(i.shape[0], int) and i.shape[0] > 0}
+    if len(static) > 1:
+        raise ShapeError(f"the model's inputs have different static batch sizes {sorted(static)}")
+    chunk = static.pop() if static else None
+
+    def run(f: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return [np.asarray(o) for o in sess.run(None, f, ro)]
+        except Exception as e:
+            raise HwpruneInputError(f"onnxruntime could not run the model: {_ort_message(e)}") from None
+
+    if chunk is None or n == chunk or n == 0:
+        return run(feeds)
+    # A static batch: run `chunk` samples at a time (the last chunk padded with its last sample).
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, n, chunk):
+        f = {}
+        for k, v in feeds.items():
+            piece = v[start:start + chunk]
+            if piece.shape[0] < chunk:
+                piece = np.concatenate([piece, np.repeat(piece[-1:], chunk - piece.shape[0], axis=0)])
+            f[k] = piece
+        take = min(chunk, n - start)
+        parts.append([o[:take] for o in run(f)])
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
 def clone(g: Graph) -> Graph:

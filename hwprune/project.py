@@ -13,29 +13,34 @@ A torch.nn.Module is accepted wherever a model is, with `example_input` (see
 from __future__ import annotations
 
 import functools
-import json
+import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
-import onnx
-
+from hwprune.backend.project_dir import ProjectDir
 from hwprune.board import Board, load_board
 from hwprune.errors import HwpruneInputError, ModelLoadError
-from hwprune.ir.graph import Graph, IOType
 from hwprune.precision import PrecisionConfig
+
+if TYPE_CHECKING:  # the heavy modules load only on the paths that use them
+    import numpy as np
+    import onnx
+
+    from hwprune.ir.graph import Graph, IOType
 
 ENGINES = ("float", "fixed", "csim")
 
 
-def _io(io_type: str | IOType) -> IOType:
+def _io(io_type: "str | IOType") -> "IOType":
+    from hwprune.ir.graph import IOType
+
     try:
         return IOType(str(getattr(io_type, "value", io_type)).replace("io_", ""))
     except ValueError:
         raise HwpruneInputError(f"io type {io_type!r} is not one of: parallel, stream") from None
 
 
-def _model_proto(model: Any, example_input: Any = None) -> onnx.ModelProto:
+def _model_proto(model: Any, example_input: Any = None) -> "onnx.ModelProto":
     from hwprune.frontend.onnx_import import load_onnx
 
     if _is_torch_module(model):
@@ -44,23 +49,35 @@ def _model_proto(model: Any, example_input: Any = None) -> onnx.ModelProto:
         if example_input is None:
             raise HwpruneInputError("a torch module needs example_input (a tensor of one batch) to be exported")
         return export_torch(model, example_input)
+    if isinstance(model, (str, Path)) and Path(model).is_dir() and (Path(model) / "model.onnx").is_file():
+        # a model directory (hwprune train) or a design directory (hwprune prune --board)
+        raise ModelLoadError(f"{model} is a directory; pass its model file: {Path(model) / 'model.onnx'}")
     return load_onnx(model)
 
 
 def _is_torch_module(model: Any) -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return isinstance(model, torch.nn.Module)
+    # A torch module can only exist once torch has been imported: asking never imports it
+    # (that alone took two seconds of every ONNX command).
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
 
 
 def is_project(path: Any) -> bool:
-    return isinstance(path, (str, Path)) and (Path(path) / "hwprune_project.json").is_file()
+    """`path` names a project: a project directory or a design directory holding one."""
+    return ProjectDir.find(path) is not None
 
 
-def build_graph(model: Any, precision: PrecisionConfig | None = None, io_type: str | IOType = "parallel",
-                example_input: Any = None, name: str | None = None) -> Graph:
+def _project_of(model_or_project: Any) -> ProjectDir | None:
+    """The project a model argument names; a directory that is none is refused (saying
+    which subdirectory to pass). A model file or object gives None."""
+    prj = ProjectDir.find(model_or_project)
+    if prj is None and isinstance(model_or_project, (str, Path)) and Path(model_or_project).is_dir():
+        raise ModelLoadError(ProjectDir.refusal(model_or_project))
+    return prj
+
+
+def build_graph(model: Any, precision: PrecisionConfig | None = None, io_type: "str | IOType" = "parallel",
+                example_input: Any = None, name: str | None = None) -> "Graph":
     from hwprune.pipeline import compile_graph
 
     proto = _model_proto(model, example_input)
@@ -71,12 +88,21 @@ def build_graph(model: Any, precision: PrecisionConfig | None = None, io_type: s
 
 def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type: str = "parallel",
            precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
-           example_input: Any = None, sample_inputs: Sequence[np.ndarray] | None = None) -> Path:
-    """Write a Vitis HLS project for `model`. Returns the project directory."""
+           example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None) -> Path:
+    """Write a Vitis HLS project for `model`. Returns the project directory (`fit(project)`
+    says whether it fits the board)."""
+    return export_graph(model, out, board, io_type, precision, clock_mhz, force, example_input, sample_inputs)[0]
+
+
+def export_graph(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type: str = "parallel",
+                 precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
+                 example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None) -> "tuple[Path, Graph]":
+    """`export`, also returning the compiled graph the project was written from."""
     from hwprune.backend.hls_project import write_project
     from hwprune.fsutil import check_out_dir
 
-    check_out_dir(Path(out), force)
+    inputs = [model] if isinstance(model, (str, Path)) else []
+    check_out_dir(Path(out), force, inputs)
     b = board if isinstance(board, Board) else load_board(board)
     precision = precision or PrecisionConfig()
     proto = _model_proto(model, example_input)
@@ -84,53 +110,53 @@ def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type:
     from hwprune.pipeline import compile_graph
 
     g = compile_graph(proto, precision, _io(io_type), name=name)
-    return write_project(g, proto.SerializeToString(), out, b, clock_mhz, precision, force,
-                         list(sample_inputs) if sample_inputs is not None else None)
+    prj = write_project(g, proto.SerializeToString(), out, b, clock_mhz, precision, force,
+                        list(sample_inputs) if sample_inputs is not None else None, inputs=inputs)
+    return prj, g
 
 
 @functools.lru_cache(maxsize=32)
-def _project_graph(path: str, stamp: float) -> Graph:
-    man = json.loads((Path(path) / "hwprune_project.json").read_text())
-    prec = PrecisionConfig.from_dict(man["precision"], where=f"{path}/hwprune_project.json")
+def _project_graph(path: str, stamp: float) -> "Graph":
+    from hwprune.ir.graph import IOType
     from hwprune.pipeline import compile_graph
 
-    g = compile_graph(Path(path) / man["model"], prec, IOType(man["io_type"]), name=Path(path).name)
-    return g
+    prj = ProjectDir(path)
+    prec = PrecisionConfig.from_dict(prj.precision, where=str(prj.manifest_path))
+    return compile_graph(prj.model_path, prec, IOType(prj.io_type), name=Path(path).name)
 
 
-def load_project_graph(project: str | Path) -> Graph:
-    """Rebuild the IR of a project (deterministic from its model and recorded precision)."""
-    p = Path(project).resolve()
-    man = p / "hwprune_project.json"
-    if not man.is_file():
-        raise ModelLoadError(f"{project} is not an hwprune project (no hwprune_project.json)")
-    return _project_graph(str(p), man.stat().st_mtime)
+def load_project_graph(project: str | Path) -> "Graph":
+    """Rebuild the IR of a project (deterministic from its model and recorded precision).
+    A design directory (the output of `hwprune prune --board`) stands for its project."""
+    prj = ProjectDir.locate(project)
+    p = prj.path.resolve()
+    return _project_graph(str(p), prj.manifest_stamp())
 
 
-def run(model_or_project: Any, inputs: Sequence[np.ndarray], engine: str = "fixed",
-        precision: PrecisionConfig | None = None, io_type: str = "parallel", example_input: Any = None) -> list[np.ndarray]:
+def run(model_or_project: Any, inputs: "Sequence[np.ndarray]", engine: str = "fixed",
+        precision: PrecisionConfig | None = None, io_type: str = "parallel", example_input: Any = None) -> "list[np.ndarray]":
     """Run a batch (first axis = batch) through `float` (onnxruntime), `fixed` (numpy
     bit-exact reference) or `csim` (the generated C++ compiled with g++). Outputs are in the
     model's own (logical) layout."""
     if engine not in ENGINES:
         raise HwpruneInputError(f"engine {engine!r} is not one of: {', '.join(ENGINES)}")
+    import numpy as np
+
     inputs = [np.asarray(x) for x in inputs]
-    if is_project(model_or_project):
-        p = Path(model_or_project)
+    prj = _project_of(model_or_project)
+    if prj is not None:
+        p = prj.path
         g = load_project_graph(p)
         from hwprune.pipeline import check_inputs, run_fixed, run_onnx
 
         check_inputs(g, inputs)
         if engine == "float":
-            man = json.loads((p / "hwprune_project.json").read_text())
-            return run_onnx(p / man["model"], inputs)
+            return run_onnx(prj.model_path, inputs)
         if engine == "fixed":
             return run_fixed(g, inputs)
         from hwprune.backend.csim import run_csim
 
         return run_csim(p, inputs)
-    if isinstance(model_or_project, (str, Path)) and Path(model_or_project).is_dir():
-        raise ModelLoadError(f"{model_or_project} is a directory but not an hwprune project (no hwprune_project.json)")
     g = build_graph(model_or_project, precision, io_type, example_input)
     from hwprune.pipeline import check_inputs, run_fixed, run_onnx
 
@@ -149,17 +175,45 @@ def run(model_or_project: Any, inputs: Sequence[np.ndarray], engine: str = "fixe
 
 
 def estimate(model_or_project: Any, board: str | Board = "pynq-z2", precision: PrecisionConfig | None = None,
-             io_type: str = "parallel", clock_mhz: float | None = None, example_input: Any = None) -> Any:
-    """Analytical latency/resource estimate (see docs/estimate.md)."""
+             io_type: str = "parallel", clock_mhz: float | None = None, example_input: Any = None,
+             shell: bool = True) -> Any:
+    """Analytical latency/resource estimate (see docs/estimate.md). `shell`: count the
+    deployment shell (AXI DMA, SmartConnect, AXI-Stream top) the bitstream project adds."""
+    return _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell)[0]
+
+
+def _estimate_graph(model_or_project: Any, board: str | Board = "pynq-z2", precision: PrecisionConfig | None = None,
+                    io_type: str = "parallel", clock_mhz: float | None = None, example_input: Any = None,
+                    shell: bool = True) -> "tuple[Any, Graph]":
     from hwprune.sim.estimate import estimate as _estimate
 
     b = board if isinstance(board, Board) else load_board(board)
-    if is_project(model_or_project):
-        man = json.loads((Path(model_or_project) / "hwprune_project.json").read_text())
-        g = load_project_graph(model_or_project)
-        return _estimate(g, b, clock_mhz or man["clock_mhz"] if b.name == man["board"] else clock_mhz or b.default_clock_mhz)
+    prj = _project_of(model_or_project)
+    if prj is not None:
+        g = load_project_graph(prj.path)
+        clock = clock_mhz or prj.clock_mhz if b.name == prj.board else clock_mhz or b.default_clock_mhz
+        return _estimate(g, b, clock, shell=shell), g
     g = build_graph(model_or_project, precision, io_type, example_input)
-    return _estimate(g, b, clock_mhz or b.default_clock_mhz)
+    return _estimate(g, b, clock_mhz or b.default_clock_mhz, shell=shell), g
+
+
+def fit(model_or_project: Any, board: str | Board | None = None, headroom: Any = None,
+        precision: PrecisionConfig | None = None, io_type: str = "parallel", clock_mhz: float | None = None,
+        example_input: Any = None, shell: bool = True) -> Any:
+    """The fit verdict (hwprune.verdict.Verdict) of a model or project on a board: fits or not
+    within the routing headroom, the binding resource and its share, and — when it does not
+    fit — the smallest reuse factor that does (or a larger board). A project's own board is
+    the default."""
+    from hwprune.board import Headroom
+    from hwprune.verdict import fit_verdict
+
+    if board is None:
+        prj = _project_of(model_or_project)
+        if prj is None:
+            raise HwpruneInputError("fit() of a model needs a board, e.g. board='pynq-z2'")
+        board = prj.board
+    est, g = _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell)
+    return fit_verdict(est, Headroom.parse(headroom), g)
 
 
 def simulate(model_or_project: Any, board: str | Board = "pynq-z2", batch: int = 16,
@@ -172,12 +226,10 @@ def simulate(model_or_project: Any, board: str | Board = "pynq-z2", batch: int =
     from hwprune.sim.dataflow import simulate as _simulate
 
     b = board if isinstance(board, Board) else load_board(board)
-    if is_project(model_or_project):
-        man = json.loads((Path(model_or_project) / "hwprune_project.json").read_text())
-        g = load_project_graph(model_or_project)
-        clock = clock_mhz or (man["clock_mhz"] if b.name == man["board"] else b.default_clock_mhz)
+    prj = _project_of(model_or_project)
+    if prj is not None:
+        g = load_project_graph(prj.path)
+        clock = clock_mhz or (prj.clock_mhz if b.name == prj.board else b.default_clock_mhz)
         return _simulate(g, b, batch=batch, clock_mhz=clock, fifo_depths=fifo_depths)
-    if isinstance(model_or_project, (str, Path)) and Path(model_or_project).is_dir():
-        raise ModelLoadError(f"{model_or_project} is a directory but not an hwprune project (no hwprune_project.json)")
     g = build_graph(model_or_project, precision, io_type, example_input)
     return _simulate(g, b, batch=batch, clock_mhz=clock_mhz or b.default_clock_mhz, fifo_depths=fifo_depths)

@@ -7,6 +7,10 @@ process's per-sample II, and the latency is the sum of each process's fill delay
 last one's drain (an upper bound: a process starts as soon as its first word arrives). The
 FIFOs are costed at the depths the dataflow simulator recommends (sim/dataflow.py: the
 smallest that lose no throughput or latency), the depths the generated project declares.
+
+With `shell=True` (the default: every project carries a bitstream flow) the deployment shell
+the bitstream project adds around the IP — AXI-Stream top, AXI DMA, SmartConnects, reset
+(sim/shell.py) — is part of the resources; `shell=False` gives the HLS IP alone.
 Formulas and sources: docs/estimate.md.
 """
 
@@ -15,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from hwprune.board import Board, Resources, utilization
+from hwprune.board import DEFAULT_HEADROOM, Board, Headroom, Resources, utilization
 from hwprune.ir.graph import Graph, IOType
 from hwprune.ops.base import CostContext, LayerCost
 
@@ -44,6 +48,10 @@ class DesignEstimate:
     layers: list[LayerEstimate] = field(default_factory=list)
     fifo: dict[str, int] = field(default_factory=dict)
     capacity: Resources | None = None
+    network: Resources | None = None  # the HLS IP alone (layers, FIFOs, top-level control)
+    shell: list[Any] | None = None  # the deployment shell's parts (sim.shell.ShellPart); None: not counted
+    fifo_resources: dict[str, float] = field(default_factory=dict)  # what the FIFOs cost together
+    top: dict[str, float] = field(default_factory=dict)  # the top function's fixed overhead
 
     @property
     def latency_us(self) -> float:
@@ -61,15 +69,56 @@ class DesignEstimate:
         return {k: (v / c if c else (0.0 if v == 0 else float("inf")))
                 for (k, v), c in zip(self.resources.as_dict().items(), self.capacity.as_dict().values())}
 
-    def fits(self) -> bool:
+    def fits(self, headroom: Headroom = DEFAULT_HEADROOM) -> bool:
+        """Every resource within its routing headroom (hwprune.board.Headroom)."""
+        h = headroom.as_dict()
+        return all(u <= h[k] + 1e-12 for k, u in self.utilization().items())
+
+    def fits_device(self) -> bool:
+        """Every resource within the device (placing and routing it is another matter)."""
         return all(u <= 1.0 for u in self.utilization().values())
 
+    def parts(self) -> list[tuple[str, str, dict[str, float]]]:
+        """(name, kind, resources) rows that add up to `resources` (before rounding): every
+        layer ("layer"), the FIFOs ("fifo"), the top function's control ("top") and every
+        part of the deployment shell ("shell")."""
+        keys = ("dsp", "lut", "ff", "bram18", "uram")
+        rows = [(l.name, "layer", {k: float(getattr(l.cost, k)) for k in keys}) for l in self.layers]
+        if any(self.fifo_resources.values()):
+            rows.append((f"FIFOs ({len(self.fifo)})", "fifo", {k: float(self.fifo_resources.get(k, 0.0)) for k in keys}))
+        rows.append(("top-level control", "top", {k: float(self.top.get(k, 0.0)) for k in keys}))
+        for p in self.shell or []:
+            rows.append((p.name, "shell", {k: float(v) for k, v in p.resources.as_dict().items()}))
+        return rows
+
+    def verdict(self, headroom: Headroom = DEFAULT_HEADROOM, graph: Graph | None = None) -> Any:
+        """The fit verdict (hwprune.verdict.Verdict); with the graph, a suggestion that fits."""
+        from hwprune.verdict import fit_verdict
+
+        return fit_verdict(self, headroom, graph)
+
+    @property
+    def latency_source(self) -> str:
+        """What `latency_cycles` is, and when another figure is the one to trust."""
+        if self.io_type == "parallel":
+            return ("the sum of the layer latencies: the pipelined top runs them one after another, so this is "
+                    "the design's schedule (hwprune simulate reports the same)")
+        return ("an upper bound: the sum of the layer latencies, as if no DATAFLOW process overlapped the next; "
+                "the processes overlap and may stall on FIFOs, so the latency to trust is hwprune simulate's "
+                "(the one prune and the report give)")
+
     def as_dict(self) -> dict[str, Any]:
+        from hwprune.sim.shell import shell_resources
+
         return dict(
             board=self.board, clock_mhz=self.clock_mhz, io_type=self.io_type,
-            latency_cycles=self.latency_cycles, latency_us=self.latency_us, ii_cycles=self.ii_cycles,
-            throughput_per_s=self.throughput_per_s, resources=self.resources.as_dict(),
-            utilization=self.utilization(), fits=self.fits(), layers=[l.as_dict() for l in self.layers],
+            latency_cycles=self.latency_cycles, latency_us=self.latency_us, latency_source=self.latency_source,
+            ii_cycles=self.ii_cycles, throughput_per_s=self.throughput_per_s, resources=self.resources.as_dict(),
+            utilization=self.utilization(), fits=self.fits(), fits_device=self.fits_device(),
+            network_resources=(self.network or self.resources).as_dict(),
+            shell=None if self.shell is None else dict(
+                resources=shell_resources(self.shell).as_dict(), parts=[p.as_dict() for p in self.shell]),
+            layers=[l.as_dict() for l in self.layers],
         )
 
 
@@ -79,10 +128,11 @@ TOP_FF = 300
 
 
 def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
-             fifo_depths: Mapping[str, int] | None = None) -> DesignEstimate:
+             fifo_depths: Mapping[str, int] | None = None, shell: bool = True) -> DesignEstimate:
     """`fifo_depths` (io_stream): depth per stream tensor (sim.dataflow.stream_fifos); None:
     the simulator's recommended depths (memoised per design, so a search loop pays the sizing
-    once per distinct design point)."""
+    once per distinct design point). `shell`: count the deployment shell of the bitstream
+    project (sim/shell.py)."""
     clock = clock_mhz or board.default_clock_mhz
     ctx = CostContext(graph=g, io_type=g.io_type, dsp_kind=board.dsp_kind, has_uram=board.resources.uram > 0)
     layers = [LayerEstimate(l.name, l.op_type, l.cost(ctx)) for l in g.layers]
@@ -92,6 +142,7 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
     bram = sum(l.cost.bram18 for l in layers)
     uram = sum(l.cost.uram for l in layers)
     fifo: dict[str, int] = {}
+    fifo_lut = fifo_bram = 0.0
     if g.io_type == IOType.PARALLEL:
         latency = sum(l.cost.latency for l in layers)
         ii = max((l.cost.ii for l in layers), default=1)
@@ -111,7 +162,20 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
             m = fifo_cost(depth, width)
             bram += m.bram18
             lut += m.lut
+            fifo_bram += m.bram18
+            fifo_lut += m.lut
+    network = Resources(dsp=int(round(dsp)), lut=int(round(lut)), ff=int(round(ff)), bram18=int(round(bram + 0.499)),
+                        uram=int(round(uram + 0.499)))
+    parts = None
+    if shell:
+        from hwprune.sim.shell import shell_parts
+
+        parts = shell_parts(g)
+        for p in parts:
+            r = p.resources
+            dsp, lut, ff, bram, uram = dsp + r.dsp, lut + r.lut, ff + r.ff, bram + r.bram18, uram + r.uram
     res = Resources(dsp=int(round(dsp)), lut=int(round(lut)), ff=int(round(ff)), bram18=int(round(bram + 0.499)),
                     uram=int(round(uram + 0.499)))
     return DesignEstimate(board.name, clock, g.io_type.value, int(latency), int(max(ii, 1)), res, layers, fifo,
-                          board.resources)
+                          board.resources, network, parts, dict(lut=fifo_lut, bram18=fifo_bram),
+                          dict(lut=float(TOP_LUT), ff=float(TOP_FF)))

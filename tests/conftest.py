@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -10,6 +13,26 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+
+CACHE_ENV = "HWPRUNE_CACHE_DIR"
+
+
+def pytest_configure(config):
+    """One C-simulation build cache for the session, shared by every xdist worker (they inherit
+    the environment): hermetic — nothing from ~/.cache/hwprune — yet a design exported by
+    several tests compiles once. A HWPRUNE_CACHE_DIR set by the caller is used as it is."""
+    if not os.environ.get(CACHE_ENV):
+        d = tempfile.mkdtemp(prefix="hwprune-test-cache-")
+        os.environ[CACHE_ENV] = d
+        config._hwprune_test_cache = d
+
+
+def pytest_unconfigure(config):
+    d = getattr(config, "_hwprune_test_cache", None)
+    if d is not None:
+        shutil.rmtree(d, ignore_errors=True)
+        os.environ.pop(CACHE_ENV, None)
 
 
 def make_model(nodes, inputs, outputs, initializers=(), opset: int = 17, name: str = "m") -> onnx.ModelProto:

@@ -24,6 +24,7 @@ from hwprune.errors import HwpruneInputError
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize
 from hwprune.precision import LayerPrecision, PrecisionConfig
 from hwprune.project import load_project_graph
+from hwprune.backend.project_dir import ProjectDir
 
 from conftest import fin, make_model
 
@@ -274,7 +275,7 @@ def _calls(out: str) -> list[str]:
 def test_build_prj_tcl_exports_the_axis_top(tmp_path, board):
     b = load_board(board)
     prj = hwprune.export(_mlp(tmp_path / "mlp.onnx"), tmp_path / "prj", board=board)
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     r = _tcl(prj, HLS_STUBS, "csim=1 synth=1 export=1 axis=1")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -297,7 +298,7 @@ def test_build_prj_tcl_exports_the_axis_top(tmp_path, board):
 def test_block_design_tcl_runs_the_vivado_flow(tmp_path, board):
     b = load_board(board)
     prj = hwprune.export(_mlp(tmp_path / "mlp.onnx"), tmp_path / "prj", board=board)
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     (prj / f"{top}_axis_prj" / "solution1" / "impl" / "ip").mkdir(parents=True)
     r = _tcl(prj, VIVADO_STUBS, "jobs=3", HWP_ACT_MHZ=str(b.default_clock_mhz))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -352,7 +353,7 @@ def test_block_design_tcl_runs_the_vivado_flow(tmp_path, board):
 def test_block_design_uses_installed_board_files_and_warns_about_a_fast_clock(tmp_path, board):
     b = load_board(board)
     prj = hwprune.export(_mlp(tmp_path / "mlp.onnx"), tmp_path / "prj", board=board, clock_mhz=142.0)
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     (prj / f"{top}_axis_prj" / "solution1" / "impl" / "ip").mkdir(parents=True)
     r = _tcl(prj, VIVADO_STUBS, "", HWP_BOARD_FILES="1", HWP_ACT_MHZ="150.0")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -381,7 +382,7 @@ def test_model_names_do_not_reach_the_tcl(tmp_path):
     evil = tmp_path / "m [exit 3];$x.onnx"
     shutil.copyfile(src, evil)
     prj = hwprune.export(evil, tmp_path / "prj", board="kv260")
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     assert all(c.isalnum() or c == "_" for c in top)
     (prj / f"{top}_axis_prj" / "solution1" / "impl" / "ip").mkdir(parents=True)
     for script in ("vivado/block_design.tcl", "build_prj.tcl", "build_bitstream.sh"):
@@ -425,7 +426,7 @@ def test_build_without_tools_says_what_is_missing(tmp_path, monkeypatch, capsys)
 
 def test_build_runs_vitis_hls_then_vivado(tmp_path, monkeypatch, capsys):
     prj = hwprune.export(_mlp(tmp_path / "mlp.onnx"), tmp_path / "prj", board="ultra96-v2")
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     log = tmp_path / "calls.log"
     _fake_tools(tmp_path / "bin", log, top)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
@@ -448,7 +449,7 @@ def test_build_runs_vitis_hls_then_vivado(tmp_path, monkeypatch, capsys):
 
 def test_build_reports_a_failing_tool_and_missing_results(tmp_path, monkeypatch, capsys):
     prj = hwprune.export(_mlp(tmp_path / "mlp.onnx"), tmp_path / "prj")
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     log = tmp_path / "calls.log"
     _fake_tools(tmp_path / "bin", log, top, fail="vitis_hls")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")

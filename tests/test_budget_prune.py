@@ -115,8 +115,19 @@ def test_budget_prune_end_to_end(model_dir, tmp_path, capsys):
     np.testing.assert_array_equal(raw_outputs(prj, [ids])[0], trace_fixed(g, [ids]).values[g.outputs[0]])
     est = hwprune.estimate(prj, "pynq-z2")
     assert est.resources.lut == r["resources"]["lut"]
+    # The budget (--lut 0.9) is capped by the routing headroom (LUT 80%); the shell is counted.
+    assert r["resources"]["lut"] <= 0.8 * 53200 and r["verdict"]["fits"] and est.shell is not None
+    assert (out / "report.html").is_file() and capsys.readouterr().out.strip().splitlines()[-1].startswith("fit: fits")
+    # The other commands take the design directory itself (its project is out/project).
+    np.save(tmp_path / "ids.npy", ids)
+    for args in (["estimate", out, "--board", "pynq-z2"], ["simulate", out, "--board", "pynq-z2", "--batch", "2"],
+                 ["run", out, "--engine", "csim", "--input", tmp_path / "ids.npy", "--output", tmp_path / "y.npy"],
+                 ["deploy", out, "--board", "pynq-z2", "--out", tmp_path / "pkg"]):
+        assert main([str(a) for a in args]) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), hwprune.run(prj, [ids], engine="csim")[0])
 
 
+@pytest.mark.slow  # trains the model_dir fixture (~30 s) and runs the pruner
 def test_impossible_budget_exits_2_and_writes_nothing(model_dir, tmp_path, capsys):
     out = tmp_path / "never"
     code = main(["prune", str(model_dir), "--board", "pynq-z2", "--lut", "0.05", "--epochs", "0", "--out", str(out)])
@@ -160,6 +171,7 @@ def test_pareto_front_marks_undominated_points():
     assert [p["pareto"] for p in pareto(pts)] == [True, False, True, False]
 
 
+@pytest.mark.slow  # ~50 s
 def test_predicted_site_costs_equal_the_realized_design(model_dir):
     """The solver's per-site costs (from variants of the dense IR) are what the built design
     costs, layer by layer, also when weight bits differ per layer (bits auto)."""
@@ -167,18 +179,20 @@ def test_predicted_site_costs_equal_the_realized_design(model_dir):
     from hwprune.prune.metrics import compute_layers
     from hwprune.codesign.space import build_space
     from hwprune.sim.estimate import estimate
+    from hwprune.text.task import text_task
     from hwprune.text.train import load_model_dir
 
-    md = load_model_dir(model_dir)
+    task = text_task(load_model_dir(model_dir))
     cfg = BudgetConfig(budget=Budget(latency_us=30), bits="auto", finetune_epochs=0, qat_epochs=0)
-    run = _Run(md, cfg, lambda m: None)
-    space = build_space(md.model, md.vocab, run.texts, run.data, run.board, run.clock, cfg.space_config(), lambda m: None)
+    run = _Run(task, cfg, lambda m: None)
+    space = build_space(task.model, run.data, run.board, run.clock, cfg.space_config(), lambda m: None)
     sol = solve(space, cfg.budget)
     r = run.realize(sol, space, train=False)
     costs = {le.name: le.cost for le in estimate(r.graph, run.board).layers}
-    layers = [l.name for l in r.graph.layers if l.op_type == "Embedding"] + [l.name for l in compute_layers(r.graph)]
-    for o, name in zip(sol.options, layers):
-        real = costs[name]
+    assert [s.module for s in space.sites] == ["embedding", "convs.0", "convs.1", "convs.2", "fc"]
+    assert len(compute_layers(r.graph)) == 4
+    for site, o in zip(space.sites, sol.options):
+        real = costs[r.layer_of[site.module]]
         assert real.dsp == o.cost.dsp and real.multipliers == o.cost.multipliers and real.ii == o.cost.ii
         assert real.lut == pytest.approx(o.cost.lut, rel=0.02) and real.bram18 == pytest.approx(o.cost.bram18, abs=1)
     assert {o.choice.weight_bits for o in sol.options} <= {4, 6, 8}

@@ -14,6 +14,7 @@ from onnx import helper
 
 from conftest import fin, make_model
 from hwprune.cli import main
+from hwprune.backend.project_dir import MANIFEST, ProjectDir
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -68,11 +69,11 @@ def test_truncated_and_non_onnx_files(capsys, mlp_model, tmp_path):
 
 
 def test_unsupported_op_names_node_and_lists_supported(capsys, tmp_path):
-    m = make_model([helper.make_node("Erf", ["x"], ["y"], name="my_erf")], [fin("x", 4)], [fin("y", 4)])
-    p = tmp_path / "erf.onnx"
+    m = make_model([helper.make_node("Sin", ["x"], ["y"], name="my_sin")], [fin("x", 4)], [fin("y", 4)])
+    p = tmp_path / "sin.onnx"
     onnx.save(m, p)
     code, _, err = run_cli(capsys, "export", p, "--board", "pynq-z2", "--out", tmp_path / "o")
-    assert_bad_input(code, err, "my_erf", "Erf", "supported", "Gemm")
+    assert_bad_input(code, err, "my_sin", "Sin", "supported", "Gemm")
     assert not (tmp_path / "o").exists()
 
 
@@ -108,9 +109,16 @@ def test_occupied_out_needs_force(capsys, mlp_model, tmp_path):
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out)
     assert_bad_input(code, err, "--force")
     assert (out / "keep.txt").read_text() == "user data"
+    # --force replaces only what hwprune wrote: the user's file is not its to remove.
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--force")
+    assert_bad_input(code, err, "not written by hwprune")
+    assert (out / "keep.txt").read_text() == "user data"
+    (out / "keep.txt").unlink()
+    code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out)
     assert code == 0, err
-    assert not (out / "keep.txt").exists() and (out / "hwprune_project.json").exists()
+    code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--force", "--io", "stream")
+    assert code == 0, err
+    assert json.loads((out / MANIFEST).read_text())["io_type"] == "stream"
 
 
 def test_failed_export_leaves_nothing(capsys, tmp_path, monkeypatch):
@@ -151,9 +159,9 @@ def test_export_then_run_project(capsys, mlp_model, tmp_path):
     code, _, err = run_cli(capsys, "export", mlp_model, "--board", "pynq-z2", "--out", out, "--io", "stream",
                            "--precision", "ap_fixed<18,8>", "--reuse-factor", "2")
     assert code == 0, err
-    for f in ("build_prj.tcl", "build_host.sh", "firmware/parameters.h", "tb", "model.onnx", "hwprune_project.json"):
+    for f in ("build_prj.tcl", "build_host.sh", "firmware/parameters.h", "tb", "model.onnx", MANIFEST):
         assert (out / f).exists(), f
-    man = json.loads((out / "hwprune_project.json").read_text())
+    man = ProjectDir(out).manifest
     assert man["io_type"] == "stream" and man["part"] == "xc7z020clg400-1" and man["clock_mhz"] == 100
     x = tmp_path / "x.npy"
     np.save(x, np.random.default_rng(3).normal(size=(4, 16)).astype(np.float32))
@@ -172,3 +180,14 @@ def test_saturation_is_reported(capsys, mlp_model, tmp_path):
                            "--precision", "ap_fixed<8,3,AP_RND,AP_SAT>")
     assert code == 0
     assert "overflowed" in err and "fc1" in err
+
+
+def test_estimate_says_which_latency_it_gives(capsys, mlp_model):
+    """Issue 13 ("two latencies for one design"): in io_stream the estimate's latency is an upper
+    bound and the simulator's is the one to use; in io_parallel they are the same schedule."""
+    code, out, _ = run_cli(capsys, "estimate", mlp_model, "--board", "pynq-z2", "--io", "stream")
+    assert code == 0
+    line = next(l for l in out.splitlines() if l.startswith("latency: "))
+    assert "upper bound" in line and "hwprune simulate" in line
+    code, out, _ = run_cli(capsys, "estimate", mlp_model, "--board", "pynq-z2", "--json")
+    assert code == 0 and "schedule" in json.loads(out)["latency_source"]

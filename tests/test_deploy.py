@@ -20,6 +20,7 @@ from hwprune.backend import pynq_driver as drv
 from hwprune.backend import pynq_sim
 from hwprune.backend.csim import raw_outputs
 from hwprune.backend.deploy import write_package
+from hwprune.backend.project_dir import ProjectDir
 
 from test_bitstream import ODD, _mlp, _two_in_two_out
 
@@ -47,9 +48,9 @@ def textcnn_pkg(tmp_path_factory):
 def test_package_contents(mlp_pkg):
     prj, pkg = mlp_pkg
     names = sorted(p.name for p in pkg.iterdir())
-    assert names == ["README.md", "accelerator.json", "hwprune_driver.py", "throughput.py", "validate.py"]
+    assert names == [".hwprune-output.json", "README.md", "accelerator.json", "hwprune_driver.py", "throughput.py", "validate.py"]
     spec = json.loads((pkg / "accelerator.json").read_text())
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     assert spec["format"] == drv.FORMAT and spec["board"] == "zcu104" and spec["clock_mhz"] == 200.0
     assert spec["overlay"] == dict(bitfile=f"{top}.bit", hwh=f"{top}.hwh", accel="hwp_accel", dma="hwp_dma")
     assert spec["registers"] == dict(ctrl=0, batch=16)
@@ -264,7 +265,7 @@ def test_validate_errors_are_one_line(textcnn_pkg, tmp_path):
     assert r.returncode == 2 and "pynq is not installed here" in r.stderr  # no board, no --sim
     r = _script(pkg, "validate.py", "--sim", "--project", str(tmp_path), "--input", str(tmp_path / "bad.npy"),
                 "--output", str(tmp_path / "y.npy"))
-    assert r.returncode == 2 and "is not an hwprune project" in r.stderr
+    assert r.returncode == 2 and "not an hwprune project" in r.stderr
     assert not (tmp_path / "y.npy").exists()
 
 
@@ -297,7 +298,7 @@ def test_deploy_command(mlp_pkg, tmp_path, capsys):
 
 def test_deploy_copies_a_built_bitstream(tmp_path):
     prj = hwprune.export(_mlp(tmp_path / "mlp.onnx"), tmp_path / "prj", board="pynq-z1")
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     (prj / "bitstream").mkdir()
     (prj / "bitstream" / f"{top}.bit").write_bytes(b"BIT")
     (prj / "bitstream" / f"{top}.hwh").write_text("HWH")
@@ -326,8 +327,13 @@ def test_deploy_refuses_bad_requests_and_writes_nothing(mlp_pkg, tmp_path, capsy
     assert "exists and is not empty" in _deploy_error([str(prj), "--board", "zcu104", "--out", str(out)], capsys)
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
     assert "inside the project" in _deploy_error([str(prj), "--board", "zcu104", "--out", str(prj / "pkg")], capsys)
+    # --force replaces only hwprune's own output, never the user's files.
+    assert "not written by hwprune" in _deploy_error([str(prj), "--board", "zcu104", "--out", str(out), "--force"], capsys)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    (out / "mine.txt").unlink()
+    assert cli.main(["deploy", str(prj), "--out", str(out)]) == 0  # the board comes from the project
     assert cli.main(["deploy", str(prj), "--board", "zcu104", "--out", str(out), "--force"]) == 0
-    assert not (out / "mine.txt").exists() and (out / "accelerator.json").is_file()
+    assert (out / "accelerator.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # no temporary directories left
 
 

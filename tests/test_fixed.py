@@ -550,4 +550,4 @@ def test_bad_strings_give_a_one_line_message(text: str) -> None:
     with pytest.raises(FixedTypeError) as e:
         FixedType.parse(text)
     msg = str(e.value)
-    assert repr(text) in msg and "ap_fixed<16,6>" in msg and "\n" not in msg
+    assert repr(text) in msg and "ap_fixed<16,6,AP_RND_CONV,AP_SAT>" in msg and "\n" not in msg

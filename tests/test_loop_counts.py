@@ -189,6 +189,7 @@ KINDS = ["Dense", "Conv", "Pool", "GlobalPool", "Activation", "Softmax", "Add", 
          "Embedding", "Reorder", "Reshape", "Clone"]
 
 
+@pytest.mark.slow  # the designs fixture builds counting binaries of every kernel (~20 s)
 def test_the_models_cover_every_kernel_and_pattern(designs):
     zoo_d = designs[0]
     io, g = zoo_d.io, zoo_d.g
@@ -204,6 +205,7 @@ def test_the_models_cover_every_kernel_and_pattern(designs):
     assert "hwprune/dense_sparse.h" in params and "hwprune/conv_sparse.h" in params
 
 
+@pytest.mark.slow  # the designs fixture builds counting binaries of every kernel (~20 s)
 @pytest.mark.parametrize("kind", KINDS)
 def test_layer_ii_matches_the_counted_cycles(designs, kind):
     io = designs[0].io
@@ -219,6 +221,7 @@ def test_layer_ii_matches_the_counted_cycles(designs, kind):
         assert abs(l.cost.ii - per_sample) <= 0.1 * per_sample, (l.name, l.cost.ii, per_sample, l.cost.note)
 
 
+@pytest.mark.slow  # the designs fixture builds counting binaries of every kernel (~20 s)
 def test_stream_kernels_move_exactly_their_tensor_words(designs):
     for d in designs:
         g = d.g
@@ -235,6 +238,7 @@ def test_stream_kernels_move_exactly_their_tensor_words(designs):
             assert (c.reads, c.writes) == (SAMPLES * words_in, SAMPLES * words_out), l.name
 
 
+@pytest.mark.slow  # the designs fixture builds counting binaries of every kernel (~20 s)
 def test_whole_design_against_the_counts(designs):
     """II: the slowest layer (parallel: the top's pipeline II; stream: the slowest process).
     Latency: the sum of the layers' latencies, so at least all the counted work and at most

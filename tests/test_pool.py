@@ -127,7 +127,9 @@ BIT_EXACT_PREC = dict(result="ap_fixed<9,3,AP_RND,AP_SAT>", inputs="ap_fixed<14,
                       by_name={f"p{i}": "ap_fixed<7,1,AP_TRN,AP_WRAP>" for i in range(1, 20, 3)})
 
 
-@pytest.mark.parametrize("io,rf", [("parallel", 1), ("stream", 1), ("parallel", 3), ("stream", 2)])
+@pytest.mark.parametrize("io,rf", [("parallel", 1), pytest.param("stream", 1, marks=pytest.mark.slow),
+                                   pytest.param("parallel", 3, marks=pytest.mark.slow),
+                                   pytest.param("stream", 2, marks=pytest.mark.slow)])  # slow: over ~20 s
 def test_csim_is_bit_exact(tmp_path, io, rf):
     """Pools have no multipliers to share: a reuse factor must not change their results."""
     for opset, cases in ((13, CASES_13), (18, REDUCE18_CASES)):
@@ -177,6 +179,7 @@ def test_average_uses_the_quantized_reciprocal():
 
 # ---------------------------------------------------------------------- in a network
 
+@pytest.mark.slow  # ~25 s
 def test_cnn_with_pools_end_to_end(tmp_path):
     """torch: Conv2d -> ReLU -> MaxPool(ceil) -> AvgPool(pad, count_include_pad) -> global
     average -> Linear, exported by torch; both io types bit-exact and within the bound."""

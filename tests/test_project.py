@@ -12,6 +12,7 @@ import pytest
 
 import hwprune
 from hwprune.backend import csim
+from hwprune.backend.project_dir import ProjectDir
 
 TCL_STUBS = """
 set ::calls {}
@@ -43,7 +44,7 @@ def test_unchanged_project_is_not_rebuilt(mlp_model, tmp_path):
 def test_build_prj_tcl_runs_the_vitis_flow(mlp_model, tmp_path, board, part, period):
     prj = hwprune.export(mlp_model, tmp_path / "prj", board=board)
     (prj / "stubs.tcl").write_text(TCL_STUBS)
-    top = json.loads((prj / "hwprune_project.json").read_text())["top"]
+    top = ProjectDir(prj).top
     r = subprocess.run(["tclsh", "stubs.tcl"], cwd=prj, capture_output=True, text=True,
                        env={"TCL_ARGS": "csim=1 synth=1 cosim=1 export=1", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr

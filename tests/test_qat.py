@@ -1,4 +1,4 @@
-"""Quantization-aware training of the TextCNN with Brevitas (hwprune.quantize): the QONNX export,
+"""Quantization-aware training of the TextCNN with Brevitas by module swap (hwprune.quantize): the QONNX export,
 imported into the IR, runs bit for bit like QONNX's own execution (qonnx execute_onnx, the
 independent reference) in the numpy fixed-point engine and in the C simulation (io_parallel and
 io_stream), with the narrow quantized types in hardware, per-layer bit widths, and pruned
@@ -30,13 +30,14 @@ from hwprune.ops.quant import Quantize, union_type
 from hwprune.pipeline import compile_graph, run_fixed
 from hwprune.precision import DEFAULT_RESULT
 from hwprune.prune.torch_prune import Pruner
-from hwprune.quantize import QuantConfig, QuantTextCNN, activation_scales, calibrate, export_qonnx, finetune, quantize_textcnn
+from hwprune.quantize import QuantConfig, activation_scales, calibrate, export_qonnx, finetune, module_map, quantize_model
 from hwprune.quantize.qat import check_fixed_point
 from hwprune.text.model import TextCNN
 
 VOCAB, SEQ, CLASSES, DIM, FILTERS, WIDTHS = 40, 12, 4, 8, 8, (2, 3, 4)
 # convs.0: 4-bit weights and a 6-bit ReLU quantizer; 6-bit features before the classifier.
-CFG = QuantConfig(layers={"convs.0": (4, 6), "features": (None, 6)})
+CFG = QuantConfig(layers={"convs.0": (4, 6), "fc_input_quant": (None, 6)})
+EXAMPLE = torch.zeros((1, SEQ), dtype=torch.long)
 PATTERN = "block:4x2"  # conv weights (8, 8*w) and the classifier (4, 24) divide into 4x2 blocks
 
 
@@ -83,7 +84,7 @@ def qat():
     """Pruned float TextCNN -> quantized (per-layer bits) -> calibrated -> QAT steps -> QONNX."""
     fm = pruned_float_model()
     zeros = {n: (p.detach() == 0).clone() for n, p in fm.named_parameters() if n in fm.hwprune_sparsity}
-    qm = quantize_textcnn(fm, CFG)
+    qm = quantize_model(fm, EXAMPLE, CFG)
     ids, y = data(0)
     calibrate(qm, [b for b, _ in batches(ids, y)][:2])
     losses = finetune(qm, batches(ids, y), steps=6, lr=5e-3, seed=0)
@@ -93,12 +94,14 @@ def qat():
                            ref=qonnx_execute(proto, xs))
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_brevitas_output_equals_qonnx(qat):
     assert len(qat.losses) == 6 and all(np.isfinite(qat.losses))
     np.testing.assert_array_equal(torch_out(qat.model, qat.xs), qat.ref)
     assert np.unique(qat.ref).size > 4  # not a degenerate (saturated or all-zero) output
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 @pytest.mark.parametrize("io", ["parallel", "stream"])
 def test_csim_is_bit_exact_with_qonnx(qat, tmp_path, io):
     g = compile_graph(qat.proto, io_type=io)
@@ -111,6 +114,7 @@ def _by_width(g: Graph) -> dict[int, Conv]:
     return {int(l.weight.shape[-1]): l for l in g.layers if isinstance(l, Conv)}
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_per_layer_bits_and_narrow_ir_types(qat):
     g = compile_graph(qat.proto)
     convs = _by_width(g)
@@ -147,6 +151,7 @@ def test_per_layer_bits_and_narrow_ir_types(qat):
     assert hwprune.estimate(float_onnx, board="pynq-z2").resources.dsp > 0
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_dictated_types_ignore_model_defaults_but_follow_explicit_layer_config(qat):
     from hwprune.precision import LayerPrecision, PrecisionConfig
 
@@ -171,6 +176,7 @@ def test_union_type_holds_every_input():
         assert u.min_value <= t.min_value and u.max_value >= t.max_value
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_pruned_zeros_survive_qat_and_run_sparse(qat):
     params = dict(qat.model.named_parameters())
     assert set(qat.zeros) == {f"convs.{i}.weight" for i in range(len(WIDTHS))} | {"fc.weight"}
@@ -186,7 +192,7 @@ def test_pruned_zeros_survive_qat_and_run_sparse(qat):
         assert l.sparsity is not None and l.sparsity.pattern == PATTERN and l.sparsity.density == 0.5
 
     # Control: the same fine-tuning without re-applying the masks fills the pruned positions.
-    other = quantize_textcnn(qat.float_model, CFG)
+    other = quantize_model(qat.float_model, EXAMPLE, CFG)
     ids, y = data(0)
     calibrate(other, [b for b, _ in batches(ids, y)][:2])
     finetune(other, batches(ids, y), steps=6, lr=5e-3, seed=0, keep_zeros=False)
@@ -194,9 +200,9 @@ def test_pruned_zeros_survive_qat_and_run_sparse(qat):
     assert bool((w[qat.zeros["convs.1.weight"]] != 0).any())
 
 
-def fresh_model() -> QuantTextCNN:
+def fresh_model() -> torch.nn.Module:
     torch.manual_seed(3)
-    return QuantTextCNN(VOCAB, CLASSES, DIM, FILTERS, WIDTHS[:2], dropout=0.0, config=QuantConfig(act_bits=6))
+    return quantize_model(TextCNN(VOCAB, CLASSES, DIM, FILTERS, WIDTHS[:2], dropout=0.0), EXAMPLE, QuantConfig(act_bits=6))
 
 
 def test_parameter_names_match_the_float_textcnn():
@@ -205,17 +211,28 @@ def test_parameter_names_match_the_float_textcnn():
     assert unexpected == [] and not any(k in fm.state_dict() for k in missing)
 
 
+def test_export_names_the_module_of_every_weighted_layer(qat):
+    g = compile_graph(qat.proto)
+    names = module_map(qat.proto)
+    assert sorted(names.values()) == ["convs.0", "convs.1", "convs.2", "embedding", "fc"]
+    for layer, module in names.items():
+        ir = g.layer(layer)
+        assert isinstance(ir, Embedding if module == "embedding" else Dense if module == "fc" else Conv)
+    assert {int(g.layer(l).weight.shape[-1]) for l, m in names.items() if m.startswith("convs.")} == set(WIDTHS)
+
+
+@pytest.mark.slow  # ~25 s
 def test_calibration_sets_scales_and_stays_bit_exact():
     qm = fresh_model()
     weights = {n: p.detach().clone() for n, p in qm.named_parameters() if n.endswith(("weight", "bias"))}
     before = activation_scales(qm)
-    assert set(before) == {"relus.0", "relus.1", "features", "output_quant"}
+    assert set(before) == {"convs_0_relu", "convs_1_relu", "fc_input_quant", "output_quant"}
     ids, y = data(2)
     after = calibrate(qm, [b for b, _ in batches(ids, y)])
     assert after == activation_scales(qm)
     # The ReLU and feature ranges (~2 here) are far from the initial ones (1.0); the output's
     # logits (< 1) happen to round to the initial power of two.
-    for name in ("relus.0", "relus.1", "features"):
+    for name in ("convs_0_relu", "convs_1_relu", "fc_input_quant"):
         assert after[name] > before[name]
     for name, s in after.items():
         assert np.log2(s) == np.round(np.log2(s))  # powers of two
@@ -236,7 +253,7 @@ def test_calibration_sets_scales_and_stays_bit_exact():
     # The calibrated ReLU ranges are the IR's types (the convs absorbed their ReLU quantizers):
     # 6 bits, binary point from the scale.
     convs = [l for l in g.layers if isinstance(l, Conv)]
-    assert {(c.out_quant.width, c.out_quant.frac) for c in convs} == {(6, -int(np.log2(after[f"relus.{i}"]))) for i in range(2)}
+    assert {(c.out_quant.width, c.out_quant.frac) for c in convs} == {(6, -int(np.log2(after[f"convs_{i}_relu"]))) for i in range(2)}
 
 
 def test_what_cannot_map_onto_ap_fixed_is_refused():
@@ -244,18 +261,26 @@ def test_what_cannot_map_onto_ap_fixed_is_refused():
 
     with pytest.raises(ConfigError, match="2..32"):
         QuantConfig(weight_bits=1)
+    fm = TextCNN(VOCAB, CLASSES, DIM, FILTERS, WIDTHS)
     with pytest.raises(ConfigError, match="unknown module name"):
-        QuantTextCNN(VOCAB, CLASSES, DIM, FILTERS, WIDTHS, config=QuantConfig(layers={"conv0": (4, 8)}))
+        quantize_model(fm, EXAMPLE, QuantConfig(layers={"conv0": (4, 8)}))
+    with pytest.raises(ConfigError, match="table"):
+        quantize_model(fm, EXAMPLE, QuantConfig(layers={"embedding": (4, 8)}))
+    with pytest.raises(ConfigError, match="without weights"):
+        quantize_model(fm, EXAMPLE, QuantConfig(layers={"fc_input_quant": (4, 8)}))
     with pytest.raises(ConfigError, match="power of two"):
-        QuantTextCNN(VOCAB, CLASSES, DIM, FILTERS, WIDTHS, config=QuantConfig(weight_quant=Int8WeightPerTensorFloat))
+        quantize_model(fm, EXAMPLE, QuantConfig(weight_quant=Int8WeightPerTensorFloat))
     with pytest.raises(ConfigError, match="per-tensor"):
-        QuantTextCNN(VOCAB, CLASSES, DIM, FILTERS, WIDTHS, config=QuantConfig(weight_quant=Int8WeightPerChannelFixedPointMSE))
+        quantize_model(fm, EXAMPLE, QuantConfig(weight_quant=Int8WeightPerChannelFixedPointMSE))
     with pytest.raises(ConfigError, match="accumulator grid"):
-        QuantTextCNN(VOCAB, CLASSES, DIM, FILTERS, WIDTHS, config=QuantConfig(bias_quant=Int8BiasPerTensorFloatInternalScaling))
-    with pytest.raises(ConfigError, match="quantize_textcnn expects"):
-        quantize_textcnn(torch.nn.Linear(3, 3))
+        quantize_model(fm, EXAMPLE, QuantConfig(bias_quant=Int8BiasPerTensorFloatInternalScaling))
+    with pytest.raises(ConfigError, match="no exact fixed-point equivalent"):
+        quantize_model(torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Sigmoid()), torch.zeros(1, 3))
+    with pytest.raises(ConfigError, match="cannot be folded"):
+        quantize_model(torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 3)), torch.zeros(1, 3))
 
 
+@pytest.mark.slow  # the qat fixture trains and exports a model (~30 s)
 def test_export_check_refuses_non_power_of_two_scales(qat):
     m = onnx.ModelProto()
     m.CopyFrom(qat.proto)

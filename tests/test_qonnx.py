@@ -65,7 +65,8 @@ def qonnx_reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
     return np.stack([execute_onnx(mw, {iname: x[i:i + 1]})[oname][0] for i in range(x.shape[0])])
 
 
-@pytest.mark.parametrize("mode,narrow", [("ROUND", 0), ("FLOOR", 1), ("HALF_UP", 0)])
+@pytest.mark.parametrize("mode,narrow", [pytest.param("ROUND", 0, marks=pytest.mark.slow),
+                                         pytest.param("FLOOR", 1, marks=pytest.mark.slow), ("HALF_UP", 0)])  # slow: over ~20 s
 def test_hand_built_qonnx_is_bit_exact(tmp_path, mode, narrow):
     m = qonnx_model(mode=mode, narrow=narrow)
     x = (RNG.normal(size=(16, 10)) * 3).astype(np.float32)

@@ -39,6 +39,7 @@ from hwprune.prune.onnx_prune import META_PREFIX, prune_onnx
 from hwprune.prune.patterns import Pattern
 from hwprune.sim.dataflow import simulate, stream_fifos
 from hwprune.sim.estimate import estimate
+from hwprune.backend.project_dir import ProjectDir
 
 BOARD = "pynq-z2"
 SAMPLES = 3  # counted samples
@@ -213,6 +214,7 @@ KINDS = ["Dense", "SparseDense", "Conv", "SparseConv", "MaxPool", "AvgPool", "Gl
          "Softmax", "Add", "Concat", "ScaleShift", "Quantize", "Reorder", "Reshape", "Clone"]
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_the_designs_cover_every_layer_kind(designs):
     io = next(iter(designs.values())).io
     seen = {kind(l) for d in designs.values() for l in d.g.layers if l.name in d.counts}
@@ -224,6 +226,7 @@ def test_the_designs_cover_every_layer_kind(designs):
         assert any(a == b for a, b in words) and any(a != b for a, b in words)  # both concat modes
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 @pytest.mark.parametrize("k", KINDS)
 def test_busy_cycles_per_sample_match_the_counted_cycles(designs, k):
     checked = 0
@@ -244,6 +247,7 @@ def test_busy_cycles_per_sample_match_the_counted_cycles(designs, k):
     assert checked or (io == "parallel" and k in ("Reshape", "Clone"))
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_stream_traffic_equals_the_counted_words(designs):
     for d in designs.values():
         by_name = {l.name: l for l in d.sim.layers}
@@ -256,6 +260,7 @@ def test_stream_traffic_equals_the_counted_words(designs):
                 assert (s.reads / BATCH, s.writes / BATCH) == (c.reads / SAMPLES, c.writes / SAMPLES), (d.name, name)
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_whole_design_interval_is_the_slowest_counted_layer(designs):
     for d in designs.values():
         slowest = max(c.cycles / c.calls for c in d.counts.values())
@@ -263,6 +268,7 @@ def test_whole_design_interval_is_the_slowest_counted_layer(designs):
         assert abs(d.sim.interval_cycles - slowest) <= 0.1 * slowest, (d.name, d.sim.interval_cycles, slowest)
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_latency_between_the_slowest_layer_and_the_estimates_sum(designs):
     for d in designs.values():
         est = estimate(d.g, load_board(BOARD))
@@ -273,6 +279,7 @@ def test_latency_between_the_slowest_layer_and_the_estimates_sum(designs):
             assert (d.sim.latency_cycles, d.sim.interval_cycles) == (est.latency_cycles, est.ii_cycles)
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_recommended_depths_lose_nothing_and_reach_the_project(designs):
     for d in designs.values():
         if d.io == "parallel":
@@ -282,7 +289,7 @@ def test_recommended_depths_lose_nothing_and_reach_the_project(designs):
         assert sim.fifos_sufficient, d.name  # as fast as with unbounded FIFOs
         assert set(sim.fifo_depths) == set(stream_fifos(d.g))
         assert all(sim.fifo_high_water[t] <= sim.fifo_depths[t] for t in sim.fifo_depths)
-        top = (d.prj / "firmware" / f"{json.loads((d.prj / 'hwprune_project.json').read_text())['top']}.cpp").read_text()
+        top = (d.prj / "firmware" / f"{ProjectDir(d.prj).top}.cpp").read_text()
         pragmas = dict(re.findall(r"#pragma HLS STREAM variable = (\w+) depth = (\d+)", top))
         names = d.g.c_names()
         assert {names[f"t:{t}"]: str(v) for t, v in sim.fifo_depths.items()} == pragmas, d.name
@@ -290,6 +297,7 @@ def test_recommended_depths_lose_nothing_and_reach_the_project(designs):
         assert estimate(d.g, load_board(BOARD)).fifo == sim.fifo_depths
 
 
+@pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
 def test_unequal_merge_branches_deadlock_with_two_deep_fifos(designs):
     d = designs["residual"]
     if d.io == "parallel":

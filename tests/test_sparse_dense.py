@@ -30,7 +30,8 @@ def mlp():
          ("w2", RNG.normal(size=(4, 16)) * 0.3), ("b2", RNG.normal(size=4) * 0.1)])
 
 
-PATTERNS = [("block:4x4", 0.75), ("block:2x8", 0.5), ("block:4x4:col", 0.75), ("bbs:8", 0.75), ("nm:2:4", 0.5)]
+PATTERNS = [("block:4x4", 0.75), ("block:2x8", 0.5), ("block:4x4:col", 0.75), ("bbs:8", 0.75),
+            pytest.param("nm:2:4", 0.5, marks=pytest.mark.slow)]  # slow: over ~20 s
 
 
 @pytest.mark.parametrize("text,s", PATTERNS)
@@ -70,7 +71,9 @@ def test_unstructured_sparsity_saves_nothing():
     np.testing.assert_allclose(run_fixed(g, [np.ones((1, 32), np.float32)])[0].shape, (1, 4))
 
 
-@pytest.mark.parametrize("text,s", [("block:4x3", 0.75), ("block:2x6:col", 0.5), ("nm:2:4", 0.5)])
+@pytest.mark.parametrize("text,s", [pytest.param("block:4x3", 0.75, marks=pytest.mark.slow),
+                                    pytest.param("block:2x6:col", 0.5, marks=pytest.mark.slow),
+                                    pytest.param("nm:2:4", 0.5, marks=pytest.mark.slow)])  # each over ~20 s
 def test_sparse_conv_is_bit_exact_and_cheaper(tmp_path, text, s):
     """Conv through the same balanced engine: the text-CNN's dominant layer."""
     import torch

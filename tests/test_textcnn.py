@@ -43,8 +43,14 @@ class TextCNN(torch.nn.Module):
 VARIANTS = [("max", (3,)), ("amax", (3,)), ("adaptive", (3,)), ("amax", (3, 4))]
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["classic", "dynamo"])
-@pytest.mark.parametrize("reduce,widths", VARIANTS, ids=[f"{r}-{len(w)}conv" for r, w in VARIANTS])
+# Over ~20 s each, so slow (pytest -m "not slow" keeps adaptive-1conv-classic and amax-2conv-dynamo).
+QUICK = {("adaptive", 1, False), ("amax", 2, True)}
+CASES = [pytest.param(d, r, w, id=f"{r}-{len(w)}conv-{'dynamo' if d else 'classic'}",
+                      marks=() if (r, len(w), d) in QUICK else pytest.mark.slow)
+         for d in (False, True) for r, w in VARIANTS]
+
+
+@pytest.mark.parametrize("dynamo,reduce,widths", CASES)
 def test_text_cnn_end_to_end(tmp_path, dynamo, reduce, widths):
     torch.manual_seed(0)
     model = TextCNN(reduce, widths).eval()

@@ -1,6 +1,6 @@
 // Elementwise activations. Each op is a functor; one driver applies it over an array
 // (io_parallel) or over stream words (io_stream). `p` holds the op's constants: slopes
-// (LeakyReLU/PReLU, per channel) or a lookup table (sigmoid, tanh, ELU's negative branch).
+// (LeakyReLU/PReLU, per channel) or a lookup table (sigmoid, tanh, erf, ELU's negative branch, GELU).
 #ifndef HWP_ACTIVATION_H
 #define HWP_ACTIVATION_H
 
@@ -59,6 +59,20 @@ struct elu_op {  // identity for x >= 0, table for the negative branch
 #pragma HLS INLINE
         out_T y;
         if (x >= 0)
+            y = x;
+        else
+            y = from_raw<out_T>(p[table_index<CFG>(x)]);
+        return y;
+    }
+};
+
+struct gelu_op {  // table below the top of its range, identity from there on (GELU(x) -> x)
+    template <class CFG, class in_T, class out_T>
+    static out_T apply(const in_T &x, int, const typename CFG::param_rom_t *p) {
+#pragma HLS INLINE
+        const long long t = to_raw(x) * (1LL << CFG::up) - CFG::lo_raw;
+        out_T y;
+        if ((t >> CFG::down) >= CFG::n_table)
             y = x;
         else
             y = from_raw<out_T>(p[table_index<CFG>(x)]);

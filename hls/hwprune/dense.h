@@ -1,6 +1,9 @@
 // Dense (fully connected) layer: y = x W + b over the innermost axis of every word.
 // Reuse factor RF: each physical multiplier is time-shared over RF weights, so the layer
-// instantiates ceil(n_in*n_out/RF) multipliers and takes RF cycles per word.
+// instantiates n_mult = ceil(n_in*n_out/RF) multipliers and takes RF cycles per word.
+// Weight ROM: w_words = n_mult*RF entries (zero-padded), block-partitioned into w_banks =
+// n_mult banks: bank m holds exactly the RF weights multiplier m reads, one per cycle, so the
+// reuse loop keeps II = 1 (the banking the estimate costs, hwprune.ops.dense.reuse_banks).
 #ifndef HWP_DENSE_H
 #define HWP_DENSE_H
 
@@ -10,7 +13,7 @@ namespace hwp {
 
 template <class CFG, class in_T, class out_T>
 void dense_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
-                const typename CFG::weight_rom_t w[CFG::n_in * CFG::n_out],
+                const typename CFG::weight_rom_t w[CFG::w_words],
                 const typename CFG::bias_rom_t b[CFG::n_out]) {
 #pragma HLS INLINE
     // In io_parallel the top function is pipelined and loops unroll: the allocation limit is
@@ -18,7 +21,7 @@ void dense_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
     const int mult_limit = CFG::n_mult;
 #pragma HLS ALLOCATION operation instances = mul limit = mult_limit
     typename CFG::accum_t acc[CFG::n_out];
-#pragma HLS ARRAY_PARTITION variable = acc complete
+#pragma HLS ARRAY_PARTITION variable = acc type = complete
 DenseInit:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
@@ -50,8 +53,14 @@ DenseOut:
 // io_parallel: the tensor is an array of n_words words of n_in elements.
 template <class CFG, class in_T, class out_T>
 void dense(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
-           const typename CFG::weight_rom_t w[CFG::n_in * CFG::n_out],
+           const typename CFG::weight_rom_t w[CFG::w_words],
            const typename CFG::bias_rom_t b[CFG::n_out]) {
+    // ROM banking (UG1399 array_partition on the layer function's array arguments, as hls4ml's
+    // dense_resource reshapes its weights): a bank per multiplier; the biases complete (they
+    // initialise every accumulator in one cycle).
+    const int w_banks = CFG::w_banks;
+#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
     HWP_COUNT_CALL(CFG);
 DenseWords:
     for (int t = 0; t < CFG::n_words; t++) {
@@ -62,15 +71,21 @@ DenseWords:
 // io_stream: one stream word in, one stream word out.
 template <class CFG, class in_T, class out_T>
 void dense(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
-           const typename CFG::weight_rom_t w[CFG::n_in * CFG::n_out],
+           const typename CFG::weight_rom_t w[CFG::w_words],
            const typename CFG::bias_rom_t b[CFG::n_out]) {
+    // ROM banking (UG1399 array_partition on the layer function's array arguments, as hls4ml's
+    // dense_resource reshapes its weights): a bank per multiplier; the biases complete (they
+    // initialise every accumulator in one cycle).
+    const int w_banks = CFG::w_banks;
+#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
     HWP_COUNT_CALL(CFG);
 DenseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         vec<in_T, CFG::n_in> in = x.read();
         HWP_COUNT_READ(CFG);
         vec<out_T, CFG::n_out> out;
-#pragma HLS ARRAY_PARTITION variable = out.data complete
+#pragma HLS ARRAY_PARTITION variable = out.data type = complete
         dense_word<CFG, in_T, out_T>(in.data, out.data, w, b);
         y.write(out);
         HWP_COUNT_WRITE(CFG);

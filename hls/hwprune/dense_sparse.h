@@ -6,6 +6,13 @@
 // column-balanced: block t of bank cb adds into block-row idx[cb][t].
 // Schedule as dense.h: n_mult = ceil(kept / RF) multipliers, RF cycles per word; row-balanced
 // kept weights are served output fastest, as in dense.h.
+// ROMs (hwprune.ops.dense.dense_memories): the kept weights, stored in the order they are
+// served, padded to n_mult*RF and block-partitioned into a bank per multiplier (w[k] is read by
+// multiplier k / RF in cycle k % RF). Block indices: row-balanced, one cycle's multipliers read
+// blocks all over the ROM, so it is partitioned completely (idx_banks = idx_words): constants,
+// each multiplier's input choice a function of the cycle alone (compile-time block indices);
+// column-balanced (block order), idx_banks banks of B = max(1, RF / (br*bc)) indices, so in any
+// cycle the multipliers read distinct banks.
 #ifndef HWP_DENSE_SPARSE_H
 #define HWP_DENSE_SPARSE_H
 
@@ -15,8 +22,8 @@ namespace hwp {
 
 template <class CFG, class in_T, class out_T>
 void dense_sparse_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
-                       const typename CFG::weight_rom_t w[CFG::n_banks * CFG::per_bank * CFG::br * CFG::bc],
-                       const typename CFG::index_rom_t idx[CFG::n_banks * CFG::per_bank],
+                       const typename CFG::weight_rom_t w[CFG::w_words],
+                       const typename CFG::index_rom_t idx[CFG::idx_words],
                        const typename CFG::bias_rom_t b[CFG::n_out]) {
 #pragma HLS INLINE
     // In io_parallel the top function is pipelined and loops unroll: the allocation limit is
@@ -24,7 +31,7 @@ void dense_sparse_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
     const int mult_limit = CFG::n_mult;
 #pragma HLS ALLOCATION operation instances = mul limit = mult_limit
     typename CFG::accum_t acc[CFG::n_out];
-#pragma HLS ARRAY_PARTITION variable = acc complete
+#pragma HLS ARRAY_PARTITION variable = acc type = complete
 SparseInit:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
@@ -44,7 +51,7 @@ SparseReuse:
         for (int m = 0; m < CFG::n_mult; m++) {
 #pragma HLS UNROLL
             const int k = m * CFG::reuse_factor + r;
-            if (k < CFG::n_banks * CFG::per_bank * CFG::br * CFG::bc) {
+            if (k < CFG::n_kept) {
                 int blk, i, j, t, bank;
                 if (CFG::column_balanced) {
                     blk = k / (CFG::br * CFG::bc);  // bank * per_bank + t
@@ -65,7 +72,7 @@ SparseReuse:
                 const int rb = CFG::column_balanced ? sel : bank;
                 const int cb = CFG::column_balanced ? bank : (t / CFG::per_group) * CFG::group + sel;
                 acc[rb * CFG::br + i] += mul<CFG::mult_impl, typename CFG::accum_t>(
-                    x[cb * CFG::bc + j], from_raw<typename CFG::weight_t>(w[(blk * CFG::br + i) * CFG::bc + j]));
+                    x[cb * CFG::bc + j], from_raw<typename CFG::weight_t>(w[k]));
             }
         }
     }
@@ -79,9 +86,16 @@ SparseOut:
 // io_parallel: the tensor is an array of n_words words of n_in elements.
 template <class CFG, class in_T, class out_T>
 void dense_sparse(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
-                  const typename CFG::weight_rom_t w[CFG::n_banks * CFG::per_bank * CFG::br * CFG::bc],
-                  const typename CFG::index_rom_t idx[CFG::n_banks * CFG::per_bank],
+                  const typename CFG::weight_rom_t w[CFG::w_words],
+                  const typename CFG::index_rom_t idx[CFG::idx_words],
                   const typename CFG::bias_rom_t b[CFG::n_out]) {
+    // ROM banking (UG1399 array_partition): a weight bank per multiplier, idx_banks index banks,
+    // the biases complete.
+    const int w_banks = CFG::w_banks;
+    const int idx_banks = CFG::idx_banks;
+#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = idx type = block factor = idx_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
     HWP_COUNT_CALL(CFG);
 SparseWords:
     for (int t = 0; t < CFG::n_words; t++) {
@@ -92,16 +106,23 @@ SparseWords:
 // io_stream: one stream word in, one stream word out.
 template <class CFG, class in_T, class out_T>
 void dense_sparse(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
-                  const typename CFG::weight_rom_t w[CFG::n_banks * CFG::per_bank * CFG::br * CFG::bc],
-                  const typename CFG::index_rom_t idx[CFG::n_banks * CFG::per_bank],
+                  const typename CFG::weight_rom_t w[CFG::w_words],
+                  const typename CFG::index_rom_t idx[CFG::idx_words],
                   const typename CFG::bias_rom_t b[CFG::n_out]) {
+    // ROM banking (UG1399 array_partition): a weight bank per multiplier, idx_banks index banks,
+    // the biases complete.
+    const int w_banks = CFG::w_banks;
+    const int idx_banks = CFG::idx_banks;
+#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = idx type = block factor = idx_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
     HWP_COUNT_CALL(CFG);
 SparseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         vec<in_T, CFG::n_in> in = x.read();
         HWP_COUNT_READ(CFG);
         vec<out_T, CFG::n_out> out;
-#pragma HLS ARRAY_PARTITION variable = out.data complete
+#pragma HLS ARRAY_PARTITION variable = out.data type = complete
         dense_sparse_word<CFG, in_T, out_T>(in.data, out.data, w, idx, b);
         y.write(out);
         HWP_COUNT_WRITE(CFG);

@@ -1,4 +1,7 @@
-// Embedding lookup: each token id selects one row of a constant table.
+// Embedding lookup: each token id selects one row of a constant table. The table is reshaped
+// into one ROM word per row (UG1399 array_reshape type=cyclic factor=dim: word r holds elements
+// r*dim .. r*dim+dim-1), so a lookup is one read of vocab x (dim*width) bits — the memory the
+// estimate costs (hwprune.ops.embedding.Embedding.table_memory).
 #ifndef HWP_EMBEDDING_H
 #define HWP_EMBEDDING_H
 
@@ -9,6 +12,10 @@ namespace hwp {
 template <class CFG, class in_T, class out_T>
 void embedding(const in_T ids[CFG::n_ids], out_T y[CFG::n_ids * CFG::dim],
                const typename CFG::table_rom_t table[CFG::vocab * CFG::dim]) {
+    const int row_elems = CFG::dim;
+#pragma HLS ARRAY_RESHAPE variable = table type = cyclic factor = row_elems dim = 1
+    // Every id reads its row in the same cycle: a multi-port ROM (one replica per read port).
+#pragma HLS BIND_STORAGE variable = table type = rom_np
     HWP_COUNT_CALL(CFG);
     // Fully unrolled (one table copy per id) inside the pipelined top: no loop sets a
     // schedule, so count what the estimate charges per call (II = 1).
@@ -26,6 +33,8 @@ EmbeddingIds:
 template <class CFG, class in_T, class out_T>
 void embedding(hls::stream<vec<in_T, CFG::in_word> > &ids, hls::stream<vec<out_T, CFG::dim> > &y,
                const typename CFG::table_rom_t table[CFG::vocab * CFG::dim]) {
+    const int row_elems = CFG::dim;
+#pragma HLS ARRAY_RESHAPE variable = table type = cyclic factor = row_elems dim = 1
     HWP_COUNT_CALL(CFG);
 EmbeddingWords:
     for (int w = 0; w < CFG::n_ids / CFG::in_word; w++) {

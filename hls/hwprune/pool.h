@@ -8,6 +8,13 @@
 namespace hwp {
 
 struct maxpool_op {
+    // The reciprocal table (avg) is tiny: the tool's default storage serves one read per pixel.
+    template <class CFG>
+    static void banks(const typename CFG::p0_rom_t[CFG::n_p0], const typename CFG::p1_rom_t[CFG::n_p1],
+                      const typename CFG::p2_rom_t[CFG::n_p2]) {
+#pragma HLS INLINE
+    }
+
     template <class CFG, class SRC, class out_T>
     static void pixel(const SRC &src, int oh, int ow, out_T *y, const typename CFG::p0_rom_t *,
                       const typename CFG::p1_rom_t *, const typename CFG::p2_rom_t *) {
@@ -32,6 +39,13 @@ struct maxpool_op {
 };
 
 struct avgpool_op {
+    // The reciprocal table (avg) is tiny: the tool's default storage serves one read per pixel.
+    template <class CFG>
+    static void banks(const typename CFG::p0_rom_t[CFG::n_p0], const typename CFG::p1_rom_t[CFG::n_p1],
+                      const typename CFG::p2_rom_t[CFG::n_p2]) {
+#pragma HLS INLINE
+    }
+
     template <class CFG, class SRC, class out_T>
     static void pixel(const SRC &src, int oh, int ow, out_T *y, const typename CFG::p0_rom_t *recip,
                       const typename CFG::p1_rom_t *, const typename CFG::p2_rom_t *) {

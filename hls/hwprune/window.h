@@ -34,6 +34,7 @@ template <class CFG, class OP, class in_T, class out_T>
 void window(const in_T x[CFG::in_h * CFG::in_w * CFG::chan], out_T y[CFG::out_h * CFG::out_w * CFG::chan_out],
             const typename CFG::p0_rom_t p0[CFG::n_p0], const typename CFG::p1_rom_t p1[CFG::n_p1],
             const typename CFG::p2_rom_t p2[CFG::n_p2]) {
+    OP::template banks<CFG>(p0, p1, p2);  // the op's ROM partitioning
     HWP_COUNT_CALL(CFG);
     array_source<CFG, in_T> src = {x};
 WindowRows:
@@ -54,6 +55,7 @@ void window(hls::stream<vec<in_T, CFG::chan> > &x, hls::stream<vec<out_T, CFG::c
             const typename CFG::p2_rom_t p2[CFG::n_p2]) {
     // static: line buffers can be large; every call refills them before reading.
     static in_T rows[CFG::span][CFG::in_w * CFG::chan];
+    OP::template banks<CFG>(p0, p1, p2);  // the op's ROM partitioning
     HWP_COUNT_CALL(CFG);
     ring_source<CFG, in_T> src = {rows};
     int next = 0;

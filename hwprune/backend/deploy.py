@@ -6,6 +6,11 @@
     PKG/throughput.py       samples per second (measured; with --sim, the modelled hardware's)
     PKG/README.md           copying and running on the board
     PKG/<top>.bit/.hwh      when the project has been built (`hwprune build`)
+    PKG/text.json           a text model: tokenizer, the design's vocabulary, remap from the original's
+    PKG/x.npy, PKG/y.npy    sample inputs (in the design's ids) and their labels
+
+text.json, x.npy and y.npy come from the design directory that holds the project (the pruner's
+DIR/ beside DIR/project; `hwprune demo` writes them) or from `write_package(text=, samples=)`.
 
 On the board the package needs only pynq and numpy. `--sim` (host only) runs the same driver
 on the simulated overlay of `hwprune.backend.pynq_sim`.
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hwprune import __version__
-from hwprune.board import Board, load_board
+from hwprune.board import Board, load_board, project_board
 from hwprune.errors import HwpruneInputError, ModelLoadError
 from hwprune.fsutil import atomic_directory, check_out_dir
 
@@ -51,25 +56,31 @@ def accelerator_json(project: Path, man: dict[str, Any], board: Board, recorded:
     )
 
 
-def write_package(project_dir: str | Path, board: str | Board, out: str | Path, force: bool = False,
-                  recorded_project: str | Path | None = None) -> Path:
+DESIGN_EXTRAS = ("text.json", "x.npy", "y.npy", "texts.txt")
+
+
+def write_package(project_dir: str | Path, board: str | Board | None, out: str | Path, force: bool = False,
+                  recorded_project: str | Path | None = None, text: dict[str, Any] | None = None,
+                  samples: tuple[Any, Any] | None = None) -> Path:
     """Write the deployment package of `project_dir` for `board` to `out` (atomically).
     `recorded_project`: where the project will live when the package is used, if it is being
-    written inside a directory that is moved into place afterwards (the demo)."""
+    written inside a directory that is moved into place afterwards (the demo). `board`: None
+    for the one the project was exported for. `text`: the text.json of a text model; `samples`:
+    (x, y) sample inputs and labels. By default both are taken from the design directory
+    holding the project, when it has them."""
     from hwprune.backend.hls_project import _env
+    from hwprune.backend.project_dir import ProjectDir
     from hwprune.backend.vivado import bitstream_files
 
-    project = Path(project_dir)
-    man_path = project / "hwprune_project.json"
-    if not man_path.is_file():
-        raise ModelLoadError(f"{project} is not an hwprune project (no hwprune_project.json); export one with hwprune export")
-    man = json.loads(man_path.read_text())
-    b = board if isinstance(board, Board) else load_board(board)
+    prj = ProjectDir.locate(project_dir)
+    project = prj.path
+    man = prj.manifest
+    b = project_board(project, man["board"]) if board is None else board if isinstance(board, Board) else load_board(board)
     if b.name != man["board"]:
         raise HwpruneInputError(f"{project} was exported for {man['board']}, not {b.name}: "
                                 f"deploy with --board {man['board']} or re-export with --board {b.name}")
     out = Path(out)
-    check_out_dir(out, force)
+    check_out_dir(out, force, [project])
     if out.resolve() == project.resolve() or project.resolve() in out.resolve().parents:
         raise HwpruneInputError(f"--out {out} is inside the project {project}; choose a directory outside it")
     recorded = Path(recorded_project) if recorded_project is not None else None
@@ -79,17 +90,29 @@ def write_package(project_dir: str | Path, board: str | Board, out: str | Path, 
     ctx = dict(version=__version__, board=b.name, top=man["top"], clock_mhz=f"{float(man['clock_mhz']):g}",
                image=spec["image"], bitfile=spec["overlay"]["bitfile"], hwh=spec["overlay"]["hwh"],
                has_bitstream=has_bitstream, package=out.name, project=spec["project_dir"],
-               inputs=spec["inputs"], outputs=spec["outputs"], family=b.family)
+               inputs=spec["inputs"], outputs=spec["outputs"], family=b.family,
+               has_text=text is not None or (project.resolve().parent / "text.json").is_file(),
+               has_samples=samples is not None or (project.resolve().parent / "x.npy").is_file())
     env = _env()
-    with atomic_directory(out, force) as tmp:
+    with atomic_directory(out, force, [project], kind="deploy") as tmp:
         (tmp / "accelerator.json").write_text(json.dumps(spec, indent=2))
         shutil.copyfile(Path(__file__).with_name("pynq_driver.py"), tmp / DRIVER_NAME)
         for name in ("validate.py", "throughput.py", "README.md"):
-            text = env.get_template(f"deploy/{name}.j2").render(**ctx)
-            (tmp / name).write_text(text)
+            (tmp / name).write_text(env.get_template(f"deploy/{name}.j2").render(**ctx))
         for name in ("validate.py", "throughput.py"):
             (tmp / name).chmod(0o755)
         if has_bitstream:
             shutil.copyfile(bit, tmp / spec["overlay"]["bitfile"])
             shutil.copyfile(hwh, tmp / spec["overlay"]["hwh"])
+        design = project.resolve().parent
+        if text is not None:
+            (tmp / "text.json").write_text(json.dumps(text))
+        if samples is not None:
+            import numpy as np
+
+            np.save(tmp / "x.npy", np.asarray(samples[0]))
+            np.save(tmp / "y.npy", np.asarray(samples[1]))
+        for name in DESIGN_EXTRAS:
+            if not (tmp / name).exists() and (design / name).is_file():
+                shutil.copyfile(design / name, tmp / name)
     return out

@@ -3,6 +3,7 @@
 Layout of a project:
 
     hwprune_project.json   manifest: ports (shape, physical order, types), board, clock, options
+                           (read and written only through backend/project_dir.py)
     model.onnx             the source model (the `float` engine and re-imports use it)
     firmware/              <top>.cpp/.h, defines.h, parameters.h, weights/, hwprune/ (kernels)
     tb/<top>_test.cpp      C testbench (raw int64 files in, raw int64 files out)
@@ -19,25 +20,26 @@ never reach the sources verbatim.
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jinja2
 import numpy as np
+import yaml
 
 from hwprune import __version__
-from hwprune.board import Board
+from hwprune.backend import project_dir
+from hwprune.board import Board, board_to_dict
 from hwprune.fsutil import atomic_directory, check_out_dir
 from hwprune.fixed import FixedType
 from hwprune.ir.graph import Graph, IOType, TensorKind, c_identifier
 from hwprune.ops.base import HlsBinding, HlsContext, WeightArray
 from hwprune.precision import PrecisionConfig
 
-MANIFEST = "hwprune_project.json"
+MANIFEST = project_dir.MANIFEST  # written through project_dir.ProjectDir, the manifest's one owner
 
 
 @functools.lru_cache(maxsize=None)
@@ -188,15 +190,15 @@ def manifest(g: Graph, board: Board, clock_mhz: float, top: str, precision: Prec
 
 def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, clock_mhz: float | None = None,
                   precision: PrecisionConfig | None = None, force: bool = False,
-                  sample_inputs: list[np.ndarray] | None = None) -> Path:
+                  sample_inputs: list[np.ndarray] | None = None, inputs: Sequence[str | Path] = ()) -> Path:
     """Write the project atomically: everything goes to a temporary sibling directory that
     replaces `out` only when complete, so a failure leaves nothing behind."""
     out = Path(out)
-    check_out_dir(out, force)
+    check_out_dir(out, force, inputs)
     clock = clock_mhz or board.default_clock_mhz
     top = c_identifier(g.name, "hwp")
     files = render_firmware(g, board, clock, top)
-    with atomic_directory(out, force) as tmp:
+    with atomic_directory(out, force, inputs, kind="project") as tmp:
         for rel, text in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -206,13 +208,45 @@ def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, c
         shutil.copytree(kernel_dir(), tmp / "firmware" / "hwprune",
                         ignore=shutil.ignore_patterns("*.j2", "__pycache__"))
         (tmp / "model.onnx").write_bytes(model_bytes)
-        (tmp / MANIFEST).write_text(json.dumps(manifest(g, board, clock, top, precision or PrecisionConfig()), indent=2))
-        (tmp / "tb_data").mkdir()
-        if sample_inputs is not None:
-            from hwprune.backend.csim import write_inputs
-
-            write_inputs(g, sample_inputs, tmp / "tb_data")
-            from hwprune.backend.axis import write_axis_inputs
-
-            write_axis_inputs(g, sample_inputs, tmp / "tb_data")
+        project_dir.ProjectDir.write_manifest(tmp, manifest(g, board, clock, top, precision or PrecisionConfig()))
+        # The board it was made for (a custom board's file need not outlive the project).
+        (tmp / "board.yaml").write_text(yaml.safe_dump(board_to_dict(board), sort_keys=False))
+        write_testbench_data(g, sample_inputs if sample_inputs is not None else default_samples(g), tmp / "tb_data")
     return out
+
+
+DEFAULT_SAMPLES = 4
+
+
+def default_samples(g: Graph, n: int = DEFAULT_SAMPLES, seed: int = 0) -> list[np.ndarray]:
+    """Sample inputs for a project exported without any: token ids over the whole vocabulary,
+    values drawn from N(0, 1) within the input type's range (the model's own layout, batch first)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in g.inputs:
+        t = g.tensor(name)
+        if t.kind == TensorKind.INDEX:
+            out.append(rng.integers(0, max(int(t.index_range or 2), 1), size=(n, *t.shape), dtype=np.int64))
+        else:
+            ft = tensor_type(t)
+            lo, hi = ft.min_value, ft.max_value
+            out.append(np.clip(rng.normal(size=(n, *t.shape)), lo, hi).astype(np.float32))
+    return out
+
+
+def write_testbench_data(g: Graph, samples: list[np.ndarray], tb_dir: Path) -> None:
+    """The testbenches' inputs and their golden outputs from the bit-exact fixed-point reference:
+    input_<k>.bin / expected_<k>.bin (raw int64, physical order) for tb/<top>_test.cpp and
+    axis_in.bin / axis_expected.bin (bus words) for the AXI-Stream testbench."""
+    from hwprune.backend.axis import write_axis_expected, write_axis_inputs
+    from hwprune.backend.csim import write_inputs
+    from hwprune.pipeline import trace_fixed
+
+    tb_dir.mkdir(parents=True, exist_ok=True)
+    write_inputs(g, samples, tb_dir)
+    write_axis_inputs(g, samples, tb_dir)
+    values = trace_fixed(g, samples).values
+    raws = [np.asarray(values[o]) for o in g.outputs]
+    for k, raw in enumerate(raws):
+        np.ascontiguousarray(raw, dtype="<i8").tofile(tb_dir / f"expected_{k}.bin")
+    write_axis_expected(g, raws, tb_dir)

@@ -496,6 +496,7 @@ if _pynq is not None:  # pragma: no cover - exercised on the board
                 raise DriverError(f"{bit} and its .hwh are needed beside each other: build them with "
                                   "`hwprune build` and deploy again, or pass bitfile=")
             super().__init__(str(bit), **kwargs)
+            self._package = str(pkg)
             ip = getattr(self, spec.overlay.get("accel", "hwp_accel"))
             dma = getattr(self, spec.overlay.get("dma", "hwp_dma"))
             self.accelerator = Accelerator(spec, ip, dma, _pynq.allocate, _pynq.Clocks, timeout_s, max_batch)
@@ -505,6 +506,13 @@ if _pynq is not None:  # pragma: no cover - exercised on the board
 
         def predict(self, x: Any) -> np.ndarray:
             return self.accelerator.predict(x)
+
+        def predict_text(self, texts: Sequence[str]) -> np.ndarray:
+            """Raw texts (the package's text.json tokenizes them) -> the output batch."""
+            enc = TextEncoder.load(Path(self._package))
+            if enc is None:
+                raise DriverError("this design does not read text (no text.json in the package)")
+            return self.accelerator.predict(enc.encode(texts))
 
 
 def open_accelerator(package_dir: str | Path | None = None, sim: bool = False, project: str | Path | None = None,
@@ -528,6 +536,91 @@ def open_accelerator(package_dir: str | Path | None = None, sim: bool = False, p
         raise DriverError("pynq is not installed here: run on the board's PYNQ image, or pass --sim on a host with hwprune")
     ov = HwpruneOverlay(pkg, timeout_s=timeout_s, max_batch=max_batch)  # pragma: no cover - board only
     return ov.accelerator, ov  # pragma: no cover
+
+
+# ---------------------------------------------------------------- text inputs
+
+TEXT_FILE = "text.json"
+TEXT_FORMAT = "hwprune-text/1"
+
+
+class TextEncoder:
+    """Raw text, or token ids of the original model's vocabulary, -> token ids of the design
+    (text.json in the package: the tokenizer, the design's vocabulary in id order and the remap
+    from the original vocabulary). A design whose vocabulary was cut by the pruner keeps only
+    its most frequent tokens; every other token reads <unk>."""
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        import re
+
+        if d.get("format") != TEXT_FORMAT:
+            raise DriverError(f"not an hwprune text description (format {d.get('format')!r}, expected {TEXT_FORMAT!r})")
+        self.tokens: list[str] = list(d["tokens"])
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self.pattern = re.compile(d["tokenizer"]["pattern"])
+        self.lowercase = bool(d["tokenizer"].get("lowercase", True))
+        self.seq_len = int(d["seq_len"])
+        self.pad_id, self.unk_id = int(d["pad_id"]), int(d["unk_id"])
+        self.remap = np.asarray(d["remap"], dtype=np.int64) if d.get("remap") is not None else None
+        self.classes: list[str] = list(d.get("classes") or [])
+
+    @classmethod
+    def load(cls, package_dir: str | Path) -> "TextEncoder | None":
+        """The package's encoder, or None when the design does not read text."""
+        p = Path(package_dir) / TEXT_FILE
+        if not p.is_file():
+            return None
+        try:
+            return cls(json.loads(p.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DriverError(f"{p} is not a valid text description ({type(e).__name__}: {e})") from None
+
+    @property
+    def original_vocab_size(self) -> int:
+        return int(self.remap.size) if self.remap is not None else len(self.tokens)
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.pattern.findall(text.lower() if self.lowercase else text)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, seq_len) int64 design ids: tokens truncated or padded with <pad>."""
+        if isinstance(texts, str):
+            texts = [texts]
+        out = np.full((len(texts), self.seq_len), self.pad_id, dtype=np.int64)
+        for r, text in enumerate(texts):
+            ids = [self.index.get(t, self.unk_id) for t in self.tokenize(str(text))][: self.seq_len]
+            out[r, : len(ids)] = ids
+        return out
+
+    def from_original(self, ids: Any) -> np.ndarray:
+        """Ids of the original model's vocabulary (its vocab.json) -> the design's ids."""
+        x = np.asarray(ids)
+        if x.dtype.kind not in "iu":
+            raise InputError(f"original token ids must be integers, got {x.dtype}")
+        if self.remap is None:
+            return x.astype(np.int64)
+        if x.size and (x.min() < 0 or x.max() >= self.remap.size):
+            raise InputError(f"original token ids must lie in [0, {self.remap.size}) (the original vocabulary); "
+                             f"got [{x.min()}, {x.max()}]")
+        return self.remap[x.astype(np.int64)]
+
+    def label(self, index: int) -> str:
+        return self.classes[index] if 0 <= index < len(self.classes) else str(index)
+
+
+def read_texts(path: str) -> list[str]:
+    """One text per line of a UTF-8 file ('-': standard input); empty lines are skipped."""
+    if path == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(f"--text file {p} does not exist")
+        lines = p.read_text(encoding="utf-8").splitlines()
+    texts = [t for t in (l.strip() for l in lines) if t]
+    if not texts:
+        raise InputError(f"--text {path}: no text (one per line)")
+    return texts
 
 
 # ---------------------------------------------------------------- helpers of validate.py / throughput.py

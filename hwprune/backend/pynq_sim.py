@@ -147,11 +147,13 @@ class SimulatedOverlay:
 
     def __init__(self, spec: drv.AcceleratorSpec, project: str | Path) -> None:
         from hwprune.backend.axis import build_axis
+        from hwprune.backend.project_dir import ProjectDir
 
         self.spec = spec
-        self.project = Path(project)
-        if not (self.project / "hwprune_project.json").is_file():
-            raise HwpruneInputError(f"{self.project} is not an hwprune project: pass --project with the exported project")
+        found = ProjectDir.find(project)
+        if found is None:
+            raise HwpruneInputError(f"--project: {ProjectDir.refusal(project)}")
+        self.project = found.path
         build_axis(self.project)  # compile before any timing starts
         self.ip = SimIP(self, spec.registers)
         self.dma = SimDMA(self)

@@ -17,7 +17,6 @@ UG835/UG1399 document unchanged from 2020.2 on; no vendor tool ran here (see doc
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from hwprune.board import Board, load_board
+from hwprune.board import Board, load_board, project_board
 from hwprune.errors import BuildError, HwpruneInputError, ModelLoadError
 from hwprune.ir.graph import Graph
 
@@ -69,10 +68,12 @@ BOARD_SUPPORT = {
 
 
 def board_support(board: Board) -> BoardSupport:
-    try:
+    """The catalog boards' board files and images; a board of your own (a YAML file) may name
+    them (`board_part`, `image`), else the block design uses the part alone."""
+    if board.name in BOARD_SUPPORT:
         return BOARD_SUPPORT[board.name]
-    except KeyError:
-        raise HwpruneInputError(f"no bitstream flow for board {board.name}; supported: {', '.join(BOARD_SUPPORT)}") from None
+    return BoardSupport(board.board_part, board.image or f"a PYNQ image for {board.name} ({board.part}): build one with "
+                        "PYNQ's sdbuild from the board's BSP")
 
 
 def ip_vlnv(top: str) -> str:
@@ -110,10 +111,9 @@ def render_bitstream_files(g: Graph, env: Any, version: str, board: Board, clock
 
 
 def _manifest(project: Path) -> dict[str, Any]:
-    man = project / "hwprune_project.json"
-    if not man.is_file():
-        raise ModelLoadError(f"{project} is not an hwprune project (no hwprune_project.json)")
-    return json.loads(man.read_text())
+    from hwprune.backend.project_dir import ProjectDir
+
+    return ProjectDir.open(project).manifest
 
 
 def write_bitstream_project(project_dir: str | Path, board: str | Board | None = None) -> list[Path]:
@@ -124,9 +124,11 @@ def write_bitstream_project(project_dir: str | Path, board: str | Board | None =
     from hwprune.project import load_project_graph
     from hwprune import __version__
 
-    project = Path(project_dir)
+    from hwprune.backend.project_dir import ProjectDir
+
+    project = ProjectDir.locate(project_dir).path
     man = _manifest(project)
-    b = load_board(man["board"]) if board is None else board if isinstance(board, Board) else load_board(board)
+    b = project_board(project, man["board"]) if board is None else board if isinstance(board, Board) else load_board(board)
     if b.name != man["board"]:
         raise HwpruneInputError(f"{project} was exported for {man['board']}, not {b.name}; re-export it with --board {b.name}")
     g = load_project_graph(project)
@@ -165,8 +167,11 @@ def build_commands(jobs: int) -> list[list[str]]:
 def build_bitstream(project_dir: str | Path, jobs: int = 2) -> tuple[Path, Path]:
     """Run vitis_hls (export the AXI-Stream IP) and vivado (block design to bitstream) in the
     project. Raises HwpruneInputError if the tools are missing (saying what would run), and
-    BuildError if a tool fails (with the log to read)."""
-    project = Path(project_dir)
+    BuildError if a tool fails (with the log to read). A design directory (`hwprune prune
+    --board` output) stands for its project."""
+    from hwprune.backend.project_dir import ProjectDir
+
+    project = ProjectDir.locate(project_dir).path
     man = _manifest(project)
     if jobs < 1:
         raise HwpruneInputError(f"--jobs {jobs} must be at least 1")

@@ -1,6 +1,10 @@
 """Budgets a design must meet: fractions of a board's DSP, LUT, FF, BRAM and URAM, a latency
 (µs at the design clock, or cycles) and a throughput (samples/s). Contradictory or
-meaningless budgets are refused before any work starts."""
+meaningless budgets are refused before any work starts.
+
+Every resource limit is also capped by the routing headroom (`hwprune.board.Headroom`:
+by default LUT/FF at most 80%, DSP/BRAM/URAM at most 85% of the device), so the budget-driven
+pruner never chooses a design Vivado could not place and route; `--headroom` changes it."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hwprune.board import Board
+from hwprune.board import DEFAULT_HEADROOM, Board, Headroom, resource_label
 from hwprune.errors import HwpruneInputError
 
 RESOURCES = ("dsp", "lut", "ff", "bram18", "uram")
@@ -28,6 +32,22 @@ class Budget:
     ff: float = 1.0
     bram18: float = 1.0
     uram: float = 1.0
+    headroom: Headroom = DEFAULT_HEADROOM  # shares of the device a design may use at most
+
+    def share(self, name: str) -> float:
+        """The share of the board's `name` a design may use: the budget's fraction, capped by
+        the headroom."""
+        return min(float(getattr(self, name)), float(getattr(self.headroom, name)))
+
+    def limit_source(self, name: str) -> str:
+        """What sets the `name` limit: 'budget' or 'headroom'."""
+        return "headroom" if float(getattr(self.headroom, name)) < float(getattr(self, name)) else "budget"
+
+    def describe_limit(self, name: str, board: Board) -> str:
+        """'LUT 42560 (80% of pynq-z2, the routing headroom)'."""
+        cap = self.caps(board)[name]
+        why = "the routing headroom (--headroom)" if self.limit_source(name) == "headroom" else "the budget"
+        return f"{resource_label(name)} {cap} ({100 * self.share(name):g}% of {board.name}, {why})"
 
     def check(self, board: Board, clock_mhz: float) -> None:
         for name in RESOURCES:
@@ -68,8 +88,9 @@ class Budget:
         return max(1, int(math.floor(clock_mhz * 1e6 / self.throughput + 1e-9)))
 
     def caps(self, board: Board) -> dict[str, int]:
+        """Absolute limits: the budget's fraction of the board, capped by the headroom."""
         cap = board.resources.as_dict()
-        return {k: int(math.floor(getattr(self, k) * cap[k] + 1e-9)) for k in RESOURCES}
+        return {k: int(math.floor(self.share(k) * cap[k] + 1e-9)) for k in RESOURCES}
 
     def violations(self, board: Board, clock_mhz: float, latency_cycles: int, interval_cycles: int,
                    resources: dict[str, int]) -> list[tuple[str, float, float]]:
@@ -87,4 +108,6 @@ class Budget:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["headroom"] = self.headroom.as_dict()
+        return d

@@ -14,7 +14,6 @@ fits, and know its latency and resources before you synthesize".
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -26,9 +25,8 @@ import torch
 
 from hwprune.codesign.budget import RESOURCES, Budget, BudgetError
 from hwprune.codesign.solver import Limits, Solution, predict, solve
-from hwprune.codesign.space import Choice, DesignSpace, SpaceConfig, build_space, vocab_remap
+from hwprune.codesign.space import Choice, DesignSpace, SpaceConfig, build_space
 from hwprune.errors import ConfigError
-from hwprune.prune.metrics import compute_layers
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +79,11 @@ class Realized:
     precision: Any
     figures: dict[str, float]  # latency_cycles, interval_cycles (simulated), resources (estimated)
     violations: list[tuple[str, float, float]]
-    x: np.ndarray  # token ids in this design's vocabulary
+    x: np.ndarray  # the task's inputs as this design reads them (ids mapped when an embedding's rows were cut)
     quantized: Any = None
     float_model: Any = None
+    layer_of: dict[str, str] = field(default_factory=dict)  # torch module -> IR layer
+    input_map: np.ndarray | None = None  # old id -> the design's id (rows cut), else None
 
 
 def _figures(g: Any, board: Any, clock: float, batch: int) -> dict[str, float]:
@@ -101,17 +101,16 @@ def _figures(g: Any, board: Any, clock: float, batch: int) -> dict[str, float]:
 
 
 class _Run:
-    def __init__(self, md: Any, cfg: BudgetConfig, say: Callable[[str], None]) -> None:
+    def __init__(self, task: Any, cfg: BudgetConfig, say: Callable[[str], None]) -> None:
         from hwprune.board import load_board
-        from hwprune.prune.recipe import Recipe, TaskData
+        from hwprune.prune.recipe import Recipe
 
-        self.md, self.cfg, self.say = md, cfg, say
+        self.task, self.cfg, self.say = task, cfg, say
+        self.model = task.model.eval()
         self.board = load_board(cfg.board)
         self.clock = cfg.clock_mhz or self.board.default_clock_mhz
         cfg.budget.check(self.board, self.clock)
-        x, y = md.encoded()
-        self.texts = md.data.load().texts
-        self.data = TaskData(x, y, md.splits["train"], md.splits["val"], md.splits["test"], md.cfg.seq_len, md.cfg.batch_size)
+        self.data = task.data()
         self.recipe = Recipe(cfg.finetune_epochs, cfg.qat_epochs, cfg.distill_alpha, seed=cfg.seed)
 
     # ---------------------------------------------------------------- realization
@@ -120,51 +119,57 @@ class _Run:
         from hwprune.pipeline import compile_graph
         from hwprune.precision import LayerPrecision, PrecisionConfig
         from hwprune.prune.recipe import Recipe, prune_finetune, quantize_finetune
-        from hwprune.prune.vocab import prune_vocabulary
-        from hwprune.quantize.qat import QuantConfig
+        from hwprune.prune.rows import RemappedTeacher, cut_rows, frequent_rows
+        from hwprune.quantize.qat import QuantConfig, _set_module, module_map
 
-        model = copy.deepcopy(self.md.model)
+        model = copy.deepcopy(self.model)
         data = copy.copy(self.data)
         choices = {site.module: o.choice for site, o in zip(space.sites, sol.options)}
-        teacher = self.md.model
+        teacher = self.model
+        input_map = None
         for site in space.sites:
             ch = choices[site.module]
-            if site.kind == "embedding" and ch.vocab is not None and ch.vocab < model.embedding.num_embeddings:
-                remap, rows = vocab_remap(self.md.vocab, [self.texts[i] for i in data.train], ch.vocab)
-                model.embedding, _ = prune_vocabulary(model.embedding, self.md.vocab,
-                                                      [self.texts[i] for i in data.train], ch.vocab)
-                data.x = remap[self.data.x]
-                # The teacher keeps the whole vocabulary: it reads the student's ids mapped back.
-                teacher = _RemappedTeacher(self.md.model, rows)
+            emb = model.get_submodule(site.module)
+            if site.kind == "embedding" and ch.vocab is not None and ch.vocab < emb.num_embeddings:
+                if input_map is not None:
+                    raise ConfigError("only one embedding reading the model input can have its rows cut")
+                input_map, rows = frequent_rows(self.data.x[self.data.train], emb.num_embeddings, ch.vocab,
+                                                self.data.keep_ids, self.data.unknown_id)
+                _set_module(model, site.module, cut_rows(emb, rows))
+                data.x = input_map[self.data.x]
+                # The teacher keeps the whole table: it reads the student's ids mapped back.
+                teacher = RemappedTeacher(self.model, rows)
         spec = {m: (c.pattern, c.sparsity) for m, c in choices.items() if c.pattern != "dense" and c.sparsity > 0}
         recipe = self.recipe if train else Recipe(0, 0, self.recipe.distill_alpha, seed=self.recipe.seed)
         student = prune_finetune(model, data, spec, recipe, teacher if train else None, self.say) if spec else model
-        if train and not spec:
+        if train and not spec and input_map is not None:
+            # Nothing pruned but an embedding's rows cut: the float model adapts to the table
+            # (as the uniform baselines do); an unchanged float model is not trained again.
             from hwprune.prune.recipe import fit_epochs
 
             fit_epochs(student, data, recipe, recipe.finetune_epochs, teacher, self.say)
-        layers = {m: (c.weight_bits, None) for m, c in choices.items() if m not in ("embedding",)}
-        emb_bits = choices.get("embedding", Choice()).weight_bits
-        quant = QuantConfig(weight_bits=emb_bits, act_bits=int(self.cfg.space_config().act_bits), layers=layers)
+        layers = {m: (c.weight_bits, None) for m, c in choices.items()}
+        quant = QuantConfig(weight_bits=max(c.weight_bits for c in choices.values()),
+                            act_bits=int(self.cfg.space_config().act_bits), layers=layers)
         q, proto = quantize_finetune(student, data, quant, recipe, teacher if train else None, self.say)
-        g0 = compile_graph(proto, None, self.cfg.io_type)
-        names = [l.name for l in compute_layers(g0)]
-        picks = [choices[s.module] for s in space.sites if s.kind != "embedding"]
-        if len(names) != len(picks):
-            raise ConfigError(f"the realized model has {len(names)} compute layers, the design space {len(picks)}")
-        prec = PrecisionConfig(layer_name={n: LayerPrecision(reuse_factor=c.reuse_factor, mult_impl=c.mult_impl)
-                                           for n, c in zip(names, picks)})
+        layer_of = {m: l for l, m in module_map(proto).items()}
+        missing = [s.module for s in space.sites if s.module not in layer_of]
+        if missing:
+            raise ConfigError(f"the realized model has no exported layer for {', '.join(missing)}")
+        prec = PrecisionConfig(layer_name={layer_of[s.module]: LayerPrecision(reuse_factor=choices[s.module].reuse_factor,
+                                                                              mult_impl=choices[s.module].mult_impl)
+                                           for s in space.sites if s.kind != "embedding"})
         g = compile_graph(proto, prec, self.cfg.io_type)
         figs = _figures(g, self.board, self.clock, self.cfg.batch)
         res = {k: int(round(figs[k])) for k in RESOURCES}
         viol = self.cfg.budget.violations(self.board, self.clock, int(figs["latency_cycles"]), int(figs["interval_cycles"]), res)
-        return Realized(sol, proto, g, prec, figs, viol, data.x, q, student)
+        return Realized(sol, proto, g, prec, figs, viol, data.x, q, student, layer_of, input_map)
 
     # ---------------------------------------------------------------- search
     def search(self, space: DesignSpace) -> Realized:
         """Solve, check the quick realization, calibrate, repeat; the best design that passes."""
         budget = self.cfg.budget
-        limits = Limits.from_budget(budget, space)
+        limits = Limits.from_budget(budget, space, latency_scale=0.98 / max(space.latency_ratio, 1e-6))
         best: Realized | None = None
         tried: set[tuple] = set()
         for round_ in range(1, MAX_ROUNDS + 1):
@@ -220,41 +225,30 @@ class _Run:
         return new if changed else None
 
 
-class _RemappedTeacher(torch.nn.Module):
-    """The dense teacher (full vocabulary) reading the student's ids of a smaller vocabulary:
-    every new id maps back to its token's old id (<pad> and <unk> to theirs)."""
-
-    def __init__(self, teacher: torch.nn.Module, rows: np.ndarray) -> None:
-        super().__init__()
-        self.teacher = teacher
-        self.register_buffer("back", torch.from_numpy(np.asarray(rows, dtype=np.int64)))
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.teacher(self.back[ids])
-
-
 @dataclass
 class BudgetResult:
     out: Path
     report: dict[str, Any]
 
 
-def prune_to_budget(md: Any, cfg: BudgetConfig, out: str | Path, force: bool = False,
+def prune_to_budget(task: Any, cfg: BudgetConfig, out: str | Path, force: bool = False,
                     say: Callable[[str], None] = log.info) -> BudgetResult:
-    """The whole flow; writes `out` atomically (nothing is left behind on failure)."""
-    import hwprune
-    import onnx
-
-    from hwprune.fsutil import atomic_directory, check_out_dir
-    from hwprune.prune.recipe import fixed_accuracy, torch_accuracy
+    """The whole flow on a task (hwprune.task.Task, or a TaskSource to load); writes `out` atomically (nothing is left behind on failure):
+    model.onnx (QONNX), project/, report.json and, when an embedding's rows were cut,
+    input_map.npy (old id -> the design's id, applied by the host)."""
+    from hwprune.backend.project_dir import write_design
+    from hwprune.fsutil import check_out_dir
+    from hwprune.prune.recipe import fixed_metric, torch_metric
 
     out = Path(out)
-    check_out_dir(out, force)  # before hours of work, not after
+    task = _as_task(task)
+    inputs = [p for p in (getattr(task, "path", None), getattr(getattr(task, "data", None), "path", None)) if p]
+    check_out_dir(out, force, inputs)  # before hours of work, not after
     t0 = time.perf_counter()
-    run = _Run(md, cfg, say)
+    run = _Run(task, cfg, say)
     say(f"budget on {run.board.name} @ {run.clock:g} MHz: " + ", ".join(f"{k}={v}" for k, v in cfg.budget.as_dict().items()
                                                                       if v is not None and v != 1.0))
-    space = build_space(md.model, md.vocab, run.texts, run.data, run.board, run.clock, cfg.space_config(), say)
+    space = build_space(run.model, run.data, run.board, run.clock, cfg.space_config(), say)
     quick = run.search(space)
     say("fine-tuning the chosen design: " + "; ".join(f"{s.module}: {o.choice.label()}"
                                                       for s, o in zip(space.sites, quick.solution.options)))
@@ -265,33 +259,50 @@ def prune_to_budget(md: Any, cfg: BudgetConfig, out: str | Path, force: bool = F
                           "relax that budget slightly)")
     data = copy.copy(run.data)
     data.x = final.x
-    acc_before = torch_accuracy(md.model, run.data, run.data.test)
-    acc_after = fixed_accuracy(final.graph, data, data.test)
-    say(f"accuracy: dense float {100 * acc_before:.1f}% -> pruned fixed point {100 * acc_after:.1f}% (test set)")
-    with atomic_directory(out, force) as tmp:
-        onnx.save(final.proto, str(tmp / "model.onnx"))
-        prj = hwprune.export(final.proto, tmp / "project", board=run.board, io_type=cfg.io_type,
-                             precision=final.precision, clock_mhz=run.clock,
-                             sample_inputs=[final.x[data.test[:8]]])
-        report = _report(md, cfg, run, space, final, acc_before, acc_after, time.perf_counter() - t0)
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+    acc_before = torch_metric(run.model, run.data, run.data.test)
+    acc_after = fixed_metric(final.graph, data, data.test)
+    what = "accuracy" if run.data.metric is None else "metric"
+    say(f"{what}: dense float {100 * acc_before:.1f}% -> pruned fixed point {100 * acc_after:.1f}% (test set)")
+    reports: list[dict[str, Any]] = []
+
+    def report() -> dict[str, Any]:
+        reports.append(_report(task, cfg, run, space, final, acc_before, acc_after, time.perf_counter() - t0))
+        return reports[-1]
+
+    def finish(tmp: Path, rep: dict[str, Any]) -> None:
+        from hwprune.report.design import finish_design  # fit verdict, dense baseline, report.html
+
+        finish_design(tmp, rep, final.graph, run.board, run.clock, cfg, run.model, run.data.example(), acc_before, say)
+
+    write_design(out, final.proto, run.board, cfg.io_type, final.precision, run.clock, report,
+                 sample_inputs=[final.x[data.test[:8]]], force=force,
+                 arrays={"input_map": final.input_map} if final.input_map is not None else None, finish=finish)
+    report_data = reports[-1]
     say(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
-    return BudgetResult(out, report)
+    return BudgetResult(out, report_data)
 
 
-def _report(md: Any, cfg: BudgetConfig, run: _Run, space: DesignSpace, r: Realized, acc_before: float,
+def _as_task(task: Any) -> Any:
+    from hwprune.task import Task, TaskSource
+
+    if isinstance(task, TaskSource):
+        return task.load()
+    if not isinstance(task, Task):
+        raise ConfigError(f"expected a hwprune.task.Task (or TaskSource), got {type(task).__name__}")
+    return task
+
+
+def _report(task: Any, cfg: BudgetConfig, run: _Run, space: DesignSpace, r: Realized, acc_before: float,
             acc_after: float, seconds: float) -> dict[str, Any]:
     from hwprune.prune.metrics import model_metrics
     from hwprune.sim.estimate import estimate
 
     est = estimate(r.graph, run.board, run.clock)
     m = model_metrics(r.graph, est)
-    names = [l.name for l in compute_layers(r.graph)]
     layers = []
     costs = {le.name: le.cost for le in est.layers}
-    compute_iter = iter(names)
     for site, o in zip(space.sites, r.solution.options):
-        ir = next(compute_iter) if site.kind != "embedding" else next(l.name for l in r.graph.layers if l.op_type == "Embedding")
+        ir = r.layer_of[site.module]
         c = costs[ir]
         layers.append(dict(module=site.module, layer=ir, kind=site.kind, pattern=o.choice.pattern,
                            sparsity=o.choice.sparsity, weight_bits=o.choice.weight_bits,
@@ -301,13 +312,15 @@ def _report(md: Any, cfg: BudgetConfig, run: _Run, space: DesignSpace, r: Realiz
                            macs=c.macs - c.macs_skipped))
     f = r.figures
     return dict(
-        board=run.board.name, clock_mhz=run.clock, io_type=cfg.io_type, budget=cfg.budget.as_dict(),
-        bits=cfg.bits, seed=cfg.seed, seconds=seconds,
+        task=task.name, source=dict(task.source), board=run.board.name, clock_mhz=run.clock, io_type=cfg.io_type,
+        budget=cfg.budget.as_dict(), bits=cfg.bits, seed=cfg.seed, seconds=seconds,
+        metric="accuracy" if run.data.metric is None else getattr(run.data.metric, "__name__", "metric"),
         accuracy_before=acc_before, accuracy_after=acc_after,
         latency_cycles=f["latency_cycles"], latency_us=f["latency_cycles"] / run.clock,
         interval_cycles=f["interval_cycles"], throughput_per_s=run.clock * 1e6 / max(f["interval_cycles"], 1),
         timing_source=f["source"], resources={k: int(round(f[k])) for k in RESOURCES},
         utilization={k: f[k] / max(v, 1) for k, v in run.board.resources.as_dict().items()},
         meets_budget=not r.violations, predicted_loss=r.solution.predicted_loss,
+        input_map="input_map.npy" if r.input_map is not None else None,
         metrics=m.as_dict(), layers=layers,
     )

@@ -131,15 +131,18 @@ def _describe(space: DesignSpace, what: str, value: float, limit: float | None, 
     clock = space.clock_mhz
     cap = space.board.resources.as_dict()
     if what == "latency_cycles":
+        # The layer models' path sum, in the simulator's terms (stream layers overlap).
+        value = value * getattr(space, "latency_ratio", 1.0)
         lim = f"{budget.latency_limit(clock)} cycles ({budget.latency_limit(clock) / clock:g} us)" if limit is not None else ""
         return f"latency: the best reachable is {value:.0f} cycles ({value / clock:.2f} us at {clock:g} MHz), the budget {lim}"
     if what == "interval_cycles":
         return (f"throughput: the best reachable is {clock * 1e6 / max(value, 1):.0f} samples/s (interval {value:.0f} cycles), "
                 f"the budget {budget.throughput:g}/s")
     name = "BRAM18" if what == "bram18" else what.upper()
-    frac = getattr(budget, what)
+    frac = budget.share(what)
+    why = " (the routing headroom; --headroom to change it)" if budget.limit_source(what) == "headroom" else ""
     return (f"{name}: the least reachable is {value:.0f} ({100 * value / max(cap[what], 1):.1f}% of {space.board.name}), "
-            f"the budget {limit:.0f} ({100 * frac:.0f}%)")
+            f"the limit {limit:.0f} ({100 * frac:.0f}%){why}")
 
 
 def explain_infeasible(space: DesignSpace, limits: Limits, budget: Budget) -> str:

@@ -1,6 +1,14 @@
-"""The design space of the budget-driven pruner: per decision site (the embedding, every conv,
-the classifier) a list of options — pattern and sparsity, weight bits, reuse factor,
-vocabulary size — each with its cost from the layer's own cost model and its predicted loss.
+"""The design space of the budget-driven pruner: per decision site (every Linear, Conv and
+Embedding of the model, found in the exported graph by name) a list of options — pattern and
+sparsity, weight bits, reuse factor, table rows — each with its cost from the layer's own cost
+model and its predicted loss.
+
+Sites come from the graph, not from an order: the QONNX export names the torch module of every
+weighted node (`hwprune.quantize.qat.module_map`). Filter pruning is offered where the
+dependency tracker can cut a layer's output channels (`hwprune.prune.channels.channel_groups`:
+not for a group reaching the output, a flattened map or a grouped conv); every other site gets
+the patterns that keep shapes. The layer feeding the output (the classifier) stays dense, and
+an Embedding reading the model input may keep fewer rows when the task names an unknown id.
 
 Costs: the dense model is compiled once per weight width; an option's cost is that layer's
 `cost()` on a variant of the IR layer (masked or sliced weights, the balanced structure the
@@ -8,9 +16,10 @@ kernel would use, the reuse factor). Which blocks survive does not change the co
 many per bank — so one-shot masks of the trained weights give exact costs.
 
 Loss (sensitivity): the divergence KL(dense || variant) of the output distribution on the
-validation texts when only that site takes the option (one-shot mask, weights fake-quantized to
-the option's bits on power-of-two scales, no fine-tuning), assumed additive over sites. Fine-tuning recovers part of it; the ranking of
-options is what the solver needs.
+validation samples (mean squared output change for a task with its own loss) when only that
+site takes the option (one-shot mask or channel cut, weights fake-quantized to the option's
+bits on power-of-two scales, no fine-tuning), assumed additive over sites. Fine-tuning
+recovers part of it; the ranking of options is what the solver needs.
 """
 
 from __future__ import annotations
@@ -43,13 +52,13 @@ class Choice:
     sparsity: float = 0.0
     weight_bits: int = 8
     reuse_factor: int = 1
-    vocab: int | None = None  # embedding rows kept (embedding sites)
+    vocab: int | None = None  # embedding rows kept (embedding sites; the vocabulary of a text model)
     mult_impl: str = "auto"  # auto | dsp (products on DSP slices even when narrow)
 
     def label(self) -> str:
         what = "dense" if self.pattern == "dense" else f"{self.pattern}@{self.sparsity:g}"
         if self.vocab is not None:
-            what = f"vocab {self.vocab}"
+            what = f"rows {self.vocab}"
         return f"{what}, {self.weight_bits}-bit, RF {self.reuse_factor}" + (", DSP" if self.mult_impl == "dsp" else "")
 
 
@@ -77,6 +86,10 @@ class DesignSpace:
     board: Any
     clock_mhz: float
     io_type: str
+    # Simulated / predicted latency of the dense design the costs come from: in io_stream the
+    # layers overlap, so the sum along a path over-predicts (by ~3x for a small CNN). The
+    # search starts from the latency limit scaled by it.
+    latency_ratio: float = 1.0
 
 
 # ---------------------------------------------------------------- torch side
@@ -100,47 +113,72 @@ def site_mask(weight: torch.Tensor, pattern: str, sparsity: float) -> torch.Tens
     return torch.from_numpy(mask(matrix, Pattern.parse(pattern), sparsity).reshape(weight.shape))
 
 
-def _log_probs(model: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
+def _outputs(model: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
-        return torch.log_softmax(model(torch.from_numpy(x)), dim=1)
+        y = model(torch.from_numpy(np.ascontiguousarray(x)))
+    return getattr(y, "value", y).reshape(len(x), -1).double()
 
 
-def _divergence(reference: torch.Tensor, model: torch.nn.Module, x: np.ndarray) -> float:
-    """Mean KL(reference || model) over the samples: how far a change moves the dense model's
-    output distribution (never negative, unlike a loss change: pruning an over-confident model
-    can lower its validation cross-entropy while it gets worse)."""
-    lp = _log_probs(model, x)
-    return float(torch.sum(reference.exp() * (reference - lp), dim=1).mean())
+def _divergence(reference: torch.Tensor, model: torch.nn.Module, x: np.ndarray, classification: bool = True) -> float:
+    """Mean KL(reference || model) of the class distributions over the samples: how far a change
+    moves the dense model's outputs (never negative, unlike a loss change: pruning an
+    over-confident model can lower its validation cross-entropy while it gets worse). For a
+    task with its own loss: the mean squared change of the outputs."""
+    out = _outputs(model, x)
+    if not classification:
+        return float(((out - reference) ** 2).mean())
+    ref, lp = torch.log_softmax(reference, dim=1), torch.log_softmax(out, dim=1)
+    return float(torch.sum(ref.exp() * (ref - lp), dim=1).mean())
 
 
-def vocab_remap(md_vocab: Any, texts: list[str], keep: int) -> tuple[np.ndarray, np.ndarray]:
-    """For a vocabulary cut to the `keep` most frequent tokens of `texts`: old id -> new id
-    (dropped tokens -> <unk>), and for every new id the old row it keeps."""
-    from hwprune.prune.vocab import prune_vocabulary
-    from hwprune.text.data import UNK
+def reads_input(g: Graph, layer: str) -> bool:
+    """True when an IR layer reads a graph input directly (an Embedding whose ids the host can map)."""
+    return any(i in g.inputs for i in g.layer(layer).inputs)
 
-    _, vocab = prune_vocabulary(torch.nn.Embedding(len(md_vocab), 1), md_vocab, texts, keep)
-    new = {t: i for i, t in enumerate(vocab.tokens)}
-    old = {t: i for i, t in enumerate(md_vocab.tokens)}
-    remap = np.array([new.get(t, UNK) for t in md_vocab.tokens], dtype=np.int64)
-    return remap, np.array([old[t] for t in vocab.tokens], dtype=np.int64)
+
+def output_layers(g: Graph) -> set[str]:
+    """Weighted layers (Dense, Conv, Embedding) whose output reaches a graph output without
+    passing another weighted layer: the classifier."""
+    from hwprune.ops.conv import Conv
+    from hwprune.ops.dense import Dense
+    from hwprune.ops.embedding import Embedding
+
+    out: set[str] = set()
+    for layer in g.layers:
+        if not isinstance(layer, (Dense, Conv, Embedding)):
+            continue
+        todo, seen = list(layer.outputs), set()
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            if t in g.outputs:
+                out.add(layer.name)
+                break
+            for c in g.consumers(t):
+                if not isinstance(c, (Dense, Conv, Embedding)):
+                    todo.extend(c.outputs)
+    return out
 
 
 # ---------------------------------------------------------------- IR side
 
-def cost_graph(model: torch.nn.Module, data: Any, weight_bits: int, act_bits: int, io_type: str) -> Graph:
+def cost_graph(model: torch.nn.Module, data: Any, weight_bits: int, act_bits: int, io_type: str) -> tuple[Graph, dict[str, str]]:
     """The IR of the model quantized at these bits (calibrated, no training), as the final
-    design will be built: QONNX export, so types, quantizers and FIFOs are the real ones."""
+    design will be built: QONNX export, so types, quantizers and FIFOs are the real ones; and
+    {IR layer: torch module} of its weighted layers."""
     from hwprune.pipeline import compile_graph
-    from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, quantize_textcnn
+    from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, module_map, quantize_model
 
-    # The embedding's table is the convolutions' input: it stays at the activation width so
-    # that a conv's cost does not depend on another site's choice.
-    q = quantize_textcnn(model, QuantConfig(weight_bits=weight_bits, act_bits=act_bits,
-                                            layers={"embedding": (act_bits, None)}))
+    # An embedding's table is the next layer's input: it stays at the activation width so that
+    # that layer's cost does not depend on another site's choice.
+    tables = {n: (act_bits, None) for n, m in model.named_modules() if isinstance(m, torch.nn.Embedding)}
+    q = quantize_model(model, data.example(), QuantConfig(weight_bits=weight_bits, act_bits=act_bits, layers=tables))
     calibrate(q, data.batches(data.train, limit=1024))
-    return compile_graph(export_qonnx(q, data.example()), None, io_type)
+    proto = export_qonnx(q, data.example())
+    return compile_graph(proto, None, io_type), module_map(proto)
 
 
 def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> LayerCost:
@@ -174,7 +212,7 @@ def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> Lay
 
 
 def _dag_paths(g: Graph) -> list[list[str]]:
-    """Every input-to-output path of layer names (few in a text CNN: one per branch)."""
+    """Every input-to-output path of layer names (one per branch of a parallel or residual block)."""
     out: list[list[str]] = []
 
     def walk(layer: Any, path: list[str]) -> None:
@@ -205,37 +243,51 @@ class SpaceConfig:
     dsp_binding: bool = True  # let narrow products use DSP slices (BIND_OP impl=dsp)
 
 
-def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any, board: Any, clock_mhz: float,
-                cfg: SpaceConfig, say: Callable[[str], None] = log.info) -> DesignSpace:
-    """Enumerate every site's options with their costs and predicted losses."""
+def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float, cfg: SpaceConfig,
+                say: Callable[[str], None] = log.info) -> DesignSpace:
+    """Enumerate every site's options with their costs and predicted losses (`data`: the
+    task's hwprune.task.TaskData)."""
     from hwprune.ops.conv import Conv
     from hwprune.ops.embedding import Embedding
-    from hwprune.prune.metrics import compute_layers
+    from hwprune.prune.channels import channel_groups, prune_channels
     from hwprune.prune.patterns import Pattern
+    from hwprune.prune.rows import cut_rows, frequent_rows
+    from hwprune.quantize.qat import _set_module
     from hwprune.sim.estimate import estimate
 
     model = copy.deepcopy(model).eval()
     example = data.example()
-    graphs = {b: cost_graph(model, data, b, cfg.act_bits, cfg.io_type) for b in cfg.weight_bits}
-    g0 = graphs[max(cfg.weight_bits)]
+    built = {b: cost_graph(model, data, b, cfg.act_bits, cfg.io_type) for b in cfg.weight_bits}
+    graphs = {b: g for b, (g, _) in built.items()}
+    g0, layer_of = built[max(cfg.weight_bits)]
     ctx = {b: CostContext(g, IOType(cfg.io_type), board.dsp_kind, board.resources.uram > 0) for b, g in graphs.items()}
     modules = dict(model.named_modules())
-    convs = [n for n, m in modules.items() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d))]
-    linears = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
-    emb = [n for n, m in modules.items() if isinstance(m, torch.nn.Embedding)]
-    ir_compute = compute_layers(g0)
-    ir_emb = [l for l in g0.layers if isinstance(l, Embedding)]
-    torch_compute = convs + linears  # the order the IR keeps (forward order of a TextCNN)
-    if len(ir_compute) != len(torch_compute) or len(ir_emb) != len(emb):
-        raise ConfigError("the budget-driven pruner needs a model whose Conv/Linear/Embedding layers map one to one "
-                          "onto the exported graph (a TextCNN from hwprune train)")
-    sites = [Site(n, l.name, "embedding") for n, l in zip(emb, ir_emb)]
-    sites += [Site(n, l.name, "conv" if isinstance(l, Conv) else "dense") for n, l in zip(torch_compute, ir_compute)]
-    classifier = linears[-1] if linears else None
+    by_module = {m: l for l, m in layer_of.items()}
+    weighted = [n for n, m in modules.items() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d,
+                                                                torch.nn.Embedding))]
+    unused = [n for n in weighted if n not in by_module]
+    if unused:
+        log.info("modules without a layer in the exported graph (unused in forward): %s", ", ".join(unused))
+    sites = []
+    for n in weighted:
+        if n in by_module:
+            layer = g0.layer(by_module[n])
+            kind = "embedding" if isinstance(layer, Embedding) else "conv" if isinstance(layer, Conv) else "dense"
+            sites.append(Site(n, layer.name, kind))
+    if not sites:
+        raise ConfigError("the model has no Linear, Conv or Embedding layer for the budget-driven pruner to choose for")
+    for b, (_, lo) in built.items():
+        if sorted(lo.items()) != sorted(layer_of.items()):
+            raise ConfigError(f"the exported graphs at {b} and {max(cfg.weight_bits)} bits differ in their layers")
+    classifier = output_layers(g0)
+    cuttable = channel_groups(model, example)
 
     x_val = data.x[data.val]
-    reference = _log_probs(model, x_val)
-    say(f"sensitivity: measuring {len(sites)} sites on {len(x_val)} validation texts")
+    reference = _outputs(model, x_val)
+    say(f"sensitivity: measuring {len(sites)} sites on {len(x_val)} validation samples")
+
+    def divergence(trial: torch.nn.Module, xv: np.ndarray = x_val) -> float:
+        return _divergence(reference, trial, xv, data.classification)
 
     for site in sites:
         layer = {b: graphs[b].layer(site.layer) for b in cfg.weight_bits}
@@ -243,41 +295,57 @@ def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any,
         if site.kind == "embedding":
             full = mod.num_embeddings
             w = mod.weight.detach()
-            for size in sorted({max(3, int(round(full * f))) for f in cfg.vocab_fractions}, reverse=True):
-                table, xv = w, x_val
+            bits, b0 = cfg.act_bits, max(cfg.weight_bits)  # the table is the next layer's input: activation width
+            sizes = [full]
+            if data.unknown_id is not None and reads_input(g0, site.layer):
+                floor = len(set(data.keep_ids) | {data.unknown_id}) + 1
+                sizes = sorted({max(floor, int(round(full * f))) for f in cfg.vocab_fractions if f <= 1.0} | {full},
+                               reverse=True)
+            for size in sizes:
+                trial, xv, rows = copy.deepcopy(model), x_val, np.arange(full)
                 if size < full:
-                    # The kept tokens keep their rows; every other token reads <unk>'s row.
-                    remap, rows = vocab_remap(vocab, [texts[i] for i in data.train], size)
-                    table, xv = w[torch.from_numpy(rows)], remap[x_val]
-                bits, b0 = cfg.act_bits, max(cfg.weight_bits)  # the table is the convs' input: activation width
-                trial = copy.deepcopy(model)
-                trial.embedding = torch.nn.Embedding.from_pretrained(fake_quantize(table, bits), freeze=True)
-                loss = _divergence(reference, trial, xv)
-                ch = Choice("dense", 0.0, bits, 1, len(table))
-                site.options.append(Option(ch, loss, _variant_cost(graphs[b0], ctx[b0], layer[b0], ch)))
-            say(f"  {site.module}: {len(site.options)} options (vocabulary sizes)")
+                    # The kept ids keep their rows; every other id reads the unknown id's row.
+                    remap, rows = frequent_rows(data.x[data.train], full, size, data.keep_ids, data.unknown_id)
+                    xv = remap[x_val]
+                emb = cut_rows(mod, rows)
+                with torch.no_grad():
+                    emb.weight.copy_(fake_quantize(emb.weight.detach(), bits))
+                _set_module(trial, site.module, emb)
+                ch = Choice("dense", 0.0, bits, 1, len(rows))
+                site.options.append(Option(ch, divergence(trial, xv), _variant_cost(graphs[b0], ctx[b0], layer[b0], ch)))
+            say(f"  {site.module}: {len(site.options)} options (table rows)")
             continue
         w0 = mod.weight.detach().clone()
-        b0 = mod.bias.detach().clone() if mod.bias is not None else None
         structures: list[tuple[str, float]] = [("dense", 0.0)]
-        if site.module != classifier:
+        if site.layer not in classifier:
             for p in cfg.patterns:
+                if Pattern.parse(p).kind == "filter" and cuttable.get(site.module, "not tracked"):
+                    log.info("%s: no filter pruning (%s)", site.module, cuttable.get(site.module, "not tracked"))
+                    continue
                 fixed = Pattern.parse(p).fixed_sparsity()
                 for s in ([fixed] if fixed is not None else cfg.sparsities):
                     if (p, s) not in structures:
                         structures.append((p, s))
         for pattern, s in structures:
             try:
-                keep = site_mask(w0, pattern, s) if pattern != "dense" else torch.ones_like(w0, dtype=torch.bool)
+                keep = site_mask(w0, pattern, s) if pattern not in ("dense", "filter") else torch.ones_like(w0, dtype=torch.bool)
             except ConfigError as e:
                 log.info("%s: %s does not apply (%s)", site.module, pattern, e)
                 continue
             for bits in cfg.weight_bits:
-                with torch.no_grad():
-                    mod.weight.copy_(fake_quantize(w0 * keep, bits))
-                    if b0 is not None and pattern == "filter":
-                        mod.bias.copy_(b0 * keep.reshape(keep.shape[0], -1).any(dim=1))
-                loss = _divergence(reference, model, x_val)
+                if pattern == "filter":
+                    # The real cut: the channels go, with what only they feed (BatchNorm entries,
+                    # the consumers' inputs).
+                    trial = copy.deepcopy(model)
+                    prune_channels(trial, example, {site.module: s})
+                    tm = trial.get_submodule(site.module)
+                    with torch.no_grad():
+                        tm.weight.copy_(fake_quantize(tm.weight.detach(), bits))
+                    loss = divergence(trial)
+                else:
+                    with torch.no_grad():
+                        mod.weight.copy_(fake_quantize(w0 * keep, bits))
+                    loss = divergence(model)
                 for rf in _reuse_factors(layer[bits], pattern, s, cfg.reuse_factors):
                     auto = Option(Choice(pattern, s, bits, rf), loss,
                                   _variant_cost(graphs[bits], ctx[bits], layer[bits], Choice(pattern, s, bits, rf)))
@@ -287,8 +355,6 @@ def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any,
                         site.options.append(Option(ch, loss, _variant_cost(graphs[bits], ctx[bits], layer[bits], ch)))
             with torch.no_grad():
                 mod.weight.copy_(w0)
-                if b0 is not None:
-                    mod.bias.copy_(b0)
         say(f"  {site.module}: {len(site.options)} options, divergence "
             f"{min(o.loss for o in site.options):.4f} .. {max(o.loss for o in site.options):.4f}")
 
@@ -306,7 +372,12 @@ def build_space(model: torch.nn.Module, vocab: Any, texts: list[str], data: Any,
     for p in _dag_paths(g0):
         paths.append(([index[n] for n in p if n in index], sum(lat[n] for n in p if n not in index)))
     fixed_interval = max((le.cost.ii for le in est.layers if le.name not in site_layers), default=1)
-    return DesignSpace(sites, overhead, paths, fixed_interval, board, clock_mhz, cfg.io_type)
+    predicted = max((sum(lat[n] for n in p) for p in _dag_paths(g0)), default=0)
+    from hwprune.sim.dataflow import simulate
+
+    simulated = simulate(g0, board, batch=16, clock_mhz=clock_mhz).latency_cycles
+    ratio = simulated / predicted if predicted > 0 and simulated > 0 else 1.0
+    return DesignSpace(sites, overhead, paths, fixed_interval, board, clock_mhz, cfg.io_type, ratio)
 
 
 def _reuse_factors(layer: Any, pattern: str, sparsity: float, candidates: Sequence[int]) -> list[int]:

@@ -2,7 +2,8 @@
 
 Steps: load (clear errors for missing, truncated or non-ONNX files), refuse unsupported ops
 before anything else (naming the node), upgrade old opsets with onnx's version converter,
-fold constant sub-graphs (weight transposes, Shape->Reshape chains), then hand each node to
+fuse elementwise chains into the function they compute (GELU), fold constant sub-graphs
+(weight transposes, Shape->Reshape chains), then hand each node to
 the importer its op module registered. The batch axis (axis 0 of every activation) is
 dropped: IR shapes are per sample.
 """
@@ -19,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from hwprune.errors import ModelLoadError, UnsupportedOpError
+from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_layernorm
 from hwprune.ir.graph import Graph, Layer, Tensor, TensorKind
 from hwprune.ops.base import ONNX_IMPORTERS
 
@@ -32,7 +34,7 @@ _PASS_THROUGH = {"Identity", "Dropout"}
 _FOLDABLE = {
     "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Concat", "Gather", "Cast",
     "Constant", "Shape", "Slice", "Mul", "Add", "Sub", "Div", "Neg", "Sqrt", "Reciprocal",
-    "Unsqueeze", "ConstantOfShape", "Range", "Equal", "Where", "Expand", "Identity",
+    "Unsqueeze", "ConstantOfShape", "Range", "Equal", "Where", "Expand", "Identity", "CastLike",
 }
 
 
@@ -89,7 +91,9 @@ class ImportContext:
         self.renames[out] = self.name(to)
 
     def error(self, node: Any, why: str) -> UnsupportedOpError:
-        return UnsupportedOpError(f"node '{node.name or node.output[0]}' ({node.op_type}): {why}")
+        mod = source_module(node)
+        where = f", in module {mod}" if mod and not (node.name or "").startswith("/") else ""
+        return UnsupportedOpError(f"node '{node.name or node.output[0]}' ({node.op_type}{where}): {why}")
 
     def layer_name(self, node: Any) -> str:
         return self.graph.unique_name(node.name or f"{node.op_type}_{node.output[0]}")
@@ -109,6 +113,9 @@ def load_onnx(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
         raise ModelLoadError(f"model file {path} does not exist")
     if path.is_dir():
         raise ModelLoadError(f"{path} is a directory; pass an .onnx file (or a project directory where the command accepts one)")
+    kind = _foreign_format(path)
+    if kind is not None:
+        raise ModelLoadError(kind)
     try:
         proto = onnx.load(str(path))
     except Exception as e:  # protobuf raises several unrelated types on garbage input
@@ -123,6 +130,38 @@ def load_onnx(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+def _foreign_format(path: Path) -> str | None:
+    """A message for a model file in another framework's format (by its first bytes), else None."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    torch_hint = ("export it to ONNX first: torch.onnx.export(model, example_input, 'model.onnx'), or from Python "
+                  "pass the nn.Module itself: hwprune.export(model, 'prj', example_input=x)")
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None
+        if any(n.endswith(".pkl") for n in names) or any("/code/" in n for n in names):
+            scripted = any("/code/" in n or n.endswith("constants.pkl") for n in names)
+            what = "a TorchScript archive (torch.jit.save)" if scripted else "a PyTorch file (torch.save: a state_dict or a pickled model)"
+            return f"{path} is {what}, not ONNX; {torch_hint}"
+        return None
+    # torch.save's legacy format: a pickle (protocol 2+) starting with torch's magic number.
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return f"{path} is a Python pickle (torch.save's legacy format?), not ONNX; {torch_hint}"
+    if head.startswith(b"\x89HDF"):
+        return f"{path} is an HDF5 file (a Keras .h5 model?), not ONNX; convert it to ONNX (e.g. with tf2onnx) first"
+    if head[4:8] == b"TFL3":
+        return f"{path} is a TensorFlow Lite model, not ONNX; convert it to ONNX (e.g. with tf2onnx) first"
+    return None
+
+
 def _opset(model: onnx.ModelProto) -> int:
     for imp in model.opset_import:
         if imp.domain in ("", "ai.onnx"):
@@ -130,21 +169,65 @@ def _opset(model: onnx.ModelProto) -> int:
     return 0
 
 
+def _is_standard(node: Any) -> bool:
+    return node.domain in ("", "ai.onnx")
+
+
+def source_module(node: Any) -> str:
+    """The PyTorch module a node came from, where the ONNX names it: the dynamo exporter's
+    `pkg.torch.onnx.name_scopes`/`class_hierarchy` metadata, or the TorchScript exporter's
+    node names (`/enc/self_attn/Mod` -> `enc.self_attn`). "" when unknown."""
+    import ast
+
+    meta = {p.key: p.value for p in getattr(node, "metadata_props", [])}
+    scopes, classes = meta.get("pkg.torch.onnx.name_scopes"), meta.get("pkg.torch.onnx.class_hierarchy")
+    if scopes:
+        try:
+            sc = [str(v) for v in ast.literal_eval(scopes)]
+            cl = [str(v) for v in ast.literal_eval(classes)] if classes else []
+        except (ValueError, SyntaxError):
+            sc, cl = [], []
+        # The deepest scope that is a module (not the aten op inside it).
+        for k in range(min(len(sc), len(cl)) - 1, -1, -1) if cl else range(len(sc) - 2, -1, -1):
+            if sc[k] and (not cl or not cl[k].startswith("aten.")):
+                return f"{sc[k]} ({cl[k].rsplit('.', 1)[-1]})" if cl else sc[k]
+        return ""
+    name = node.name or ""
+    if name.startswith("/") and name.count("/") >= 2:
+        return ".".join(part for part in name.strip("/").split("/")[:-1] if part)
+    return ""
+
+
 def _check_supported(model: onnx.ModelProto) -> None:
-    ok = set(supported_ops()) | _FOLDABLE
-    initializers = {i.name for i in model.graph.initializer}
-    consts = set(initializers)
+    """Refuse a model with ops hwprune cannot implement, naming all of them at once (each op
+    type with its nodes and the source modules), before any work. Constant sub-graphs (weight
+    preprocessing, shape arithmetic: per-sample shapes are static) are folded at import, so
+    only ops that touch the data count."""
+    consts = {i.name for i in model.graph.initializer}
+    bad: dict[str, list[Any]] = {}
     for node in model.graph.node:
-        # An unsupported op that only touches constants is folded away, so it is fine.
-        all_const = all((i in consts or i == "") for i in node.input)
-        if node.op_type == "Constant" or (all_const and node.op_type in _FOLDABLE | {"Quant"}):
+        ins = [i for i in node.input if i]
+        all_const = all(i in consts for i in ins)
+        # CastLike(constant, activation) casts a constant to the activation's (float) type.
+        if node.op_type in ("Constant", "Shape") or (all_const and (_is_standard(node) or node.op_type == "Quant")) \
+                or (node.op_type == "CastLike" and node.input[0] in consts):
             consts.update(node.output)
             continue
-        if node.op_type not in ONNX_IMPORTERS and node.op_type not in _PASS_THROUGH | {"Shape", "Cast", "Constant"}:
-            raise UnsupportedOpError(
-                f"node '{node.name or node.output[0]}' has op type {node.op_type}, which hwprune does not support; "
-                f"supported: {', '.join(sorted(ONNX_IMPORTERS))}"
-            )
+        if node.op_type not in ONNX_IMPORTERS and node.op_type not in _PASS_THROUGH | {"Cast"}:
+            bad.setdefault(node.op_type if _is_standard(node) else f"{node.domain}.{node.op_type}", []).append(node)
+    if not bad:
+        return
+    parts = []
+    for op, nodes in bad.items():
+        names = [f"'{n.name or n.output[0]}'" for n in nodes]
+        mods = list(dict.fromkeys(m for m in (source_module(n) for n in nodes) if m))
+        where = (f"node{'s' if len(nodes) > 1 else ''} {', '.join(names[:3])}" + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+                 + (f" in module{'s' if len(mods) > 1 else ''} {', '.join(mods[:3])}" if mods else ""))
+        parts.append(f"{op}{f' x{len(nodes)}' if len(nodes) > 1 else ''} ({where})")
+    raise UnsupportedOpError(
+        f"the model uses {len(bad)} op type{'s' if len(bad) > 1 else ''} hwprune does not support: {'; '.join(parts)}. "
+        f"Supported: {', '.join(sorted(ONNX_IMPORTERS))}"
+    )
 
 
 def _cleanup_qonnx(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -206,6 +289,7 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
     proto = load_onnx(model)
     proto = _cleanup_qonnx(proto)
+    proto = fuse_layernorm(fuse_elementwise_functions(proto))
     _check_supported(proto)
     source_opset = _opset(proto)
     proto = _upgrade(proto)
@@ -231,11 +315,15 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     for node in proto.graph.node:
         ins = [ctx.const(i) if i else None for i in node.input]
         dynamic = [i for i in node.input if i and ctx.const(i) is None]
+        if node.op_type == "CastLike" and ctx.const(node.input[0]) is not None:
+            ctx.consts[node.output[0]] = np.asarray(ctx.const(node.input[0]), dtype=np.float32)
+            continue
         if node.op_type == "Quant" and not dynamic:
             ctx.consts[node.output[0]] = fold_constant_quant(ctx, node)
             continue
-        if node.op_type == "Constant" or (not dynamic and node.op_type in _FOLDABLE | set(ONNX_IMPORTERS)):
-            if node.op_type in _FOLDABLE or node.op_type == "Constant":
+        if node.op_type == "Constant" or (not dynamic and node.op_type in _FOLDABLE | set(ONNX_IMPORTERS)) or (
+                not dynamic and _is_standard(node) and node.op_type not in _PASS_THROUGH | {"Shape"}):
+            if node.op_type in _FOLDABLE or node.op_type == "Constant" or node.op_type not in ONNX_IMPORTERS:
                 for out, val in zip(node.output, _fold(node, ins, ctx.opset)):
                     ctx.consts[out] = np.asarray(val)
                 # Layout-only folds keep a quantized constant's exact type.

@@ -1,7 +1,8 @@
-"""Activations: ReLU, LeakyReLU, PReLU, ELU, Sigmoid, Tanh (elementwise) and Softmax.
+"""Activations: ReLU, LeakyReLU, PReLU, ELU, Sigmoid, Tanh, Erf, GELU (elementwise) and Softmax.
 
 Piecewise-linear ones are exact up to one final rounding. Sigmoid, Tanh and the negative
-branch of ELU read a lookup table: the index is computed from the input's raw bits with shifts
+branch of ELU, Erf and GELU (exact and tanh form; identity from the top of its table range on)
+read a lookup table: the index is computed from the input's raw bits with shifts
 and clamps only (so numpy and C++ agree exactly); each entry holds f(centre of its bin) already
 in the output type. Softmax is table-based too (exp over [-R, 0], a normalised reciprocal);
 docs/activations.md derives every error bound that `error_bound` implements.
@@ -16,6 +17,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op, out_of_range,
@@ -25,9 +27,12 @@ from hwprune.sim import resources as hw
 
 # Table ranges (powers of two so the bin width is a power of two): outside them the function
 # is within the documented tail error of its limit.
-TABLE_RANGE: dict[str, tuple[float, float]] = {"sigmoid": (-8.0, 8.0), "tanh": (-4.0, 4.0), "elu": (-8.0, 0.0)}
-# Lipschitz constants used by the error bounds.
-LIPSCHITZ = {"sigmoid": 0.25, "tanh": 1.0}
+TABLE_RANGE: dict[str, tuple[float, float]] = {"sigmoid": (-8.0, 8.0), "tanh": (-4.0, 4.0), "elu": (-8.0, 0.0),
+                                               "erf": (-4.0, 4.0), "gelu": (-8.0, 8.0), "gelu_tanh": (-8.0, 8.0)}
+# Lipschitz constants used by the error bounds (GELU: max |d/dx x·Φ(x)| = Φ(√2) + √2·φ(√2) ≈ 1.1289).
+LIPSCHITZ = {"sigmoid": 0.25, "tanh": 1.0, "erf": 2.0 / math.sqrt(math.pi), "gelu": 1.13, "gelu_tanh": 1.13}
+# Table kinds that return their input unchanged from the top of the table range on.
+IDENTITY_ABOVE = ("gelu", "gelu_tanh")
 SOFTMAX_EXP_RANGE = 8.0  # exp table covers d = x - max in [-8, 0]
 RECIP_TYPE = FixedType(18, 1, False)  # 1/m for m in [1, 2): values in (0.5, 1]
 EXP_TYPE = FixedType(18, 1, False)  # exp(d) for d <= 0: values in (0, 1]
@@ -40,7 +45,20 @@ def _f(kind: str, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
         return np.tanh
     if kind == "elu":
         return lambda x: np.where(x >= 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1.0))
+    if kind == "erf":
+        return _erf
+    if kind == "gelu":
+        return lambda x: 0.5 * x * (1.0 + _erf(np.asarray(x, dtype=np.float64) / math.sqrt(2.0)))
+    if kind == "gelu_tanh":
+        return lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * np.asarray(x, dtype=np.float64) ** 3)))
     raise AssertionError(kind)
+
+
+_erf_scalar = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return _erf_scalar(np.asarray(x, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -60,13 +78,16 @@ class TableIndex:
         return cls(lo_raw=int(lo * 2**f), up=f - x_frac, down=f - s, n=n)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(self.unclamped(raw), 0, self.n - 1)
+
+    def unclamped(self, raw: np.ndarray) -> np.ndarray:
         t = raw.astype(np.int64) * (1 << self.up) - self.lo_raw
-        return np.clip(t >> self.down, 0, self.n - 1)
+        return t >> self.down
 
 
 @dataclass
 class Activation(OpMixin, Layer):
-    kind: str = "relu"  # relu | leaky_relu | prelu | elu | sigmoid | tanh
+    kind: str = "relu"  # relu | leaky_relu | prelu | elu | sigmoid | tanh | erf | gelu | gelu_tanh
     alpha: float = 0.01  # leaky_relu / elu
     slope: np.ndarray = field(default_factory=lambda: np.zeros(0))  # prelu (per channel or 1)
     axis: int = 0  # prelu channel axis (logical)
@@ -78,7 +99,7 @@ class Activation(OpMixin, Layer):
     @property
     def type_name(self) -> str:
         return {"relu": "Relu", "leaky_relu": "LeakyRelu", "prelu": "PRelu", "elu": "Elu", "sigmoid": "Sigmoid",
-                "tanh": "Tanh"}[self.kind]
+                "tanh": "Tanh", "erf": "Erf", "gelu": "Gelu", "gelu_tanh": "Gelu"}[self.kind]
 
     def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
         t = g.tensor(self.inputs[0])
@@ -89,12 +110,37 @@ class Activation(OpMixin, Layer):
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
 
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        x = cc.value
+        if self.kind == "relu":
+            return cc.with_values(np.maximum(x, 0))
+        if self.kind in ("leaky_relu", "prelu"):
+            s = np.atleast_1d(self.slope if self.kind == "prelu" else np.array([self.alpha], dtype=np.float64))
+            if s.size > 1:
+                if self.axis != cc.axis:
+                    return None
+                s = s[cc.index]
+            return cc.with_values(np.where(x >= 0, x, x * s))
+        return cc.with_values(_f(self.kind, self.alpha)(x))
+
+    def remove_carried_channels(self, g: Graph, port: int, cc: ConstantChannels) -> None:
+        if self.kind == "prelu" and np.atleast_1d(self.slope).size > 1:
+            self.slope = np.atleast_1d(self.slope)[cc.keep_mask(np.atleast_1d(self.slope).size)]
+
     def infer_types(self, g: Graph, prec: Any) -> None:
         p = prec.resolve(self.name, self.type_name)
         self.table_size = p.table_size
         if self.kind in ("leaky_relu", "prelu"):
             coefs = np.atleast_1d(self.slope if self.kind == "prelu" else np.array([self.alpha]))
             self.coef_t = p.weight or auto_weight_type(coefs, 18)
+        if self.kind == "relu":
+            from hwprune.ops.quant import dictated_type, explicit_result
+
+            # The ReLU of an exact (QONNX-dictated) value is exact in the same type.
+            t = dictated_type(g, self.inputs[0])
+            if t is not None and explicit_result(prec, self.name, self.type_name) is None:
+                g.tensor(self.output).type = t
+                return
         g.tensor(self.output).type = p.result
 
     # -------------------------------------------------------------- semantics
@@ -137,15 +183,22 @@ class Activation(OpMixin, Layer):
         if self.kind in ("relu", "leaky_relu", "prelu"):
             v, frac = self._pre_round(g, x)
             return requant(v, frac, out_t)
-        looked_up = self.table(g)[self._index(g)(x)]
+        index = self._index(g)
+        looked_up = self.table(g)[index(x)]
         if self.kind == "elu":
             return np.where(x >= 0, requant(x, g.tensor(self.inputs[0]).type.frac, out_t), looked_up)
+        if self.kind in IDENTITY_ABOVE:
+            return np.where(index.unclamped(x) >= index.n, requant(x, g.tensor(self.inputs[0]).type.frac, out_t), looked_up)
         return looked_up
 
     def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
         if self.kind in ("relu", "leaky_relu", "prelu"):
             v, frac = self._pre_round(g, xs[0])
             return out_of_range(v, frac, g.tensor(self.output).type)
+        if self.kind in IDENTITY_ABOVE:
+            x = xs[0].astype(np.int64)
+            above = x[self._index(g).unclamped(x) >= self.table_size]
+            return out_of_range(above, g.tensor(self.inputs[0]).type.frac, g.tensor(self.output).type)
         return 0
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
@@ -164,6 +217,13 @@ class Activation(OpMixin, Layer):
         if self.kind == "elu":
             lip = max(1.0, abs(self.alpha))
             tail = abs(self.alpha) * math.exp(lo)
+        elif self.kind in IDENTITY_ABOVE:
+            lip = LIPSCHITZ[self.kind]
+            # Below the range f is ~0 (|f| <= 8·Φ(-8) ~ 5e-15); above it the identity differs from
+            # f by x·Φ(-x), as small: both far under any output lsb, bounded generously here.
+            far = np.linspace(-64.0, lo + binw, 2049)
+            near_top = np.linspace(hi - binw, 64.0, 2049)
+            tail = float(max(np.max(np.abs(f(far) - f(np.array(lo + binw / 2)))), np.max(np.abs(near_top - f(near_top))))) + 1e-12
         else:
             lip = LIPSCHITZ[self.kind]
             tail = float(max(abs(f(np.array(lo)) - f(np.array(-1e9))), abs(f(np.array(1e9)) - f(np.array(hi)))))
@@ -193,6 +253,8 @@ class Activation(OpMixin, Layer):
             mem = hw.memory_cost(self.table_size, t.type.width, 1)
             copies = math.ceil(lanes / 2) if mem.bram18 else lanes
             bram, lut = mem.bram18 * copies, mem.lut * copies + lanes * (x_t.width + 8)
+            if self.kind in IDENTITY_ABOVE:
+                lut += lanes * t.type.width  # the 2:1 choice between table and input
         ff = lanes * t.type.width
         return LayerCost(latency=words + 2, ii=words, dsp=dsp, lut=lut, ff=ff, bram18=bram)
 
@@ -214,7 +276,8 @@ class Activation(OpMixin, Layer):
             param_t = t.type
             idx = self._index(g)
         op = {"relu": "relu_op", "leaky_relu": "prelu_op", "prelu": "prelu_op", "elu": "elu_op",
-              "sigmoid": "table_op", "tanh": "table_op"}[self.kind]
+              "sigmoid": "table_op", "tanh": "table_op", "erf": "table_op", "gelu": "gelu_op",
+              "gelu_tanh": "gelu_op"}[self.kind]
         L = dict(cfg=f"{lname}_config", size=t.size, word=t.word, n_chan=n_chan, n_params=int(params.size),
                  param_t=param_t.cpp(), param_bits=param_t.width, param_signed="true" if param_t.signed else "false",
                  lo_raw=idx.lo_raw, up=idx.up, down=idx.down, n_table=idx.n, op=op,
@@ -305,7 +368,8 @@ class Softmax(OpMixin, Layer):
         # d log y_i / d x_j = delta_ij - y_j: an input perturbation of at most e moves log y by 2e.
         rel = (2 * e_in + 2 * binw + 2.0 / self.table_size + n * math.exp(-SOFTMAX_EXP_RANGE)
                + 4 * n * EXP_TYPE.lsb + RECIP_TYPE.lsb)
-        return y * (np.exp(rel) - 1) + n * math.exp(-SOFTMAX_EXP_RANGE) + round_error(g.tensor(self.output).type)
+        with np.errstate(over="ignore"):  # saturated inputs: the bound is infinite, honestly
+            return y * (np.exp(rel) - 1) + n * math.exp(-SOFTMAX_EXP_RANGE) + round_error(g.tensor(self.output).type)
 
     def cost(self, ctx: CostContext) -> LayerCost:
         g = ctx.graph
@@ -358,8 +422,23 @@ def _simple(kind: str) -> Callable[[Any, Any], None]:
     return imp
 
 
-for _op, _kind in (("Relu", "relu"), ("LeakyRelu", "leaky_relu"), ("Elu", "elu"), ("Sigmoid", "sigmoid"), ("Tanh", "tanh")):
+for _op, _kind in (("Relu", "relu"), ("LeakyRelu", "leaky_relu"), ("Elu", "elu"), ("Sigmoid", "sigmoid"), ("Tanh", "tanh"),
+                   ("Erf", "erf")):
     onnx_op(_op)(_simple(_kind))
+
+
+@onnx_op("Gelu")
+def _import_gelu(ctx: Any, node: Any) -> None:
+    """Opset-20 Gelu, and the Erf / tanh chains the exporters write (fused to Gelu on import,
+    `frontend/fusion.py`)."""
+    from hwprune.frontend.onnx_import import attrs
+
+    approx = attrs(node).get("approximate", b"none")
+    approx = approx.decode() if isinstance(approx, bytes) else str(approx)
+    if approx not in ("none", "tanh"):
+        raise ctx.error(node, f"approximate={approx!r} is not one of: none, tanh")
+    kind = "gelu" if approx == "none" else "gelu_tanh"
+    ctx.add(Activation(ctx.layer_name(node), [node.input[0]], [node.output[0]], kind=kind), ctx.shape(node.input[0]))
 
 
 @onnx_op("PRelu")

@@ -16,18 +16,65 @@ import functools
 import math
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import jinja2
 import numpy as np
 
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize
 from hwprune.ir.graph import Graph, IOType, Layer, Tensor
+from hwprune.sim import resources as hw
 
 if TYPE_CHECKING:
+    from hwprune.ir.channels import ConstantChannels
     from hwprune.board import Board
     from hwprune.frontend.onnx_import import ImportContext
     from hwprune.precision import PrecisionConfig
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One array a kernel keeps on chip, as the layer's cost model charges it and as its HLS
+    binding declares it: `words` words of `width` bits (what the project writes, padding
+    included) split into `banks` independent banks — the ARRAY_PARTITION / ARRAY_RESHAPE the
+    kernel asks for (`partition`: block, cyclic, reshape or complete), so every bank serves the
+    reads of one cycle the schedule needs (hls/hwprune/*.h; tests/test_banking.py checks both).
+
+    kind: "rom" (constants in BRAM/URAM/LUTRAM by bank size), "const" (completely partitioned
+    constants folded into the logic: weights at RF 1, biases — no memory), "ram" (a buffer
+    written at run time, e.g. a line buffer). `copies`: replicated copies (rom_np)."""
+
+    array: str  # the C array's role, the suffix of its name: w, b, idx, table, line_buffer
+    words: int
+    width: int
+    banks: int = 1
+    partition: str = "block"
+    kind: str = "rom"
+    copies: int = 1
+
+    @property
+    def bits(self) -> int:
+        """Bits of one copy (what the project writes for a ROM)."""
+        return self.words * self.width
+
+    @property
+    def bank_words(self) -> int:
+        return -(-self.words // max(self.banks, 1))
+
+    def cost(self, allow_uram: bool = False) -> "hw.MemoryCost":
+        if self.kind == "const" or self.words <= 0:
+            return hw.MemoryCost()
+        m = hw.memory_cost(self.words, self.width, self.banks, allow_uram=allow_uram)
+        return hw.MemoryCost(m.bram18 * self.copies, m.uram * self.copies, m.lut * self.copies)
+
+
+def memories_cost(mems: "Sequence[Memory]", allow_uram: bool = False) -> "hw.MemoryCost":
+    """The summed cost of a layer's memories."""
+    b = u = l = 0.0
+    for m in mems:
+        c = m.cost(allow_uram)
+        b, u, l = b + c.bram18, u + c.uram, l + c.lut
+    return hw.MemoryCost(b, u, l)
 
 
 @dataclass
@@ -46,6 +93,8 @@ class LayerCost:
     weight_sparsity: float = 0.0  # fraction of weights that are exactly zero (nominal)
     macs_skipped: int = 0  # multiply-accumulates the kernel's schedule really skips
     note: str = ""
+    # The on-chip arrays this cost charges (weights, indices, tables, buffers) and their banking.
+    memories: tuple[Memory, ...] = ()
 
 
 class Step(NamedTuple):
@@ -280,6 +329,30 @@ class OpMixin:
     def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
         """Elements that overflowed the output type on this batch (0 when not tracked)."""
         return 0
+
+    # ------------------------------------------------ dead-channel elimination (passes/dead_channels.py)
+    # Run on the logical graph (before layouts). Hooks never mutate unless they say so.
+    def constant_output_channels(self, g: Graph) -> "ConstantChannels | None":
+        """Output channels this layer fills with a constant whatever its input (zero weights)."""
+        return None
+
+    def remove_output_channels(self, g: Graph, cc: "ConstantChannels") -> None:
+        """Mutating: drop the channels `constant_output_channels` reported."""
+        raise NotImplementedError(f"{type(self).__name__} has no constant output channels to remove")
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: "ConstantChannels") -> "ConstantChannels | None":
+        """Where input `port`'s constant positions land in this layer's output, with their values;
+        None when this layer mixes them with other positions (the pass then keeps them)."""
+        return None
+
+    def remove_carried_channels(self, g: Graph, port: int, cc: "ConstantChannels") -> None:
+        """Mutating: drop per-channel parameters of the positions `cc` (of input `port`) that
+        `carry_constant_channels` accepted. Tensor shapes are the pass's job."""
+
+    def absorb_constant_inputs(self, g: Graph, port: int, cc: "ConstantChannels") -> bool:
+        """Mutating when it returns True: fold the constant inputs into this layer (its bias) and
+        stop reading them. False (and no change) when that would not be exact."""
+        return False
 
 
 def quantize_input(x: np.ndarray, t: Tensor) -> np.ndarray:

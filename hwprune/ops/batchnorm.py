@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op,
@@ -38,6 +39,21 @@ class ScaleShift(OpMixin, Layer):
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        s, b = np.atleast_1d(self.scale), np.atleast_1d(self.shift)
+        if (s.size > 1 or b.size > 1) and self.axis != cc.axis:
+            return None
+        s = s[cc.index] if s.size > 1 else s
+        b = b[cc.index] if b.size > 1 else b
+        return cc.with_values(cc.value * s + b)
+
+    def remove_carried_channels(self, g: Graph, port: int, cc: ConstantChannels) -> None:
+        n = g.tensor(self.inputs[0]).shape[self.axis]
+        if np.atleast_1d(self.scale).size > 1:
+            self.scale = np.atleast_1d(self.scale)[cc.keep_mask(n)]
+        if np.atleast_1d(self.shift).size > 1:
+            self.shift = np.atleast_1d(self.shift)[cc.keep_mask(n)]
 
     def fold_into_producer(self, g: Graph, producer: Layer) -> bool:
         absorb = getattr(producer, "absorb_output_affine", None)
@@ -135,8 +151,9 @@ def _import_batchnorm(ctx: Any, node: Any) -> None:
     _add_scale_shift(ctx, node, node.input[0], scale, beta - mean * scale, axis=0)
 
 
-def import_constant_add(ctx: Any, node: Any, x: str, c: np.ndarray) -> None:
-    """x + constant, the constant varying along at most one axis: a bias."""
+def _per_axis(ctx: Any, node: Any, x: str, c: np.ndarray) -> tuple[int, np.ndarray]:
+    """(axis, values) of a constant broadcast against activation x: a scalar, or one value per
+    position of one axis."""
     shape = ctx.shape(x)
     c = np.asarray(c, dtype=np.float64)
     full = (1, *shape)
@@ -147,12 +164,40 @@ def import_constant_add(ctx: Any, node: Any, x: str, c: np.ndarray) -> None:
     if 0 in varying:
         raise ctx.error(node, "a constant that varies along the batch axis is not supported")
     if not varying:
-        axis = len(shape) - 1
-        _add_scale_shift(ctx, node, x, np.ones(1), c.reshape(-1)[:1], axis)
-        return
+        return len(shape) - 1, c.reshape(-1)[:1]
     if len(varying) > 1:
-        raise ctx.error(node, f"a constant of shape {c.shape} varies along several axes; only per-channel biases are supported")
+        raise ctx.error(node, f"a constant of shape {c.shape} varies along several axes; only per-channel constants are supported")
     axis = varying[0] - 1
     if cs[varying[0]] != shape[axis]:
         raise ctx.error(node, f"constant of shape {c.shape} does not broadcast to {full}")
-    _add_scale_shift(ctx, node, x, np.ones(shape[axis]), c.reshape(-1), axis)
+    return axis, c.reshape(-1)
+
+
+def import_constant_add(ctx: Any, node: Any, x: str, c: np.ndarray, sign: float = 1.0) -> None:
+    """sign·x + constant, the constant varying along at most one axis: a bias."""
+    axis, shift = _per_axis(ctx, node, x, c)
+    _add_scale_shift(ctx, node, x, np.full(1 if shift.size == 1 else shift.size, sign), shift, axis)
+
+
+@onnx_op("Mul", "Div", "Sub")
+def _import_constant_arith(ctx: Any, node: Any) -> None:
+    """x·c, x/c, x−c and c−x with a constant c (per tensor or per channel) are a ScaleShift, which
+    the fold pass moves into a neighbouring Dense/Conv where it is exact."""
+    a, b = (ctx.const(i) for i in node.input[:2])
+    if (a is None) == (b is None):
+        raise ctx.error(node, "only arithmetic between an activation and a constant is supported"
+                        if a is None else "arithmetic on constants only should have been folded")
+    x = node.input[1] if a is not None else node.input[0]
+    c = a if a is not None else b
+    if node.op_type == "Sub":
+        import_constant_add(ctx, node, x, -np.asarray(c) if b is not None else np.asarray(c), -1.0 if a is not None else 1.0)
+        return
+    if node.op_type == "Div":
+        if a is not None:
+            raise ctx.error(node, "dividing a constant by an activation is not supported")
+        c = np.asarray(c, dtype=np.float64)
+        if np.any(c == 0):
+            raise ctx.error(node, "division by zero")
+        c = 1.0 / c
+    axis, scale = _per_axis(ctx, node, x, c)
+    _add_scale_shift(ctx, node, x, scale, np.zeros(scale.size), axis)

@@ -23,13 +23,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, WeightArray, auto_weight_type, exact_type,
+    CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, ProcessModel, WeightArray, auto_weight_type, exact_type,
+    memories_cost,
     int_bits_for, onnx_op, out_of_range, output_delay, process, render, requant, round_error, value_bound,
 )
-from hwprune.ops.dense import check_accumulator
+from hwprune.ops.dense import check_accumulator, index_type
 from hwprune.ops.quant import FusedOutputQuant
 from hwprune.ops.window import Window, as_4d, channels_last, spatial, stream_steps, window_attrs
 from hwprune.sim import resources as hw
@@ -93,6 +95,45 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
             # Scaling rows keeps the zeros, but a zero scale adds some: re-derive the pattern.
             self.sparsity = balanced_structure(self.weight.reshape(self.c_out, -1), self.sparsity.pattern)
         return True
+
+    # ------------------------------------------------------------------ dead channels
+    def constant_output_channels(self, g: Graph) -> ConstantChannels | None:
+        if self.sparsity is not None:
+            return None  # a balanced pattern's zeros run on the sparse kernel; its shape stays
+        dead = np.flatnonzero(~np.any(self.weight.reshape(self.c_out, -1) != 0, axis=1))
+        if dead.size == 0 or dead.size == self.c_out:
+            return None
+        if self.groups != 1:
+            return None  # a grouped conv's output channels are tied to its input groups
+        return ConstantChannels(0, dead, self.bias[dead])
+
+    def remove_output_channels(self, g: Graph, cc: ConstantChannels) -> None:
+        keep = cc.keep_mask(self.c_out)
+        self.weight, self.bias = self.weight[keep], self.bias[keep]
+        self._refresh_sparsity()
+
+    def absorb_constant_inputs(self, g: Graph, port: int, cc: ConstantChannels) -> bool:
+        """Constant input channels add sum over taps of W[:, k] * v to every output pixel — the
+        same at every pixel only where no window reaches into the padding, or when v is 0."""
+        if self.sparsity is not None:
+            return False  # cutting inputs would break the declared balanced pattern
+        if port != 0 or cc.axis != 0 or self.groups != 1 or len(cc) >= self.c_in:
+            return False
+        w = self.win
+        padded = (w.pt or w.pl or w.pb or w.pr) and np.any(cc.value != 0)
+        if padded:
+            return False
+        share = self.weight[:, cc.index].sum(axis=(2, 3)) @ cc.value
+        self.bias = self.bias + share
+        self.weight = self.weight[:, cc.keep_mask(self.c_in)]
+        if np.any(share != 0):
+            self.bias_hint = None
+        self._refresh_sparsity()
+        return True
+
+    def _refresh_sparsity(self) -> None:
+        if self.sparsity is not None:
+            self.sparsity = balanced_structure(self.weight.reshape(self.c_out, -1), self.sparsity.pattern)
 
     # ------------------------------------------------------------------ types
     def infer_types(self, g: Graph, prec: Any) -> None:
@@ -167,7 +208,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
 
         Work: per output pixel `macs_px = C_out * K * C_in/groups` MACs (K = kh*kw taps); the
         pixels are computed one after another, each on `ceil(macs_px / RF)` multipliers over RF
-        cycles (`matmul_cost`'s engine with one "word" per output pixel):
+        cycles (the dense engine's schedule with one "word" per output pixel):
 
         * io_parallel: II = positions * RF; latency = II + depth, depth = ceil(log2 taps) + 3
           (adder tree and registers), taps = K * C_in/groups.
@@ -179,8 +220,10 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
           (`memory_cost(span*W, C_in*width, span)`).
 
         Weights: RF = 1 folds them into the multipliers as constants (fabric products cost
-        `lut_per_const_multiplier` per non-zero weight); RF > 1 gives every multiplier a ROM
-        bank of RF words (`memory_cost(RF*multipliers, width, multipliers)`).
+        `const_mult_luts`: zero weights and powers of two are free); RF > 1 spreads the ROM
+        cyclically over one bank per multiplier, at most RF words each (`conv_memories`: a
+        pixel reads every weight once in its RF cycles; the kernel's ARRAY_PARTITION). A sparse
+        layer's block indices likewise go to ceil(kept blocks / RF) banks.
         """
         g = ctx.graph
         x_t, w_t, acc_t = g.tensor(self.inputs[0]).type, self.weight_t, self.accum_t
@@ -201,32 +244,30 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         else:
             mult_lut = n_mult * hw.lut_per_multiplier(x_t.width, w_t.width, x_t.signed, True)
         lut = mult_lut + n_mult * hw.lut_per_adder(acc_t.width)
-        bram = uram = 0.0
         if rf > 1:
-            mem = hw.memory_cost(rf * n_mult, w_t.width, n_mult)
-            bram, uram, lut = mem.bram18, mem.uram, lut + mem.lut + n_mult * hw.mux_luts(min(rf, self.taps), x_t.width)
+            lut += n_mult * hw.mux_luts(min(rf, self.taps), x_t.width)
+        mems = list(conv_memories(self))
         ff = (n_mult + self.c_out) * hw.ff_per_register(acc_t.width)
         depth = int(math.ceil(math.log2(max(self.taps, 2)))) + 3
         compute = positions * rf
         if ctx.io_type == IOType.STREAM:
-            lb = hw.memory_cost(win.span * win.in_w, self.c_in * x_t.width, win.span)
-            bram, uram, lut = bram + lb.bram18, uram + lb.uram, lut + lb.lut
+            mems.append(Memory("line_buffer", win.span * win.in_w, self.c_in * x_t.width, win.span, "block", "ram"))
             ii = win.in_h * win.in_w + compute
         else:
             ii = compute
+        mem = memories_cost(mems)
+        bram, uram, lut = mem.bram18, mem.uram, lut + mem.lut
         latency = ii + depth
         zeros = zero_fraction(self.weight)
         if sp is not None:
             lut += n_mult * hw.mux_luts(sp.group, acc_t.width if sp.column_balanced else x_t.width)
             kept_blocks = sp.kept_blocks
-            idx = hw.memory_cost(kept_blocks, sp.index_bits, 1)
-            bram, uram, lut = bram + idx.bram18, uram + idx.uram, lut + idx.lut
             note = f"{sp.pattern} sparse kernel: {kept_blocks} blocks kept, {kept_blocks * sp.index_bits} index bits"
         else:
             note = "dense kernel: zero weights are not skipped" if zeros else ""
         return LayerCost(latency=latency, ii=ii, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram, uram=uram,
                          multipliers=n_mult, macs=positions * macs_px, weight_sparsity=zeros,
-                         macs_skipped=positions * (macs_px - kept_px), note=note)
+                         macs_skipped=positions * (macs_px - kept_px), note=note, memories=tuple(mems))
 
     def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
         """The window engine (window.h): input rows a word per cycle, each output row as soon
@@ -252,6 +293,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
                  out_per_group=self.c_out // self.groups, reuse_factor=self.reuse_factor,
                  mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
                  n_mult=math.ceil(self.c_out * self.taps / self.reuse_factor), n_p0=w.size, n_p1=b.size,
+                 w_banks=conv_memories(self)[0].banks,
                  weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
                  weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
                  in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]),
@@ -271,16 +313,35 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
                  dw=win.dw, pt=win.pt, pl=win.pl, span=win.span, reuse_factor=self.reuse_factor,
                  mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
                  n_mult=math.ceil(blocks.size / self.reuse_factor), br=sp.block[0], bc=sp.block[1],
+                 w_banks=conv_memories(self)[0].banks, idx_banks=conv_memories(self)[1].banks,
                  n_banks=blocks.shape[0], per_bank=sp.per_bank, group=sp.group, per_group=sp.per_group,
                  column_balanced=int(sp.column_balanced), n_p0=blocks.size, n_p1=b.size, n_idx=idx.size,
                  weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
-                 weight_bits=self.weight_t.width, bias_bits=self.bias_t.width, index_bits=sp.index_bits + 1,
+                 weight_bits=self.weight_t.width, bias_bits=self.bias_t.width, index_bits=sp.index_bits,
                  in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]),
                  y=ctx.var(self.output), w=f"{lname}_w", b=f"{lname}_b", idx=f"{lname}_idx")
         return HlsBinding("hwprune/conv_sparse.h", render("conv_sparse.j2", "config", L=L), render("conv_sparse.j2", "call", L=L),
                           weights=[WeightArray(f"{lname}_w", blocks.reshape(-1), self.weight_t),
                                    WeightArray(f"{lname}_b", b, self.bias_t),
-                                   WeightArray(f"{lname}_idx", idx.reshape(-1), FixedType(sp.index_bits + 1, sp.index_bits + 1, True))])
+                                   WeightArray(f"{lname}_idx", idx.reshape(-1), index_type(sp))])
+
+
+def conv_memories(layer: Conv) -> tuple[Memory, ...]:
+    """The ROMs of a Conv layer's kernel with their banking (what cost() charges and hls()
+    declares). A pixel is one pipeline iteration of II = RF that reads every stored weight (and
+    index) once, so each array is cyclically partitioned into banks of at most RF words:
+    weights into one bank per multiplier, a sparse layer's block indices into ceil(blocks / RF)
+    banks; biases are complete. At RF 1 everything is a constant of the logic."""
+    rf = layer.reuse_factor
+    kind = "const" if rf == 1 else "rom"
+    sp = layer.sparsity
+    kept = sp.kept_weights if sp is not None else layer.c_out * layer.taps
+    n_mult = max(1, math.ceil(kept / rf))
+    mems = [Memory("w", kept, layer.weight_t.width, n_mult, "cyclic", kind)]
+    if sp is not None:
+        mems.append(Memory("idx", sp.kept_blocks, sp.index_bits, max(1, math.ceil(sp.kept_blocks / rf)), "cyclic", kind))
+    mems.append(Memory("b", layer.c_out, layer.bias_t.width, layer.c_out, "complete", "const"))
+    return tuple(mems)
 
 
 @onnx_op("Conv")

@@ -15,10 +15,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type,
+    CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, WeightArray, auto_weight_type, memories_cost,
     exact_type, int_bits_for, onnx_op, render, requant, round_error, value_bound,
 )
 from hwprune.ops.quant import FusedOutputQuant
@@ -71,6 +72,34 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         s = np.broadcast_to(scale, (self.n_out,))
         self.weight = self.weight * s
         self.bias = self.bias * s + np.broadcast_to(shift, (self.n_out,))
+        return True
+
+    # ------------------------------------------------------------------ dead channels
+    def constant_output_channels(self, g: Graph) -> ConstantChannels | None:
+        if self.sparsity is not None:
+            return None  # a balanced pattern's zeros run on the sparse kernel; its shape stays
+        dead = np.flatnonzero(~np.any(self.weight != 0, axis=0))
+        if dead.size == 0 or dead.size == self.n_out:
+            return None
+        return ConstantChannels(g.tensor(self.output).rank - 1, dead, self.bias[dead])
+
+    def remove_output_channels(self, g: Graph, cc: ConstantChannels) -> None:
+        keep = cc.keep_mask(self.n_out)
+        self.weight, self.bias = self.weight[:, keep], self.bias[keep]
+        self.refresh_sparsity()
+
+    def absorb_constant_inputs(self, g: Graph, port: int, cc: ConstantChannels) -> bool:
+        """y = x W + b with inputs k constant: their share v @ W[k] joins the bias (exact)."""
+        if self.sparsity is not None:
+            return False  # cutting inputs would break the declared balanced pattern
+        if port != 0 or cc.axis != g.tensor(self.inputs[0]).rank - 1 or len(cc) >= self.n_in:
+            return False
+        share = cc.value @ self.weight[cc.index]
+        self.bias = self.bias + share
+        self.weight = self.weight[cc.keep_mask(self.n_in)]
+        if np.any(share != 0):
+            self.bias_hint = None  # an exact QONNX bias type need not hold the folded bias
+        self.refresh_sparsity()
         return True
 
     # ------------------------------------------------------------------ types
@@ -169,9 +198,11 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
             return self._hls_sparse(ctx)
         w, b = self._raw_weights()
         lname = ctx.lname(self)
+        wm = dense_memories(self)[0]
         L = dict(
             cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
             reuse_factor=self.reuse_factor, n_mult=math.ceil(self.n_in * self.n_out / self.reuse_factor),
+            w_words=wm.words, w_banks=wm.banks,
             mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
             weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
             weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
@@ -182,7 +213,8 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
             include="hwprune/dense.h",
             config=render("dense.j2", "config", L=L),
             call=render("dense.j2", "call", L=L),
-            weights=[WeightArray(f"{lname}_w", w.reshape(-1), self.weight_t), WeightArray(f"{lname}_b", b, self.bias_t)],
+            weights=[WeightArray(f"{lname}_w", _padded(w.reshape(-1), wm.words), self.weight_t),
+                     WeightArray(f"{lname}_b", b, self.bias_t)],
         )
 
 
@@ -191,13 +223,18 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         assert sp is not None and self.weight_t and self.bias_t and self.accum_t
         w, b = self._raw_weights()
         blocks, idx = sp.gather(w.T)
+        # The weight ROM holds kept weight k where multiplier k // RF reads it in cycle k % RF:
+        # row-balanced output fastest (the engine's order), column-balanced in block order.
+        serve_order = blocks if sp.column_balanced else self.engine_matrices()[0]
         lname = ctx.lname(self)
         kept_macs = int(blocks.size)
+        wm, im, _ = dense_memories(self)
         L = dict(cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
                  reuse_factor=self.reuse_factor, n_mult=math.ceil(kept_macs / self.reuse_factor),
+                 w_words=wm.words, w_banks=wm.banks, idx_words=im.words, idx_banks=im.banks,
                  mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
                  br=sp.block[0], bc=sp.block[1], n_banks=blocks.shape[0], per_bank=sp.per_bank, group=sp.group,
-                 per_group=sp.per_group, column_balanced=int(sp.column_balanced), index_bits=sp.index_bits + 1,
+                 per_group=sp.per_group, column_balanced=int(sp.column_balanced), index_bits=sp.index_bits,
                  weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
                  weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
                  in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
@@ -206,10 +243,68 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
             include="hwprune/dense_sparse.h",
             config=render("dense_sparse.j2", "config", L=L),
             call=render("dense_sparse.j2", "call", L=L),
-            weights=[WeightArray(f"{lname}_w", blocks.reshape(-1), self.weight_t),
-                     WeightArray(f"{lname}_idx", idx.reshape(-1), FixedType(sp.index_bits + 1, sp.index_bits + 1, True)),
+            weights=[WeightArray(f"{lname}_w", _padded(serve_order.reshape(-1), wm.words), self.weight_t),
+                     WeightArray(f"{lname}_idx", _padded(idx.reshape(-1), im.words), index_type(sp)),
                      WeightArray(f"{lname}_b", b, self.bias_t)],
         )
+
+
+def _padded(raw: np.ndarray, words: int) -> np.ndarray:
+    """A ROM's entries padded with zeros to the banked size (zero weights, never read)."""
+    out = np.zeros(words, dtype=np.int64)
+    out[: raw.size] = raw
+    return out
+
+
+def index_type(sp: Sparsity) -> FixedType:
+    """The block-index ROM word: unsigned, just wide enough for a position in the group."""
+    return FixedType(sp.index_bits, sp.index_bits, False)
+
+
+def reuse_banks(words: int, rf: int) -> tuple[int, int]:
+    """A weight ROM of `words` entries read by the reuse schedule of dense.h / dense_sparse.h:
+    entry k = m*RF + r is served by multiplier m in cycle r. Returns (multipliers, padded
+    words): the ROM is padded with zeros to multipliers*RF entries and block-partitioned into one
+    bank per multiplier (ARRAY_PARTITION type=block factor=multipliers), so bank m holds exactly
+    multiplier m's RF weights and every cycle reads each bank once. At RF 1 the weights are
+    constants of their multipliers (a complete partition)."""
+    n_mult = max(1, math.ceil(words / rf))
+    return n_mult, n_mult * rf
+
+
+def index_banks(kept_blocks: int, block_size: int, rf: int) -> tuple[int, int]:
+    """The block-index ROM of dense_sparse.h: multiplier m reads idx[(m*RF + r) / block_size]
+    in cycle r. With B = max(1, RF // block_size) indices per bank (block partition of the ROM
+    padded to banks*B entries), the bank of that read, (m*RF + r) // (block_size*B), grows with
+    m because block_size*B <= RF: no two multipliers read one bank in a cycle (RF <
+    block_size: B = 1, a complete partition, registers). Returns (banks, padded words)."""
+    per = max(1, rf // block_size)
+    banks = max(1, math.ceil(kept_blocks / per))
+    return banks, banks * per
+
+
+def dense_memories(layer: "Dense") -> tuple[Memory, ...]:
+    """The ROMs of a Dense layer's kernel with their banking (what cost() charges and hls()
+    declares): weights (dense, or the kept blocks), block indices (sparse), biases."""
+    rf = layer.reuse_factor
+    const = rf == 1
+    bias = Memory("b", layer.n_out, layer.bias_t.width, layer.n_out, "complete", "const")
+    sp = layer.sparsity
+    if sp is None:
+        n_mult, padded = reuse_banks(layer.n_in * layer.n_out, rf)
+        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"), bias)
+    bs = sp.block[0] * sp.block[1]
+    n_mult, padded = reuse_banks(sp.kept_weights, rf)
+    if not sp.column_balanced:
+        # Row-balanced: the kept weights are served output fastest (hwprune.rtl.engine), so one
+        # cycle's multipliers read blocks all over the index ROM. It is partitioned completely:
+        # constants, and each multiplier's input selection is a function of the cycle counter
+        # alone (compile-time block indices, as the RTL engine decodes it).
+        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"),
+                Memory("idx", sp.kept_blocks, sp.index_bits, sp.kept_blocks, "complete", "const"), bias)
+    ibanks, ipadded = index_banks(sp.kept_blocks, bs, rf)
+    return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"),
+            Memory("idx", ipadded, sp.index_bits, ibanks, "block", "const" if const else "rom"), bias)
 
 
 def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost:
@@ -239,7 +334,7 @@ def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost
         skipped = 0
     return LayerCost(latency=words * rf + c.depth, ii=words * rf, dsp=c.dsp, lut=c.lut, ff=c.ff, bram18=c.bram18,
                      uram=c.uram, multipliers=c.multipliers, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
-                     macs_skipped=skipped, note=note)
+                     macs_skipped=skipped, note=note, memories=dense_memories(layer))
 
 
 def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) -> LayerCost:
@@ -250,13 +345,12 @@ def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) ->
     shrink by the density. The kernel (dense_sparse.h) serves kept weight k = m*RF + r with
     multiplier m in cycle r of a PIPELINE II=1 loop of RF trips, as the dense kernel does.
     Extra cost, counted: an index per kept block (log2 of its group's candidates, stored in a
-    ROM) and, per multiplier, a multiplexer picking its input among those candidates — over
-    its RF weights up to group * RF of them (at most the layer's inputs, or outputs when
-    column-balanced)."""
+    ROM banked as `index_banks` says) and, per multiplier, a multiplexer picking its input among
+    those candidates — over its RF weights up to group * RF of them (at most the layer's inputs,
+    or outputs when column-balanced)."""
     sp = layer.sparsity
     g = ctx.graph
     x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
-    br, bc = sp.block
     kept_blocks = sp.kept_blocks
     kept_macs = sp.kept_weights
     n_mult = math.ceil(kept_macs / rf)
@@ -270,19 +364,16 @@ def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) ->
     else:
         lut += n_mult * hw.mux_luts(min(sp.group * rf, layer.n_in), x_t.width)
     index_bits = kept_blocks * sp.index_bits
-    idx_mem = hw.memory_cost(max(rf // (br * bc), 1), sp.index_bits, math.ceil(kept_blocks / max(rf // (br * bc), 1)))
-    bram, uram = idx_mem.bram18, idx_mem.uram
-    lut += idx_mem.lut
-    if rf > 1:
-        mem = hw.memory_cost(rf, w_t.width, n_mult)
-        bram, uram, lut = bram + mem.bram18, uram + mem.uram, lut + mem.lut
+    mems = dense_memories(layer)
+    mem = memories_cost(mems)
+    bram, uram, lut = mem.bram18, mem.uram, lut + mem.lut
     ff = n_mult * hw.ff_per_register(acc_t.width) + layer.n_out * hw.ff_per_register(acc_t.width)
-    depth = int(math.ceil(math.log2(max(sp.per_bank * bc, 2)))) + 4
+    depth = int(math.ceil(math.log2(max(sp.per_bank * sp.block[1], 2)))) + 4
     dense_macs = words * layer.n_in * layer.n_out
     return LayerCost(latency=words * rf + depth, ii=words * rf, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram,
                      uram=uram, multipliers=n_mult, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
                      macs_skipped=dense_macs - words * kept_macs,
-                     note=f"{sp.pattern} sparse kernel: {kept_blocks} blocks kept, {index_bits} index bits")
+                     note=f"{sp.pattern} sparse kernel: {kept_blocks} blocks kept, {index_bits} index bits", memories=mems)
 
 
 def check_accumulator(layer: Layer, acc: FixedType) -> None:
@@ -293,39 +384,6 @@ def check_accumulator(layer: Layer, acc: FixedType) -> None:
             f"layer '{layer.name}': its exact accumulator needs {acc.width} bits (> 62); "
             f"use fewer fractional bits for its input or weights"
         )
-
-
-def matmul_cost(ctx: CostContext, layer: Any, words: int, n_in: int, n_out: int, rf: int,
-                positions_per_word: int = 1) -> LayerCost:
-    """Cost of `words` sequential matrix-vector products of n_in x n_out with reuse factor rf.
-
-    Multipliers: ceil(n_in*n_out/rf), each mapped to DSPs or LUTs by operand width.
-    Cycles: rf per word (the reuse loop has II=1) plus the adder-tree depth.
-    Weights: with rf=1 they are constants folded into the multipliers (hls4ml's latency
-    strategy); with rf>1 each multiplier reads a ROM bank of depth rf.
-    """
-    g = ctx.graph
-    x_t = g.tensor(layer.inputs[0]).type
-    w_t = layer.weight_t
-    acc_t = layer.accum_t
-    n_mult = math.ceil(n_in * n_out / rf)
-    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
-    dsp = n_mult * dsp_each
-    lut = 0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)
-    # Each multiplier feeds an adder of accumulator width.
-    lut += n_mult * hw.lut_per_adder(acc_t.width)
-    bram = uram = 0.0
-    if rf > 1:
-        mem = hw.memory_cost(rf, w_t.width, n_mult)
-        bram, uram, lut = bram + mem.bram18, uram + mem.uram, lut + mem.lut
-        # Each multiplier picks its input among ceil(n_in/...) candidates over the reuse cycles.
-        lut += n_mult * hw.mux_luts(min(rf, n_in), x_t.width)
-    ff = n_mult * hw.ff_per_register(acc_t.width) + n_out * hw.ff_per_register(acc_t.width)
-    depth = int(math.ceil(math.log2(max(n_in, 2)))) + 3
-    latency = words * rf + depth
-    return LayerCost(latency=latency, ii=words * rf, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram,
-                     multipliers=n_mult, macs=words * n_in * n_out, weight_sparsity=zero_fraction(layer.weight),
-                     note="dense kernel: zero weights are not skipped" if zero_fraction(layer.weight) else "")
 
 
 # ---------------------------------------------------------------------- ONNX import
@@ -364,6 +422,11 @@ def _import_gemm(ctx: Any, node: Any) -> None:
 @onnx_op("MatMul")
 def _import_matmul(ctx: Any, node: Any) -> None:
     w = ctx.const(node.input[1])
+    if w is None and not ctx.is_const(node.input[0]):
+        from hwprune.ops.matmul import import_activation_matmul
+
+        import_activation_matmul(ctx, node)  # Q·Kᵀ, A·V: both operands activations
+        return
     if w is None or ctx.is_const(node.input[0]):
         raise ctx.error(node, "only activation x constant-weight products are supported")
     w = np.asarray(w, dtype=np.float64)

@@ -15,7 +15,7 @@ import numpy as np
 from hwprune.fixed import FixedType, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer, TensorKind
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, onnx_op, output_delay,
+    CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, ProcessModel, Step, WeightArray, onnx_op, output_delay,
     process, render,
 )
 from hwprune.sim import resources as hw
@@ -75,19 +75,27 @@ class Embedding(OpMixin, Layer):
         err = np.abs(to_float(self._table_raw(g), t) - self.table)
         return err[xs[0].astype(np.int64)]
 
+    def table_memory(self, g: Graph, copies: int = 1) -> Memory:
+        """The table ROM as the kernel declares it: reshaped (ARRAY_RESHAPE type=cyclic
+        factor=dim) into one word per row, vocab x (dim * width) bits, so a lookup reads one
+        word; io_parallel reads every id's row in one cycle from `copies` replicas (rom_np)."""
+        t = g.tensor(self.output).type
+        return Memory("table", self.vocab, self.dim * t.width, 1, "reshape", "rom", copies)
+
     def cost(self, ctx: CostContext) -> LayerCost:
         g = ctx.graph
         t = g.tensor(self.output).type
         n_ids = g.tensor(self.inputs[0]).size
         if ctx.io_type == IOType.PARALLEL:
             # Every id reads a row in the same cycle: one ROM copy per id position.
-            mem = hw.memory_cost(self.vocab, self.dim * t.width, 1)
-            copies = n_ids
-            return LayerCost(latency=2, ii=1, bram18=mem.bram18 * copies, uram=mem.uram * copies, lut=mem.lut * copies,
-                             note=f"{copies} table copies")
-        mem = hw.memory_cost(self.vocab, self.dim * t.width, 1, allow_uram=ctx.has_uram)
+            m = self.table_memory(g, copies=n_ids)
+            mem = m.cost()
+            return LayerCost(latency=2, ii=1, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
+                             note=f"{n_ids} table copies", memories=(m,))
+        m = self.table_memory(g)
+        mem = m.cost(allow_uram=ctx.has_uram)
         return LayerCost(latency=n_ids + 2, ii=n_ids, bram18=mem.bram18, uram=mem.uram, lut=mem.lut,
-                         ff=self.dim * t.width, note="one row per cycle")
+                         ff=self.dim * t.width, note="one row per cycle", memories=(m,))
 
     def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
         """embedding.h: reads a word of ids, then looks up one id and writes its row per cycle."""

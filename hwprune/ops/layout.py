@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hwprune.ir.channels import ConstantChannels, through_reshape
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, onnx_op, output_delay,
@@ -66,6 +67,11 @@ class Reshape(OpMixin, Layer):
             units = [a for a in range(dst.rank) if dst.shape[a] == 1]
             return tuple(units + phys)
         return tuple(range(dst.rank))
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        if self.transpose is not None:
+            return ConstantChannels(list(self.transpose).index(cc.axis), cc.index, cc.value)
+        return through_reshape(g.tensor(self.inputs[0]).shape, g.tensor(self.output).shape, cc)
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         g.tensor(self.output).type = g.tensor(self.inputs[0]).type

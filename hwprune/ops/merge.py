@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, onnx_op, out_of_range, output_delay,
@@ -35,6 +36,14 @@ class Add(OpMixin, Layer):
         return g.tensor(self.inputs[0]).perm
 
     def infer_types(self, g: Graph, prec: Any) -> None:
+        from hwprune.ops.quant import dictated_type, explicit_result, sum_type
+
+        # A residual add of tensors whose exact types QONNX dictates is exact (QONNX adds in
+        # float): the smallest type holding the sum, unless this layer is configured explicitly.
+        dictated = [dictated_type(g, i) for i in self.inputs]
+        if explicit_result(prec, self.name, self.op_type) is None and all(t is not None for t in dictated):
+            g.tensor(self.output).type = sum_type(dictated)  # type: ignore[arg-type]
+            return
         g.tensor(self.output).type = prec.resolve(self.name, self.op_type).result
 
     def _frac(self, g: Graph) -> int:
@@ -105,6 +114,11 @@ class Concat(OpMixin, Layer):
             g.tensor(self.output).type = union_type(dictated)  # type: ignore[arg-type]
             return
         g.tensor(self.output).type = p.result
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        if cc.axis != self.axis:
+            return None
+        return cc.shifted(sum(g.tensor(i).shape[self.axis] for i in self.inputs[:port]))
 
     def _phys_axis(self, g: Graph) -> int:
         return list(g.tensor(self.inputs[0]).perm).index(self.axis)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, Rounding, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, exact_type, int_bits_for,
@@ -66,6 +67,18 @@ class Pool(OpMixin, Layer):
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return channels_last(g.tensor(self.output).rank)
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        """A window of constants is that constant — unless padding enters an average (zeros
+        counted) or a window holds only padding."""
+        if cc.axis != 0:
+            return None
+        if np.any(cc.value != 0) and (self.win.empty_windows() or (self.kind == "avg" and self.include_pad)):
+            return None
+        return cc
+
+    def remove_carried_channels(self, g: Graph, port: int, cc: ConstantChannels) -> None:
+        self.channels -= len(cc)
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         g.tensor(self.output).type = _max_keeps_type(self, g, prec) or prec.resolve(self.name, self.op_type).result
@@ -195,6 +208,12 @@ class GlobalPool(OpMixin, Layer):
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         g.tensor(self.output).type = _max_keeps_type(self, g, prec) or prec.resolve(self.name, self.op_type).result
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        return cc if cc.axis == 0 else None  # max or mean of a constant is the constant
+
+    def remove_carried_channels(self, g: Graph, port: int, cc: ConstantChannels) -> None:
+        self.channels -= len(cc)
 
     def _n(self, g: Graph) -> int:
         return g.tensor(self.inputs[0]).size // self.channels

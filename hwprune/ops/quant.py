@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize, to_float
+from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, onnx_op, out_of_range, render, requant
 
@@ -89,16 +90,29 @@ def union_type(types: list[FixedType]) -> FixedType:
     return FixedType(integer + frac, integer, signed, Rounding.TRN, Overflow.WRAP)
 
 
+def sum_type(types: list[FixedType]) -> FixedType:
+    """The smallest exact type of a sum of values of `types` (a residual add of quantized
+    tensors): the union's fraction, and integer bits for the sum of the inputs' magnitudes."""
+    u = union_type(types)
+    bound = sum(max(abs(t.min_value), abs(t.max_value)) for t in types)
+    integer = u.integer
+    while (2.0 ** (integer - (1 if u.signed else 0))) < bound + 2.0 ** -u.frac:
+        integer += 1
+    return FixedType(integer + u.frac, integer, u.signed, Rounding.TRN, Overflow.WRAP)
+
+
 def dictated_type(g: Graph, name: str) -> FixedType | None:
     """The exact type QONNX dictates for tensor `name`, or None if the precision configuration
     decides it. Dictated: the output of a Quantize; of an embedding whose table came out of a
     Quant; and, recursively, of ops that pass such values on unchanged (layout moves, clones,
     max pooling) or side by side (concatenation: the union of the inputs' types). A tensor
     whose assigned type differs from that (a layer the user configured explicitly) is not
-    dictated. Layers are typed in order, so this is valid while the types pass runs."""
+    dictated. Additions of dictated inputs are exact (`sum_type`) and a ReLU keeps its input's
+dictated type. Layers are typed in order, so this is valid while the types pass runs."""
     from hwprune.ops.embedding import Embedding
     from hwprune.ops.layout import Clone, Reorder, Reshape
-    from hwprune.ops.merge import Concat
+    from hwprune.ops.activation import Activation
+    from hwprune.ops.merge import Add, Concat
     from hwprune.ops.pool import GlobalPool, Pool
 
     p = g.producer(name)
@@ -114,6 +128,11 @@ def dictated_type(g: Graph, name: str) -> FixedType | None:
     elif isinstance(p, Concat):
         ins = [dictated_type(g, i) for i in p.inputs]
         t = union_type([x for x in ins if x is not None]) if all(x is not None for x in ins) else None
+    elif isinstance(p, Add):
+        ins = [dictated_type(g, i) for i in p.inputs]
+        t = sum_type([x for x in ins if x is not None]) if all(x is not None for x in ins) else None
+    elif isinstance(p, Activation) and p.kind == "relu":
+        t = dictated_type(g, p.inputs[0])
     assigned = g.tensor(name).type
     return t if t is not None and (assigned is None or assigned == t) else None
 
@@ -138,6 +157,9 @@ class Quantize(OpMixin, Layer):
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
+
+    def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
+        return cc.with_values(to_float(quantize(cc.value, self.type), self.type))  # one type for all elements
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         # Dictated by the QONNX node: the precision configuration does not apply here.

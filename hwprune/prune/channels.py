@@ -76,24 +76,10 @@ def _shape(node: torch.fx.Node) -> tuple[int, ...] | None:
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-def prune_channels(model: torch.nn.Module, example_input: torch.Tensor, sparsity: float | Mapping[str, float],
-                   ignore: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
-    """Remove the least important output channels (L2 norm of their weights, summed over tied
-    layers) of every Conv/Linear in place, or, with a mapping {layer: sparsity}, of the named
-    layers only (tied layers take the largest of their sparsities). Returns {layer: (channels
-    before, after)}."""
+def _trace(model: torch.nn.Module, example_input: torch.Tensor, ignore: tuple[str, ...] = ()) -> tuple:
+    """Trace the model and build its channel groups: (modules, groups, union-find, consumers)."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    if isinstance(sparsity, Mapping):
-        per_layer = {str(k): check_sparsity(v) for k, v in sparsity.items()}
-        known = {n for n, m in model.named_modules() if isinstance(m, _PRODUCERS)}
-        unknown = sorted(set(per_layer) - known)
-        if unknown:
-            raise ConfigError(f"no Conv/Linear module named {unknown[0]!r}; prunable: {', '.join(sorted(known))}")
-        s = 0.0
-    else:
-        per_layer = None
-        s = check_sparsity(sparsity)
     model.eval()
     try:
         gm = torch.fx.symbolic_trace(model)
@@ -192,13 +178,61 @@ def prune_channels(model: torch.nn.Module, example_input: torch.Tensor, sparsity
         if sum(sg.size for sg in segs) != fan_in:
             block(segs, f"{name} reads a flattened spatial map")
 
-    # Merge tied groups; a blocked member blocks the whole set.
+    return modules, groups, uf, consumers
+
+
+def _tied(groups: dict[int, _Group], uf: _UnionFind) -> list[list[int]]:
     roots: dict[int, list[int]] = {}
     for gid in groups:
         roots.setdefault(uf.find(gid), []).append(gid)
+    return list(roots.values())
+
+
+def channel_groups(model: torch.nn.Module, example_input: torch.Tensor) -> dict[str, str]:
+    """{Conv/Linear module: why its output channels cannot be cut, or "" when they can} — what
+    `prune_channels` would do, without changing the model. Layers tied through a residual add
+    share a verdict."""
+    was = model.training
+    try:
+        _, groups, uf, _ = _trace(model, example_input)
+    finally:
+        model.train(was)
+    out: dict[str, str] = {}
+    for members in _tied(groups, uf):
+        why = next((groups[g].blocked for g in members if groups[g].blocked), "")
+        if not why and len({groups[g].channels for g in members}) > 1:
+            why = "tied layers differ in width"
+        for g in members:
+            for p in groups[g].producers:
+                out[p] = why
+    return out
+
+
+def prune_channels(model: torch.nn.Module, example_input: torch.Tensor, sparsity: float | Mapping[str, float],
+                   ignore: tuple[str, ...] = ()) -> dict[str, tuple[int, int]]:
+    """Remove the least important output channels (L2 norm of their weights, summed over tied
+    layers) of every Conv/Linear in place, or, with a mapping {layer: sparsity}, of the named
+    layers only (tied layers take the largest of their sparsities). Returns {layer: (channels
+    before, after)}."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    if isinstance(sparsity, Mapping):
+        per_layer = {str(k): check_sparsity(v) for k, v in sparsity.items()}
+        known = {n for n, m in model.named_modules() if isinstance(m, _PRODUCERS)}
+        unknown = sorted(set(per_layer) - known)
+        if unknown:
+            raise ConfigError(f"no Conv/Linear module named {unknown[0]!r}; prunable: {', '.join(sorted(known))}")
+        s = 0.0
+    else:
+        per_layer = None
+        s = check_sparsity(sparsity)
+    model.eval()
+    modules, groups, uf, consumers = _trace(model, example_input, ignore)
+
+    # Merge tied groups; a blocked member blocks the whole set.
     keep: dict[int, np.ndarray] = {}
     report: dict[str, tuple[int, int]] = {}
-    for members in roots.values():
+    for members in _tied(groups, uf):
         why = next((groups[g].blocked for g in members if groups[g].blocked), "")
         c = groups[members[0]].channels
         if why or any(groups[g].channels != c for g in members):

@@ -22,30 +22,11 @@ import torch
 
 from hwprune.errors import ConfigError
 from hwprune.prune.patterns import Pattern
+from hwprune.task import TaskData  # noqa: F401 (the recipe's data; re-exported)
 
 log = logging.getLogger(__name__)
 
 SCHEDULE_UPDATES = 30  # mask updates over the ramp
-
-
-@dataclass
-class TaskData:
-    """Token ids, labels and the split of a text task."""
-
-    x: np.ndarray
-    y: np.ndarray
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-    seq_len: int
-    batch_size: int = 64
-
-    def example(self) -> torch.Tensor:
-        return torch.zeros((1, self.seq_len), dtype=torch.long)
-
-    def batches(self, idx: np.ndarray, size: int = 256, limit: int | None = None) -> list[torch.Tensor]:
-        idx = idx[:limit] if limit is not None else idx
-        return [torch.from_numpy(self.x[idx[i:i + size]]) for i in range(0, len(idx), size)]
 
 
 @dataclass
@@ -68,14 +49,14 @@ class Recipe:
 
 def fit_epochs(model: torch.nn.Module, data: TaskData, recipe: Recipe, epochs: int, teacher: torch.nn.Module | None,
                say: Callable[[str], None], masks: Any = None, on_step: Any = None) -> None:
-    from hwprune.text.train import FitConfig, fit
+    from hwprune.training import FitConfig, fit
 
     if epochs == 0:
         return
     fc = FitConfig(epochs=epochs, batch_size=data.batch_size, lr=recipe.lr, weight_decay=0.0, seed=recipe.seed,
                    distill_alpha=recipe.distill_alpha if teacher is not None else 0.0)
     fit(model, data.x, data.y, data.train, data.val, fc, masks=masks, teacher=teacher, on_step=on_step,
-        progress=lambda m: say(f"  {m}"))
+        progress=lambda m: say(f"  {m}"), loss_fn=data.loss, metric=data.metric)
 
 
 def prune_finetune(model: torch.nn.Module, data: TaskData,
@@ -139,12 +120,12 @@ def prune_finetune(model: torch.nn.Module, data: TaskData,
 
 def quantize_finetune(model: torch.nn.Module, data: TaskData, quant: Any, recipe: Recipe,
                       teacher: torch.nn.Module | None = None, say: Callable[[str], None] = log.info) -> tuple[Any, Any]:
-    """Calibrate and QAT-fine-tune a quantized copy of a (pruned) float TextCNN, zeros held;
+    """Calibrate and QAT-fine-tune a quantized copy of a (pruned) float model, zeros held;
     returns (quantized model, QONNX proto with the pruning patterns in its metadata)."""
     from hwprune.prune.torch_prune import FixedMasks
-    from hwprune.quantize.qat import calibrate, export_qonnx, quantize_textcnn
+    from hwprune.quantize.qat import calibrate, export_qonnx, quantize_model
 
-    q = quantize_textcnn(model, quant)
+    q = quantize_model(model, data.example(), quant)
     calibrate(q, data.batches(data.train, limit=2048))
     fit_epochs(q, data, recipe, recipe.qat_epochs, teacher, say, masks=FixedMasks(q))
     sparsity = getattr(model, "hwprune_sparsity", None)
@@ -153,19 +134,22 @@ def quantize_finetune(model: torch.nn.Module, data: TaskData, quant: Any, recipe
     return q, export_qonnx(q, data.example())
 
 
-def fixed_accuracy(g: Any, data: TaskData, idx: np.ndarray) -> float:
-    """Accuracy of the bit-exact fixed-point engine (what the C simulation computes)."""
+def fixed_metric(g: Any, data: TaskData, idx: np.ndarray) -> float:
+    """The task's metric (default accuracy) of the bit-exact fixed-point engine (what the C
+    simulation computes)."""
     from hwprune.pipeline import run_fixed
 
-    correct = 0
-    for i in range(0, len(idx), 512):
-        part = idx[i:i + 512]
-        correct += int((np.argmax(run_fixed(g, [data.x[part]])[0], axis=1) == data.y[part]).sum())
-    return correct / max(len(idx), 1)
+    outs = [run_fixed(g, [data.x[idx[i:i + 512]]])[0] for i in range(0, len(idx), 512)]
+    return data.score(np.concatenate(outs) if outs else np.zeros((0,)), data.y[idx])
 
 
-def torch_accuracy(model: torch.nn.Module, data: TaskData, idx: np.ndarray, x: np.ndarray | None = None) -> float:
-    from hwprune.text.train import accuracy
+def torch_metric(model: torch.nn.Module, data: TaskData, idx: np.ndarray, x: np.ndarray | None = None) -> float:
+    """The task's metric of a torch model (float or quantized) on samples `idx`."""
+    from hwprune.training import evaluate
 
     x = data.x if x is None else x
-    return accuracy(model, x[idx], data.y[idx])
+    return evaluate(model, x[idx], data.y[idx], data.metric)
+
+
+fixed_accuracy = fixed_metric  # the names of the classification-only API
+torch_accuracy = torch_metric

@@ -99,6 +99,7 @@ class Pruner:
         self._targets: list[_Target] = []
         self._step = 0
         self._prepared = False
+        self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
     def prepare(self) -> "Pruner":
@@ -155,7 +156,9 @@ class Pruner:
             try:
                 m = mask(matrix, t.pattern, layer_target, importance=score) if layer_target > 0 else np.ones_like(matrix, dtype=bool)
             except ConfigError as e:
-                log.warning("%s stays dense: %s", t.name, e)
+                if t.name not in self._warned:  # once per layer, not at every step of a fine-tune
+                    self._warned.add(t.name)
+                    log.warning("%s stays dense: %s", t.name, e)
                 continue
             # Pruned weights stay pruned (masks only shrink), as in gradual magnitude pruning.
             t.mask = t.mask & torch.from_numpy(m.reshape(w.shape)) if self.importance == "magnitude" else torch.from_numpy(m.reshape(w.shape))

@@ -1,25 +1,38 @@
-"""Quantization-aware training (QAT) and post-training calibration of the TextCNN with Brevitas,
-on power-of-two scales so that every quantized tensor is exactly an `ap_fixed` type.
+"""Quantization-aware training (QAT) and post-training calibration of any supported PyTorch
+model with Brevitas, on power-of-two scales so that every quantized tensor is exactly an
+`ap_fixed` type.
 
-    qmodel = quantize_textcnn(float_model, QuantConfig(layers={"convs.0": (4, 8)}))  # prepare
-    calibrate(qmodel, [ids for ids, _ in batches[:4]])   # PTQ: activation ranges, no gradients
-    finetune(qmodel, batches, steps=200, seed=0)         # QAT (optional); pruned zeros are held
-    proto = export_qonnx(qmodel, ids[:1])                # QONNX -> hwprune.export / hwprune.run
+    qmodel = quantize_model(float_model, example, QuantConfig(layers={"conv1": (4, 6)}))  # prepare
+    calibrate(qmodel, [x for x, _ in batches[:4]])   # PTQ: activation ranges, no gradients
+    finetune(qmodel, batches, steps=200, seed=0)     # QAT (optional); pruned zeros are held
+    proto = export_qonnx(qmodel, example)            # QONNX -> hwprune.export / hwprune.run
+
+`quantize_model` traces the float model with torch.fx and swaps modules (module names and
+parameter names stay, so float state dicts and pruning masks carry over):
+
+* Linear, Conv1d, Conv2d -> QuantLinear/QuantConv1d/QuantConv2d (weight and bias quantizers); a
+  BatchNorm right after one (its only reader) is folded into its weights and bias first;
+* Embedding -> QuantEmbedding (the table's quantizer is its output's);
+* ReLU (module, `torch.relu`, `F.relu`, `.relu()`) -> QuantReLU (unsigned);
+* quantizers are inserted where the hardware needs an exact type: the float model input
+  (`input_quant`), the input of a Linear/Conv that no quantizer feeds (`<layer>_input_quant`,
+  whose scale the bias needs), an input of an addition or concatenation that is not exact
+  (`<node>_in<k>_quant`), a value read by several consumers that is not exact
+  (`<node>_quant`) and the model output (`output_quant`).
+
+Layout moves (flatten, view, reshape, transpose, permute), max pooling, dropout and identities
+pass quantized tensors through; max reductions, concatenations and additions of exact values
+are exact (hwprune types them with the smallest type holding every input, so residual adds
+and concatenations need no shared scale). Average pooling, other activations and other
+arithmetic are refused (a clear ConfigError) — they have no exact fixed-point equivalent.
 
 A quantizer with scale 2**-k and b bits is ap_fixed<b, b-k> (ap_ufixed when unsigned): QONNX's
 Quant clips then rounds, which equals ap_fixed's round-then-saturate because the limits are
 integers. Weights are narrow-range signed (AP_SAT_SYM), activations after a ReLU unsigned, the
-output signed; biases sit on the accumulator grid (scale = input scale x weight scale), so the
+others signed; biases sit on the accumulator grid (scale = input scale x weight scale), so the
 hwprune import of the export is bit-exact with QONNX's own execution and uses the narrow types
-in hardware (see hwprune/ops/quant.py).
-
-The quantized network mirrors hwprune.text.model.TextCNN and keeps its parameter names
-(`embedding.weight`, `convs.{i}.weight/bias`, `fc.weight/bias`), so float state dicts and
-pruning masks (`hwprune_sparsity`, set by Pruner.make_permanent) carry over:
-
-    embedding (table quantizer) -> per width: Conv1d (weight, bias quantizers) -> ReLU
-    quantizer (`relus.{i}`) -> max over time -> concat -> dropout -> activation quantizer
-    (`features`) -> Linear (weight, bias quantizers) -> output quantizer (`output_quant`)
+in hardware (see hwprune/ops/quant.py). The export records which module every compute layer
+came from (`hwprune.module.<node>` metadata, see `module_map`).
 
 Brevitas is an optional dependency (`pip install 'hwprune[dev]'`); it is imported when a
 quantized model is built.
@@ -28,9 +41,11 @@ quantized model is built.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import math
+import operator
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -46,6 +61,7 @@ from hwprune.errors import ConfigError
 log = logging.getLogger(__name__)
 
 MIN_BITS, MAX_BITS = 2, 32  # what a QONNX Quant maps onto (hwprune/ops/quant.py)
+MODULE_META = "hwprune.module."  # metadata key prefix: exported node name -> torch module name
 
 
 def _brevitas() -> Any:
@@ -67,21 +83,24 @@ def _check_bits(value: Any, what: str) -> int:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """Bit widths of the quantized TextCNN.
+    """Bit widths of a quantized model.
 
     `layers` overrides (weight bits, activation bits) per module name; either may be None
-    (keep the default). Names and what the two numbers set:
+    (keep the default):
 
-    * ``"embedding"``: the table's bits (the lookup's output is the table: no activation bits);
-    * ``"convs.{i}"``: the conv's weight bits, and the bits of its ReLU quantizer;
-    * ``"features"``: the activation quantizer after the concatenation (no weights);
-    * ``"fc"``: the classifier's weight bits, and the output quantizer's bits (else `output_bits`).
+    * a Linear/Conv: its weight bits, and the bits of the quantizer of its output (the ReLU
+      quantizer right after it, or `output_quant` for the last layer);
+    * an Embedding: its table's bits (the lookup's output is the table: no activation bits);
+    * a quantizer by its name (`input_quant`, `output_quant`, `fc_input_quant`, a ReLU's
+      module name, ...): its bits (no weights).
 
+    Defaults: `weight_bits` for weights and tables, `act_bits` for activation quantizers,
+    `input_bits` (None: `act_bits`) for the model input's and `output_bits` for the output's.
     Biases are quantized on the accumulator grid (Brevitas' IntBias with `bias_bits` bits,
     scale = input scale x weight scale). The quantizer classes must use per-tensor
     power-of-two scales and a zero zero-point (Brevitas' `...PerTensorFixedPoint` family);
-    None picks Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint (after ReLUs and for
-    the features), Int8ActPerTensorFixedPoint (output) and Int32Bias. Their bit widths are
+    None picks Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint (after ReLUs),
+    Int8ActPerTensorFixedPoint (every other activation) and Int32Bias. Their bit widths are
     overridden by this configuration.
     """
 
@@ -89,6 +108,7 @@ class QuantConfig:
     act_bits: int = 8
     output_bits: int = 8
     bias_bits: int = 32
+    input_bits: int | None = None
     layers: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
     weight_quant: Any = None
     act_quant: Any = None
@@ -98,6 +118,8 @@ class QuantConfig:
     def __post_init__(self) -> None:
         for f in ("weight_bits", "act_bits", "output_bits", "bias_bits"):
             _check_bits(getattr(self, f), f"QuantConfig.{f}")
+        if self.input_bits is not None:
+            _check_bits(self.input_bits, "QuantConfig.input_bits")
         if not isinstance(self.layers, Mapping):
             raise ConfigError(f"QuantConfig.layers: expected a mapping of module name -> (weight bits, activation "
                               f"bits), got {type(self.layers).__name__}")
@@ -108,23 +130,14 @@ class QuantConfig:
                 if v is not None:
                     _check_bits(v, f"QuantConfig.layers[{name!r}] {what} bits")
 
-    def bits(self, name: str) -> tuple[int, int]:
-        """(weight bits, activation bits) of a module, with the overrides applied."""
-        w, a = self.layers.get(name, (None, None))
-        default_a = self.output_bits if name == "fc" else self.act_bits
-        return (self.weight_bits if w is None else int(w)), (default_a if a is None else int(a))
+    def weight(self, name: str) -> int:
+        w = self.layers.get(name, (None, None))[0]
+        return self.weight_bits if w is None else int(w)
 
-    def check_names(self, valid: Sequence[str]) -> None:
-        unknown = sorted(set(self.layers) - set(valid))
-        if unknown:
-            raise ConfigError(f"QuantConfig.layers: unknown module name(s) {unknown}; this model has: {', '.join(valid)}")
-        for name, (w, a) in self.layers.items():
-            if name == "embedding" and a is not None:
-                raise ConfigError("QuantConfig.layers['embedding']: an embedding's output is its table; "
-                                  "set only the weight bits, e.g. (6, None)")
-            if name == "features" and w is not None:
-                raise ConfigError("QuantConfig.layers['features']: the feature quantizer has no weights; "
-                                  "set only the activation bits, e.g. (None, 6)")
+    def act(self, name: str) -> int | None:
+        """Activation bits set for this name, or None."""
+        a = self.layers.get(name, (None, None))[1]
+        return None if a is None else int(a)
 
 
 def _enum_name(v: Any) -> str:
@@ -166,101 +179,423 @@ def _quantizers(cfg: QuantConfig) -> dict[str, Any]:
     return {
         "weight": _check_quantizer(pick(cfg.weight_quant, Int8WeightPerTensorFixedPoint), "weight"),
         "act": _check_quantizer(pick(cfg.act_quant, Uint8ActPerTensorFixedPoint), "activation"),
-        "output": _check_quantizer(pick(cfg.output_quant, Int8ActPerTensorFixedPoint), "output"),
+        "signed": _check_quantizer(pick(cfg.output_quant, Int8ActPerTensorFixedPoint), "output"),
         "bias": _check_quantizer(pick(cfg.bias_quant, Int32Bias), "bias", bias=True),
     }
 
 
-class QuantTextCNN(torch.nn.Module):
-    """The TextCNN of hwprune.text.model with Brevitas fixed-point quantizers (module doc).
+# --------------------------------------------------------------------------- module swap
 
-    Same constructor arguments as TextCNN plus `config`; `filters` may also give one count
-    per width (a channel-pruned model)."""
-
-    def __init__(self, vocab: int, classes: int, dim: int = 64, filters: int | Sequence[int] = 64,
-                 widths: tuple[int, ...] = (3, 4, 5), dropout: float = 0.5, config: QuantConfig | None = None) -> None:
-        super().__init__()
-        qnn = _brevitas()
-        cfg = config or QuantConfig()
-        widths = tuple(int(w) for w in widths)
-        if not widths:
-            raise ConfigError("QuantTextCNN needs at least one convolution width")
-        per_width = [int(filters)] * len(widths) if isinstance(filters, (int, np.integer)) else [int(f) for f in filters]
-        if len(per_width) != len(widths):
-            raise ConfigError(f"filters: {len(per_width)} counts for {len(widths)} widths")
-        names = ["embedding", *(f"convs.{i}" for i in range(len(widths))), "features", "fc"]
-        cfg.check_names(names)
-        q = _quantizers(cfg)
-        self.config = cfg
-        self.widths = widths
-        self.embedding = qnn.QuantEmbedding(vocab, dim, weight_quant=q["weight"], weight_bit_width=cfg.bits("embedding")[0],
-                                            return_quant_tensor=True)
-        convs, relus = [], []
-        for i, (w, f) in enumerate(zip(widths, per_width)):
-            wb, ab = cfg.bits(f"convs.{i}")
-            convs.append(qnn.QuantConv1d(dim, f, w, weight_quant=q["weight"], weight_bit_width=wb,
-                                         bias_quant=q["bias"], bias_bit_width=cfg.bias_bits))
-            relus.append(qnn.QuantReLU(act_quant=q["act"], bit_width=ab))
-        self.convs = torch.nn.ModuleList(convs)
-        self.relus = torch.nn.ModuleList(relus)
-        self.dropout = torch.nn.Dropout(dropout)
-        # The classifier's bias scale needs its input's scale: the features are requantized.
-        self.features = qnn.QuantIdentity(act_quant=q["act"], bit_width=cfg.bits("features")[1], return_quant_tensor=True)
-        fw, ob = cfg.bits("fc")
-        self.fc = qnn.QuantLinear(sum(per_width), classes, bias=True, weight_quant=q["weight"], weight_bit_width=fw,
-                                  bias_quant=q["bias"], bias_bit_width=cfg.bias_bits)
-        self.output_quant = qnn.QuantIdentity(act_quant=q["output"], bit_width=ob)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embedding(ids).transpose(1, 2)  # (B, dim, L), a quantized tensor: its scale feeds the conv bias
-        feats = [torch.amax(relu(conv(x)), dim=2) for conv, relu in zip(self.convs, self.relus)]
-        h = torch.cat(feats, dim=1) if len(feats) > 1 else feats[0]
-        return self.output_quant(self.fc(self.features(self.dropout(h))))
+def _value(x: Any) -> Any:
+    """The float value of a Brevitas quantized tensor (a plain tensor is returned as is)."""
+    return getattr(x, "value", x)
 
 
-def quantize_textcnn(float_model: torch.nn.Module, config: QuantConfig | None = None) -> QuantTextCNN:
-    """A QuantTextCNN with the float model's architecture and weights (exact zeros of a pruned
-    model stay zeros; its `hwprune_sparsity` patterns are carried over)."""
-    for attr in ("embedding", "convs", "fc"):
-        if not hasattr(float_model, attr):
-            raise ConfigError(f"quantize_textcnn expects a hwprune.text.model.TextCNN; the model has no '{attr}'")
-    emb, convs, fc = float_model.embedding, list(float_model.convs), float_model.fc
-    if not isinstance(emb, torch.nn.Embedding) or not all(isinstance(c, torch.nn.Conv1d) for c in convs) \
-            or not isinstance(fc, torch.nn.Linear):
-        raise ConfigError("quantize_textcnn expects Embedding, Conv1d and Linear layers (a hwprune TextCNN)")
-    for c in convs:
-        if c.stride != (1,) or c.padding != (0,) or c.dilation != (1,) or c.groups != 1 or c.bias is None:
-            raise ConfigError(f"quantize_textcnn: conv {c} differs from the TextCNN's (stride 1, no padding, with bias)")
-    if fc.bias is None:
-        raise ConfigError("quantize_textcnn: the classifier has no bias, unlike the TextCNN's")
-    if fc.in_features != sum(c.out_channels for c in convs):
-        raise ConfigError(f"quantize_textcnn: the classifier reads {fc.in_features} features but the convs give "
-                          f"{sum(c.out_channels for c in convs)}")
-    drop = getattr(float_model, "dropout", None)
-    q = QuantTextCNN(emb.num_embeddings, fc.out_features, emb.embedding_dim, [c.out_channels for c in convs],
-                     tuple(c.kernel_size[0] for c in convs), float(drop.p) if isinstance(drop, torch.nn.Dropout) else 0.0,
-                     config)
+_COMPUTE = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+# Modules and functions that pass a quantized tensor through unchanged (Brevitas handles them).
+_PASS_MODULES = (torch.nn.Flatten, torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.AdaptiveMaxPool1d,
+                 torch.nn.AdaptiveMaxPool2d, torch.nn.Dropout, torch.nn.Identity)
+_PASS_FUNCS = {torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.nn.functional.max_pool1d,
+               torch.nn.functional.max_pool2d, torch.nn.functional.dropout, torch.nn.functional.adaptive_max_pool1d,
+               torch.nn.functional.adaptive_max_pool2d}
+_PASS_METHODS = {"flatten", "view", "reshape", "transpose", "permute", "contiguous"}
+_RELU_FUNCS = {torch.relu, torch.nn.functional.relu}
+_MAX_FUNCS = {torch.amax}
+_MAX_METHODS = {"amax"}
+_ADD_FUNCS = {operator.add, torch.add}
+_CAT_FUNCS = {torch.cat, torch.concat}
+# Neither exact nor refused: metadata reads.
+_META_METHODS = {"size", "dim"}
+_REFUSED_MODULES = {
+    torch.nn.AvgPool1d: "average pooling", torch.nn.AvgPool2d: "average pooling",
+    torch.nn.AdaptiveAvgPool1d: "average pooling", torch.nn.AdaptiveAvgPool2d: "average pooling",
+    torch.nn.Sigmoid: "a sigmoid", torch.nn.Tanh: "a tanh", torch.nn.GELU: "a GELU", torch.nn.SiLU: "a SiLU",
+    torch.nn.LeakyReLU: "a leaky ReLU", torch.nn.ELU: "an ELU", torch.nn.Softmax: "a softmax",
+    torch.nn.LayerNorm: "a layer norm", torch.nn.ReLU6: "a ReLU6",
+}
+
+
+def _set_module(root: torch.nn.Module, name: str, new: torch.nn.Module | None) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    if new is None:
+        del parent._modules[child]
+    else:
+        parent._modules[child] = new
+
+
+def _fold_norm(layer: torch.nn.Module, bn: torch.nn.Module) -> None:
+    """Fold an inference-mode BatchNorm into the preceding Linear/Conv (exact zeros stay zeros)."""
     with torch.no_grad():
-        pairs = [(q.embedding, emb), (q.fc, fc), *zip(q.convs, convs)]
-        for dst, src in pairs:
-            for pname in ("weight", "bias"):
-                sp, dp = getattr(src, pname, None), getattr(dst, pname, None)
-                if sp is not None and dp is not None:
-                    dp.copy_(sp.detach())  # exact copies: pruned zeros stay zeros
-    pruned = getattr(float_model, "hwprune_sparsity", None)
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
+        shift = (bn.bias.detach() if bn.affine else 0.0) - bn.running_mean * scale
+        shape = (-1,) + (1,) * (layer.weight.dim() - 1)
+        layer.weight.mul_(scale.reshape(shape))
+        bias = layer.bias.detach() * scale + shift if layer.bias is not None else shift.clone()
+        layer.bias = torch.nn.Parameter(bias.to(layer.weight.dtype))
+
+
+def _quant_layer(qnn: Any, m: torch.nn.Module, q: dict[str, Any], cfg: QuantConfig, name: str) -> torch.nn.Module:
+    wb = cfg.weight(name)
+    common = dict(weight_quant=q["weight"], weight_bit_width=wb, bias_quant=q["bias"], bias_bit_width=cfg.bias_bits,
+                  return_quant_tensor=False)
+    if isinstance(m, torch.nn.Linear):
+        new = qnn.QuantLinear(m.in_features, m.out_features, bias=m.bias is not None, **common)
+    else:
+        if m.padding_mode != "zeros":
+            raise ConfigError(f"{name}: padding mode {m.padding_mode!r} is not supported (only zero padding)")
+        if isinstance(m.padding, str):
+            raise ConfigError(f"{name}: padding={m.padding!r}; give the padding as numbers")
+        cls = qnn.QuantConv1d if isinstance(m, torch.nn.Conv1d) else qnn.QuantConv2d
+        new = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding, dilation=m.dilation,
+                  groups=m.groups, bias=m.bias is not None, **common)
+    with torch.no_grad():
+        new.weight.copy_(m.weight.detach())  # exact copies: pruned zeros stay zeros
+        if m.bias is not None:
+            new.bias.copy_(m.bias.detach())
+    return new
+
+
+class _Builder:
+    """Rewrites a traced float model into its quantized form (see the module doc)."""
+
+    def __init__(self, model: torch.nn.Module, example: torch.Tensor, cfg: QuantConfig) -> None:
+        import torch.fx
+
+        self.qnn = _brevitas()
+        self.cfg = cfg
+        self.q = _quantizers(cfg)
+        try:
+            self.gm = torch.fx.symbolic_trace(model)
+        except Exception as e:
+            raise ConfigError(f"the model cannot be traced with torch.fx ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); quantization needs a "
+                              "forward without data-dependent control flow") from None
+        self.graph = self.gm.graph
+        self.modules = dict(self.gm.named_modules())
+        self.float_input = not (example.dtype in (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8))
+        self.quantizers: dict[str, str] = {}  # quantizer module name -> role (input, relu, act, output)
+        self.output_of: dict[str, str] = {}  # compute layer -> the quantizer of its output
+        self.exact: set[Any] = set()
+        self.quant: set[Any] = set()  # values that are Brevitas quantized tensors
+
+    # ---------------------------------------------------------------- helpers
+    def _name(self, base: str) -> str:
+        base = base.replace(".", "_")
+        name, k = base, 1
+        while name in self.modules or hasattr(self.gm, name):
+            name, k = f"{base}_{k}", k + 1
+        return name
+
+    def _act(self, name: str, role: str, bits: int) -> torch.nn.Module:
+        qnn = self.qnn
+        if role == "relu":
+            m = qnn.QuantReLU(act_quant=self.q["act"], bit_width=bits, return_quant_tensor=True)
+        else:
+            m = qnn.QuantIdentity(act_quant=self.q["signed"], bit_width=bits, return_quant_tensor=True)
+        self.quantizers[name] = role
+        return m
+
+    def _insert_quant(self, value: Any, before: Any, base: str, role: str = "act", bits: int | None = None) -> Any:
+        """A new quantizer module reading `value`, placed before node `before`; returns its node."""
+        name = self._name(base)
+        bits = bits if bits is not None else (self.cfg.act(name) or self.cfg.act_bits)
+        mod = self._act(name, role, bits)
+        self.gm.add_submodule(name, mod)
+        self.modules[name] = mod
+        with self.graph.inserting_before(before):
+            node = self.graph.call_module(name, (value,))
+        self.quant.add(node)
+        self.exact.add(node)
+        return node
+
+    def _unpack(self, value: Any, before: Any) -> Any:
+        with self.graph.inserting_before(before):
+            return self.graph.call_function(_value, (value,))
+
+    def _args_map(self, node: Any, fn: Callable[[Any, int], Any]) -> None:
+        """Replace every node argument of `node` (also inside lists) by fn(arg, position)."""
+        import torch.fx
+
+        k = [0]
+
+        def sub(a: Any) -> Any:
+            if isinstance(a, torch.fx.Node):
+                k[0] += 1
+                return fn(a, k[0] - 1)
+            if isinstance(a, (list, tuple)):
+                return type(a)(sub(x) for x in a)
+            return a
+
+        node.args = tuple(sub(a) for a in node.args)
+        node.kwargs = {kk: sub(v) for kk, v in node.kwargs.items()}
+
+    # ---------------------------------------------------------------- passes
+    def fold_norms(self) -> None:
+        for node in list(self.graph.nodes):
+            if node.op != "call_module" or not isinstance(self.modules.get(node.target), _NORMS):
+                continue
+            src = node.args[0] if node.args else None
+            prod = self.modules.get(src.target) if getattr(src, "op", None) == "call_module" else None
+            if not isinstance(prod, _COMPUTE) or len(src.users) != 1:
+                raise ConfigError(f"BatchNorm {node.target} does not follow a Linear/Conv as its only reader, so it "
+                                  "cannot be folded into weights; put it right after a Linear/Conv")
+            _fold_norm(prod, self.modules[node.target])
+            node.replace_all_uses_with(src)
+            self.graph.erase_node(node)
+            _set_module(self.gm, node.target, None)
+            self.modules.pop(node.target, None)
+
+    def swap(self) -> None:
+        qnn = self.qnn
+        for node in list(self.graph.nodes):
+            if node.op == "call_module":
+                m = self.modules[node.target]
+                if isinstance(m, _COMPUTE):
+                    new = _quant_layer(qnn, m, self.q, self.cfg, node.target)
+                elif isinstance(m, torch.nn.Embedding):
+                    if self.cfg.act(node.target) is not None:
+                        raise ConfigError(f"QuantConfig.layers[{node.target!r}]: an embedding's output is its table; set "
+                                          "only the weight bits, e.g. (6, None)")
+                    new = qnn.QuantEmbedding(m.num_embeddings, m.embedding_dim, padding_idx=m.padding_idx,
+                                             weight_quant=self.q["weight"], weight_bit_width=self.cfg.weight(node.target),
+                                             return_quant_tensor=True)
+                    with torch.no_grad():
+                        new.weight.copy_(m.weight.detach())
+                elif type(m) is torch.nn.ReLU:
+                    new = self._act(node.target, "relu", self.cfg.act(node.target) or self.cfg.act_bits)
+                elif type(m) in _REFUSED_MODULES:
+                    raise ConfigError(f"{node.target}: {_REFUSED_MODULES[type(m)]} has no exact fixed-point equivalent in "
+                                      "hwprune's quantized flow (supported: Linear, Conv1d/2d, Embedding, BatchNorm after "
+                                      "them, ReLU, max pooling, flatten/reshape, add, concat)")
+                else:
+                    continue
+                new.train(m.training)
+                _set_module(self.gm, node.target, new)
+                self.modules[node.target] = new
+            elif (node.op == "call_function" and node.target in _RELU_FUNCS) or (node.op == "call_method" and node.target == "relu"):
+                src = node.args[0]
+                base = f"{src.target}_relu" if getattr(src, "op", None) == "call_module" else node.name
+                name = self._name(base)
+                mod = self._act(name, "relu", self.cfg.act(name) or self.cfg.act_bits)
+                self.gm.add_submodule(name, mod)
+                self.modules[name] = mod
+                with self.graph.inserting_before(node):
+                    new_node = self.graph.call_module(name, (node.args[0],))
+                node.replace_all_uses_with(new_node)
+                self.graph.erase_node(node)
+            elif node.op in ("call_function", "call_method") and node.target in (torch.nn.functional.linear,
+                                                                                  torch.nn.functional.conv1d,
+                                                                                  torch.nn.functional.conv2d,
+                                                                                  torch.nn.functional.batch_norm,
+                                                                                  torch.nn.functional.avg_pool1d,
+                                                                                  torch.nn.functional.avg_pool2d,
+                                                                                  torch.nn.functional.adaptive_avg_pool1d,
+                                                                                  torch.nn.functional.adaptive_avg_pool2d,
+                                                                                  torch.sigmoid, torch.tanh, "mean"):
+                what = getattr(node.target, "__name__", node.target)
+                raise ConfigError(f"{node.name}: functional {what} is not supported for quantization; use the nn module "
+                                  "(Linear, Conv1d/2d, BatchNorm after them) or max pooling")
+
+    def _kind(self, node: Any) -> str:
+        """pass (quantized stays quantized), quant (a quantizer), compute, add, cat, max, meta, other."""
+        if node.op == "call_module":
+            m = self.modules[node.target]
+            if node.target in self.quantizers:
+                return "quant"
+            if isinstance(m, _COMPUTE):
+                return "compute"
+            if type(m).__name__ == "QuantEmbedding":
+                return "quant"
+            if isinstance(m, _PASS_MODULES):
+                return "pass"
+            return "other"
+        if node.op == "call_function":
+            if node.target in _PASS_FUNCS:
+                return "pass"
+            if node.target in _ADD_FUNCS:
+                return "add"
+            if node.target in _CAT_FUNCS:
+                return "cat"
+            if node.target in _MAX_FUNCS:
+                return "max"
+            if node.target is _value:
+                return "unpack"
+            return "other"
+        if node.op == "call_method":
+            if node.target in _PASS_METHODS:
+                return "pass"
+            if node.target in _MAX_METHODS:
+                return "max"
+            if node.target in _META_METHODS:
+                return "meta"
+            if node.target == "add":
+                return "add"
+            return "other"
+        return node.op  # placeholder, get_attr, output
+
+    def place(self) -> None:
+        """Insert the quantizers the hardware needs and unpack quantized tensors where a plain
+        tensor is expected (one walk in graph order)."""
+        import torch.fx
+
+        for node in list(self.graph.nodes):
+            kind = self._kind(node)
+            if kind == "placeholder":
+                if self.float_input and node.users:
+                    users = list(node.users)
+                    q = self._insert_quant(node, users[0], "input_quant", "input",
+                                           self.cfg.act("input_quant") or self.cfg.input_bits or self.cfg.act_bits)
+                    for u in users:
+                        u.replace_input_with(node, q)
+                continue
+            if kind in ("get_attr",):
+                continue
+            if kind == "output":
+                out = node.args[0]
+                if not isinstance(out, torch.fx.Node):
+                    raise ConfigError("the model must return one tensor (not a tuple or dict) to be quantized")
+                if out not in self.exact or out.op == "placeholder":
+                    q = self._insert_quant(out, node, "output_quant", "output",
+                                           self.cfg.act("output_quant") or self.cfg.output_bits)
+                    node.args = (q,)
+                    out = q
+                if out in self.quant:
+                    node.args = (self._unpack(out, node),)
+                continue
+            if kind == "quant":
+                self.exact.add(node)
+                self.quant.add(node)
+            elif kind == "pass":
+                src = node.args[0] if node.args else None
+                if src in self.quant:
+                    self.quant.add(node)
+                if src in self.exact:
+                    self.exact.add(node)
+            elif kind == "compute":
+                src = node.args[0]
+                if src not in self.quant:
+                    q = self._insert_quant(src, node, f"{node.target}_input_quant")
+                    node.replace_input_with(src, q)
+            elif kind in ("add", "cat", "max"):
+                ins = list(node.all_input_nodes)
+                exact = all(a in self.exact for a in ins)
+                for k, a in enumerate(ins):
+                    if kind in ("add", "cat") and a not in self.exact:
+                        q = self._insert_quant(a, node, f"{node.name}_in{k}_quant")
+                        node.replace_input_with(a, q)
+                        a = q
+                    if a in self.quant:
+                        node.replace_input_with(a, self._unpack(a, node))
+                if kind != "max" or exact:
+                    self.exact.add(node)
+            elif kind == "unpack":
+                if node.args[0] in self.exact:
+                    self.exact.add(node)
+            else:  # meta reads and anything else see plain tensors
+                for a in list(node.all_input_nodes):
+                    if a in self.quant:
+                        node.replace_input_with(a, self._unpack(a, node))
+            # A value several consumers read must be exact (each reader sees the same bits).
+            readers = [u for u in node.users if self._kind(u) != "meta"]
+            if len(readers) > 1 and node not in self.exact and kind not in ("meta", "unpack"):
+                q = self._insert_quant(node, readers[0], f"{node.name}_quant")
+                for u in readers:
+                    u.replace_input_with(node, q)
+
+    def link_outputs(self) -> None:
+        """Each compute layer's output quantizer: the first quantizer its output reaches along
+        single-reader pass-through ops; its bits follow layers[<layer>]'s activation bits."""
+        for node in self.graph.nodes:
+            if self._kind(node) != "compute":
+                continue
+            cur = node
+            while len(cur.users) == 1:
+                nxt = next(iter(cur.users))
+                k = self._kind(nxt)
+                if k == "quant" and nxt.target in self.quantizers:
+                    self.output_of[node.target] = nxt.target
+                    bits = self.cfg.act(node.target)
+                    if bits is not None and self.cfg.act(nxt.target) is None:
+                        self._rebuild(nxt.target, bits)
+                    break
+                if k not in ("pass", "unpack"):
+                    break
+                cur = nxt
+
+    def _rebuild(self, name: str, bits: int) -> None:
+        role = self.quantizers[name]
+        old = self.modules[name]
+        new = self._act(name, role, bits)
+        new.train(old.training)
+        _set_module(self.gm, name, new)
+        self.modules[name] = new
+
+    def build(self) -> torch.nn.Module:
+        self.fold_norms()
+        self.swap()
+        self.place()
+        self.link_outputs()
+        self.graph.lint()
+        self.gm.recompile()
+        names = set(self.modules) | {n for n, _ in self.gm.named_modules()}
+        unknown = sorted(set(self.cfg.layers) - names)
+        if unknown:
+            valid = sorted(n for n, m in self.gm.named_modules() if n in self.quantizers or isinstance(m, _COMPUTE)
+                           or type(m).__name__ == "QuantEmbedding")
+            raise ConfigError(f"QuantConfig.layers: unknown module name(s) {unknown}; this model has: {', '.join(valid)}")
+        for name, (w, a) in self.cfg.layers.items():
+            if name in self.quantizers and w is not None:
+                raise ConfigError(f"QuantConfig.layers[{name!r}]: {name} is a quantizer without weights; set only the "
+                                  "activation bits, e.g. (None, 6)")
+        return self.gm
+
+
+def quantize_model(model: torch.nn.Module, example_input: Any, config: QuantConfig | None = None) -> torch.nn.Module:
+    """The quantized copy of a float model (module doc): a torch.fx GraphModule with the float
+    model's module and parameter names, weights copied exactly (a pruned model's zeros stay
+    zeros, its `hwprune_sparsity` patterns are carried over). `quantizers` on the result maps
+    every activation quantizer's name to its role, `output_quantizer` every compute layer to
+    the quantizer of its output."""
+    cfg = config or QuantConfig()
+    x = _as_tensor(example_input)
+    float_model = copy.deepcopy(model)
+    training = model.training
+    float_model.eval()
+    b = _Builder(float_model, x, cfg)
+    gm = b.build()
+    gm.quantizers = dict(b.quantizers)  # type: ignore[assignment]
+    gm.output_quantizer = dict(b.output_of)  # type: ignore[assignment]
+    gm.config = cfg  # type: ignore[assignment]
+    pruned = getattr(model, "hwprune_sparsity", None)
     if pruned:
-        q.hwprune_sparsity = dict(pruned)  # type: ignore[attr-defined]
-    q.train(float_model.training)
-    return q
+        gm.hwprune_sparsity = dict(pruned)  # type: ignore[attr-defined]
+    gm.train(training)
+    with torch.no_grad():
+        try:
+            gm.eval()
+            _value(gm(x))
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"the quantized model does not run ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
+        finally:
+            gm.train(training)
+    return gm
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, (tuple, list)) and x and not np.isscalar(x[0]):
+        x = x[0]  # an (input, label) pair
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.is_floating_point() and t.dtype != torch.float32:
+        t = t.float()
+    return t
 
 
 # --------------------------------------------------------------------------- calibration
-
-def _ids(batch: Any) -> torch.Tensor:
-    if isinstance(batch, (tuple, list)):
-        batch = batch[0]  # (ids, labels)
-    return torch.as_tensor(np.asarray(batch) if not isinstance(batch, torch.Tensor) else batch).long()
-
 
 def activation_scales(model: torch.nn.Module) -> dict[str, float]:
     """The current scale of every activation quantizer, by module name (read in eval mode, so
@@ -289,7 +624,7 @@ def _restart_statistics(model: torch.nn.Module) -> None:
 
 
 def calibrate(model: torch.nn.Module, batches: Iterable[Any]) -> dict[str, float]:
-    """Post-training calibration: run the batches (token ids, or (ids, labels) pairs) through
+    """Post-training calibration: run the batches (inputs, or (input, label) pairs) through
     the model in Brevitas' calibration mode, so every activation quantizer takes its range
     from the statistics of real activations (their average over the batches), then leave the
     model in eval mode. No gradient step; earlier calibrated or learned activation scales are
@@ -298,13 +633,13 @@ def calibrate(model: torch.nn.Module, batches: Iterable[Any]) -> dict[str, float
 
     batches = list(batches)
     if not batches:
-        raise ConfigError("calibrate needs at least one batch of token ids")
+        raise ConfigError("calibrate needs at least one batch of inputs")
     model.eval()  # dropout off; calibration_mode switches only the activation quantizers to training
     _restart_statistics(model)
     n = 0
     with torch.no_grad(), calibration_mode(model):
         for b in batches:
-            model(_ids(b))
+            model(_as_tensor(b))
             n += 1
     model.eval()
     scales = activation_scales(model)
@@ -328,7 +663,7 @@ def pruned_masks(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def finetune(model: torch.nn.Module, batches: Sequence[tuple[Any, Any]], steps: int | None = None, lr: float = 1e-3,
              seed: int = 0, keep_zeros: bool = True, weight_decay: float = 0.0,
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> list[float]:
-    """Quantization-aware training: Adam on (ids, labels) batches, gradients through Brevitas'
+    """Quantization-aware training: Adam on (input, label) batches, gradients through Brevitas'
     straight-through quantizers (weights and the power-of-two scales are learned). `steps`
     optimizer steps cycling over the batches in order (default: one pass); `seed` fixes dropout.
     With `keep_zeros`, the weights the model declares pruned (`hwprune_sparsity`) keep their
@@ -336,7 +671,7 @@ def finetune(model: torch.nn.Module, batches: Sequence[tuple[Any, Any]], steps: 
     Returns the loss of every step; leaves the model in eval mode. Calibrate first: before that,
     Brevitas' activation quantizers spend their first steps collecting statistics."""
     if not batches:
-        raise ConfigError("finetune needs at least one (ids, labels) batch")
+        raise ConfigError("finetune needs at least one (input, label) batch")
     steps = len(batches) if steps is None else int(steps)
     if steps < 0:
         raise ConfigError(f"finetune: steps={steps} must be >= 0")
@@ -350,9 +685,11 @@ def finetune(model: torch.nn.Module, batches: Sequence[tuple[Any, Any]], steps: 
     for step in range(steps):
         ids, labels = batches[step % len(batches)]
         opt.zero_grad()
-        out = model(_ids(ids))
-        out = getattr(out, "value", out)  # a quantized tensor's float value
-        loss = loss_fn(out, torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels).long())
+        out = _value(model(_as_tensor(ids)))  # a quantized tensor's float value
+        target = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+        if loss_fn is torch.nn.functional.cross_entropy and not target.is_floating_point():
+            target = target.long()
+        loss = loss_fn(out, target)
         loss.backward()
         opt.step()
         with torch.no_grad():
@@ -447,6 +784,55 @@ def record_sparsity(model: torch.nn.Module, proto: onnx.ModelProto) -> dict[str,
     return recorded
 
 
+_WEIGHTED_OPS = {"Conv": 1, "Gemm": 1, "MatMul": 1, "Gather": 0}
+
+
+def record_modules(model: torch.nn.Module, proto: onnx.ModelProto) -> dict[str, str]:
+    """Write `hwprune.module.<node>` metadata naming the torch module of every exported
+    Conv/Gemm/MatMul/Gather node: its weight (behind Quant and layout nodes) is an initializer
+    holding exactly that module's float weight, in the module's orientation or transposed
+    (the exporters rename initializers, so names cannot be matched). Returns {node: module}."""
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    weights = [(name[: -len(".weight")], p.detach().cpu().numpy()) for name, p in model.named_parameters()
+               if name.endswith(".weight") and isinstance(model.get_submodule(name[: -len(".weight")]),
+                                                          (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d,
+                                                           torch.nn.Embedding))]
+    found: dict[str, str] = {}
+    claimed: set[str] = set()
+    for node in proto.graph.node:
+        pos = _WEIGHTED_OPS.get(node.op_type)
+        if pos is None or len(node.input) <= pos:
+            continue
+        src = node.input[pos]
+        while src not in inits and src in producer and producer[src].op_type in ("Quant", "Transpose", "Identity", "Reshape"):
+            src = producer[src].input[0]
+        if src not in inits:
+            continue
+        v = inits[src]
+        for mod, w in weights:
+            if mod in claimed:
+                continue
+            if (v.shape == w.shape and np.array_equal(v, w)) or (v.ndim == 2 and v.T.shape == w.shape and np.array_equal(v.T, w)):
+                found[node.name] = mod
+                claimed.add(mod)
+                break
+    keep = [p for p in proto.metadata_props if not p.key.startswith(MODULE_META)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for n, mod in found.items():
+        meta = proto.metadata_props.add()
+        meta.key, meta.value = MODULE_META + n, mod
+    return found
+
+
+def module_map(proto: onnx.ModelProto) -> dict[str, str]:
+    """{exported node name (= hwprune IR layer name): torch module name} recorded by export_qonnx."""
+    return {p.key[len(MODULE_META):]: p.value for p in proto.metadata_props if p.key.startswith(MODULE_META)}
+
+
 def export_qonnx(model: torch.nn.Module, example_input: Any) -> onnx.ModelProto:
     """QONNX of a Brevitas model (eval mode), cleaned up with qonnx (constant parameters,
     readable names that a second cleanup keeps) and checked to be exact fixed point; pruned
@@ -455,7 +841,7 @@ def export_qonnx(model: torch.nn.Module, example_input: Any) -> onnx.ModelProto:
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
-    x = example_input if isinstance(example_input, torch.Tensor) else torch.as_tensor(np.asarray(example_input))
+    x = _as_tensor(example_input)
     model.eval()
     with tempfile.TemporaryDirectory(prefix="hwprune_qonnx_") as d, _quiet():
         # Imported here: brevitas' export package warns about optional kernels on import.
@@ -470,6 +856,7 @@ def export_qonnx(model: torch.nn.Module, example_input: Any) -> onnx.ModelProto:
         proto = onnx.load(str(path))
         proto = cleanup_model(ModelWrapper(proto)).model
     check_fixed_point(proto)
+    record_modules(model, proto)
     recorded = record_sparsity(model, proto)
     if recorded:
         log.info("recorded sparsity patterns for %s", ", ".join(f"{k} ({v})" for k, v in recorded.items()))

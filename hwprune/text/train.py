@@ -1,5 +1,5 @@
-"""Train the TextCNN on a text dataset (`hwprune train`), and the one training loop that
-fine-tuning after pruning and quantization-aware training reuse (`fit`).
+"""Train the TextCNN on a text dataset (`hwprune train`) with the shared training loop
+(`hwprune.training.fit`, re-exported here).
 
 MODEL_DIR holds everything the later steps (pruning, export, deployment) need:
 
@@ -25,7 +25,7 @@ import torch
 
 from hwprune.errors import ConfigError, ModelLoadError
 from hwprune.fsutil import atomic_directory
-from hwprune.progress import Progress
+from hwprune.training import FitConfig, MaskHolder, accuracy, evaluate, fit  # noqa: F401 (re-exported)
 from hwprune.text.data import TextDataset, Vocabulary, load_csv, rotten_tomatoes, split
 from hwprune.text.model import TextCNN
 
@@ -79,105 +79,6 @@ class TrainResult:
     rewind_state: dict[str, torch.Tensor] | None = None
 
 
-class MaskHolder(Protocol):
-    """What `fit` needs from a pruner (hwprune.prune.torch_prune.Pruner, FixedMasks)."""
-
-    def observe(self) -> None: ...
-    def apply_masks(self) -> None: ...
-
-
-@dataclass
-class FitConfig:
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    # Knowledge distillation from a teacher (Hinton et al. 2015): loss = (1-a)*CE + a*T^2*KL.
-    distill_alpha: float = 0.0
-    temperature: float = 2.0
-
-
-def accuracy(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            logits = model(torch.from_numpy(x[i:i + batch]))
-            logits = getattr(logits, "value", logits)  # a Brevitas QuantTensor
-            correct += int((logits.argmax(1).numpy() == y[i:i + batch]).sum())
-    return correct / max(len(x), 1)
-
-
-def fit(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
-        cfg: FitConfig, masks: MaskHolder | None = None, teacher: torch.nn.Module | None = None,
-        on_step: Callable[[int], bool] | None = None, progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Train `model` and keep the weights of its best validation epoch.
-
-    `masks` (a pruner) sees every gradient (`observe`) and re-zeros pruned weights after every
-    optimizer step. `on_step(step)` runs after each step (a pruning schedule updating its
-    masks) and returns True while the model is still changing shape: only epochs that end
-    with the final masks may be chosen as the best. With a `teacher`, the loss adds
-    distillation towards its softened outputs."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if teacher is not None:
-        teacher.eval()
-    history: list[dict] = []
-    best, best_state, step = -1.0, None, 0
-    changing = False
-    for epoch in range(cfg.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        order = rng.permutation(train_idx)
-        total = 0.0
-        bar = Progress(math.ceil(len(order) / cfg.batch_size), f"epoch {epoch + 1}/{cfg.epochs}",
-                       enabled=None if progress is not None else False)
-        for i in range(0, len(order), cfg.batch_size):
-            b = order[i:i + cfg.batch_size]
-            xb, yb = torch.from_numpy(x[b]), torch.from_numpy(y[b])
-            opt.zero_grad()
-            logits = model(xb)
-            logits = getattr(logits, "value", logits)
-            loss = torch.nn.functional.cross_entropy(logits, yb)
-            if teacher is not None and cfg.distill_alpha > 0:
-                with torch.no_grad():
-                    t_logits = teacher(xb)
-                    t_logits = getattr(t_logits, "value", t_logits)
-                T = cfg.temperature
-                kd = torch.nn.functional.kl_div(torch.log_softmax(logits / T, 1), torch.softmax(t_logits / T, 1),
-                                                reduction="batchmean") * T * T
-                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * kd
-            loss.backward()
-            if masks is not None:
-                masks.observe()
-            opt.step()
-            if masks is not None:
-                masks.apply_masks()
-            step += 1
-            changing = bool(on_step(step)) if on_step is not None else False
-            total += loss.item() * len(b)
-            bar.update()
-        bar.close()
-        val = accuracy(model, x[val_idx], y[val_idx])
-        history.append(dict(epoch=epoch + 1, loss=total / len(order), val_accuracy=val, seconds=time.perf_counter() - t0,
-                            final_masks=not changing))
-        if progress is not None:
-            progress(f"epoch {epoch + 1}/{cfg.epochs}: loss {total / len(order):.4f}, validation accuracy "
-                     f"{100 * val:.1f}% ({time.perf_counter() - t0:.1f} s)")
-        # Early stopping on validation, among epochs whose masks are the final ones.
-        if not changing and val > best:
-            best, best_state = val, copy.deepcopy(model.state_dict())
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if masks is not None:
-        masks.apply_masks()
-    model.eval()
-    return history
-
-
 def textcnn_macs(cfg: TrainConfig, classes: int) -> int:
     positions = [cfg.seq_len - w + 1 for w in cfg.widths]
     return sum(p * w * cfg.dim * cfg.filters for p, w in zip(positions, cfg.widths)) + cfg.filters * len(cfg.widths) * classes
@@ -222,7 +123,9 @@ def save_model_dir(out: Path, result: TrainResult, cfg: TrainConfig, splits: dic
     """Write MODEL_DIR atomically (a failure leaves nothing behind)."""
     from hwprune.frontend.torch_export import export_torch
 
-    with atomic_directory(out, force) as tmp:
+    spec = data or DataSpec()
+    inputs = [spec.path] if getattr(spec, "path", None) else []
+    with atomic_directory(out, force, inputs, kind="model") as tmp:
         torch.save(result.model.state_dict(), tmp / "model.pt")
         if result.rewind_state is not None:
             torch.save(result.rewind_state, tmp / "rewind.pt")

@@ -1,0 +1,167 @@
+"""LayerNorm: ONNX's own node cases, the single node (opset 17) and the decomposed chain lower
+opsets write, per token of a sequence, bit-exact C simulation in both io types, the error bound
+against onnxruntime, and the kernel's loop counts against the estimate."""
+
+from __future__ import annotations
+
+import io as _io
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import hwprune
+from hwprune.backend.csim import count_loops, raw_outputs
+from hwprune.errors import UnsupportedOpError
+from hwprune.pipeline import compile_graph, error_bounds, run_fixed, run_float, run_onnx, trace_fixed
+from hwprune.precision import PrecisionConfig, parse_type
+from hwprune.project import load_project_graph
+from hwprune.sim.estimate import estimate
+
+PREC = PrecisionConfig().with_overrides(result=parse_type("ap_fixed<18,8,AP_RND_CONV,AP_SAT>"))
+
+
+def _node_cases() -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from onnx.backend.test.case.node import collect_testcases
+
+        cases = collect_testcases()
+    return {c.name: c for c in cases if c.name.startswith("test_layer_normalization") and "expanded" not in c.name}
+
+
+NODE_CASES = _node_cases()
+
+
+def _with_constant_parameters(case) -> tuple[onnx.ModelProto, list[np.ndarray], np.ndarray, int]:
+    """The node cases feed scale and bias as graph inputs; hardware needs them constant."""
+    inputs, outputs = case.data_sets[0]
+    m = onnx.ModelProto()
+    m.CopyFrom(case.model)
+    names = [i.name for i in m.graph.input]
+    for name, value in zip(names[1:], inputs[1:]):
+        m.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    keep = [i for i in m.graph.input if i.name == names[0]]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    outs = [o for o in m.graph.output if o.name == m.graph.node[0].output[0]]  # Y only
+    del m.graph.output[:]
+    m.graph.output.extend(outs)
+    axis = next((a.i for a in m.graph.node[0].attribute if a.name == "axis"), -1)
+    return m, [inputs[0]], outputs[0], axis
+
+
+def test_the_node_cases_are_there():
+    assert len(NODE_CASES) >= 10 and "test_layer_normalization_default_axis" in NODE_CASES
+
+
+@pytest.mark.parametrize("name", sorted(NODE_CASES))
+def test_onnx_node_cases(name):
+    """Over the last axis: float within float32 noise of ONNX's outputs, fixed within the bound.
+    Over several trailing axes: the clear error."""
+    m, inputs, expected, axis = _with_constant_parameters(NODE_CASES[name])
+    rank = inputs[0].ndim
+    if axis not in (-1, rank - 1):
+        with pytest.raises(UnsupportedOpError, match="last axis"):
+            compile_graph(m, PREC)
+        return
+    g = compile_graph(m, PREC)
+    assert [l.op_type for l in g.layers] == ["LayerNorm"]
+    np.testing.assert_allclose(run_float(g, inputs)[0], expected, rtol=1e-4, atol=1e-5)
+    assert (np.abs(run_fixed(g, inputs)[0] - expected) <= error_bounds(g, inputs)[0] + 1e-6).all()
+
+
+torch = pytest.importorskip("torch")
+
+
+class _Block(torch.nn.Module):
+    """Per token: Linear -> LayerNorm -> Linear, on a (tokens, features) sequence."""
+
+    def __init__(self, affine: bool = True) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.ln, self.b = torch.nn.Linear(8, 32), torch.nn.LayerNorm(32, elementwise_affine=affine), torch.nn.Linear(32, 3)
+        if affine:
+            with torch.no_grad():
+                self.ln.weight.uniform_(0.5, 1.5)
+                self.ln.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        return self.b(self.ln(self.a(x)))
+
+
+X = np.random.default_rng(0).normal(size=(16, 6, 8)).astype(np.float32)
+
+
+def _export(module, opset: int) -> onnx.ModelProto:
+    f = _io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), torch.zeros(1, 6, 8), f, dynamo=False, opset_version=opset,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    return onnx.load_from_string(f.getvalue())
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("affine", [True, False])
+def test_torch_layernorm_single_node_and_decomposed(opset, affine):
+    model = _export(_Block(affine), opset)
+    ops = [n.op_type for n in model.graph.node]
+    assert ("LayerNormalization" in ops) == (opset >= 17)  # below 17: ReduceMean / Sub / Pow / ... chain
+    g = compile_graph(model)
+    assert [l.op_type for l in g.layers] == ["Dense", "LayerNorm", "Dense"]
+    ref = run_onnx(model, [X])[0]
+    np.testing.assert_allclose(run_float(g, [X])[0], ref, rtol=1e-5, atol=1e-5)
+    assert (np.abs(run_fixed(g, [X])[0] - ref) <= error_bounds(g, [X])[0] + 1e-6).all()
+
+
+def test_dynamo_export():
+    from hwprune.frontend.torch_export import export_torch
+
+    model = export_torch(_Block(), torch.zeros(1, 6, 8), dynamo=True)
+    g = compile_graph(model)
+    assert [l.op_type for l in g.layers] == ["Dense", "LayerNorm", "Dense"]
+    np.testing.assert_allclose(run_float(g, [X[:1]])[0], run_onnx(model, [X[:1]])[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_csim_is_bit_exact_and_the_kernel_runs_the_estimated_cycles(tmp_path, io):
+    model = _export(_Block(), 17)
+    prj = hwprune.export(model, tmp_path / io, io_type=io)
+    g = load_project_graph(prj)
+    x = X[:4] * 3  # wider rows: larger variances exercise more of the table
+    np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g, [x]).values[g.outputs[0]])
+    counts = count_loops(prj, [x])
+    ln = next(l for l in g.layers if l.op_type == "LayerNorm")
+    est = next(l for l in estimate(g, hwprune.board.load_board("pynq-z2"), 100.0).layers if l.name == ln.name)
+    c = counts[ln.name]
+    assert c.calls == len(x) and c.cycles / c.calls == est.cost.ii  # one row per cycle: 6 tokens
+    if io == "stream":
+        assert c.reads / c.calls == c.writes / c.calls == 6
+
+
+def test_constant_rows_take_epsilon():
+    """A row of equal values has zero variance: the output is beta, as in float (x - mean = 0)."""
+    from onnx import helper
+
+    from conftest import fin, make_model
+
+    m = make_model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], epsilon=1e-3)], [fin("x", 4, 16)],
+                   [fin("y", 4, 16)], [("g", np.full(16, 2.0)), ("b", np.linspace(-1, 1, 16))])
+    x = np.ones((2, 4, 16), dtype=np.float32) * 0.75
+    g = compile_graph(m, PREC)
+    np.testing.assert_allclose(run_fixed(g, [x])[0], run_onnx(m, [x])[0], atol=2 ** -9)
+
+
+def test_too_wide_rows_get_a_clear_error():
+    from onnx import helper
+
+    from conftest import fin, make_model
+    from hwprune.errors import ConfigError
+
+    m = make_model([helper.make_node("LayerNormalization", ["x", "g"], ["y"])], [fin("x", 4096)], [fin("y", 4096)],
+                   [("g", np.ones(4096))])
+    with pytest.raises(ConfigError, match="62 bits"):
+        compile_graph(m, PrecisionConfig().with_overrides(result=parse_type("ap_fixed<24,8>")))

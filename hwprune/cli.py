@@ -485,18 +485,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_rtl(args: argparse.Namespace) -> int:
-    from hwprune.project import build_graph, is_project, load_project_graph
-    from hwprune.rtl.verify import format_checks, verify
+    from hwprune.project import _project_of, build_graph, load_project_graph
+    from hwprune.rtl.verify import format_checks, require_tools, verify
 
+    require_tools(synth=not args.no_synth)  # before loading anything: exit 2 naming the tool
     board = _board(args.board)
-    target = Path(args.model)
-    if target.is_dir() and not is_project(target):
-        if not (target / "model.onnx").is_file():
-            raise HwpruneInputError(f"{target} is neither an hwprune project nor a directory with model.onnx")
-        target = target / "model.onnx"
-    elif not target.exists():
-        raise HwpruneInputError(f"{target} does not exist")
-    g = load_project_graph(target) if is_project(target) else build_graph(str(target), _precision(args), args.io)
+    # A model file, a project directory, or a design directory (`hwprune prune --out`): the
+    # same resolution as estimate / simulate.
+    prj = _project_of(args.model)
+    g = load_project_graph(prj.path) if prj is not None else build_graph(args.model, _precision(args), args.io)
     layers = [n for n in (args.layers or "").split(",") if n]
     checks = verify(g, board, layers or None, synth=not args.no_synth)
     if not checks:
@@ -505,6 +502,7 @@ def cmd_verify_rtl(args: argparse.Namespace) -> int:
         print(json.dumps([c.as_dict() for c in checks], indent=2))
     else:
         print(format_checks(checks))
+    # A layer whose RTL run disagrees with the reference or the estimate is a bug of ours.
     return 0 if all(c.bit_exact is not False and (c.rtl_cycles is None or c.rtl_cycles == c.est_cycles) for c in checks) else 1
 
 

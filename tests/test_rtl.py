@@ -141,3 +141,26 @@ def test_verify_rtl_without_the_tools_exits_2(tmp_path, capsys, monkeypatch):
     assert main(["verify-rtl", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs verilator and yosys" in err[0]
+
+
+def test_verify_rtl_on_a_design_directory(tmp_path, capsys):
+    """A `prune --out` design directory (its project in DESIGN_PROJECT) and the project itself:
+    the layers as the project declares them (pattern, RF), with yosys beside the estimate."""
+    import json
+
+    from hwprune.backend.project_dir import DESIGN_PROJECT
+    from hwprune.cli import main
+
+    model, _ = prune_onnx(gemm(8, 4, 2), Pattern.parse("block:1x4"), 0.5)
+    prec = PrecisionConfig(model=LayerPrecision(result=FixedType(8, 3), reuse_factor=4))
+    design = tmp_path / "design"
+    hwprune.export(model, design / DESIGN_PROJECT, board="pynq-z2", precision=prec)
+    for target in (design, design / DESIGN_PROJECT):
+        assert main(["verify-rtl", str(target), "--json"]) == 0, target
+        (row,) = json.loads(capsys.readouterr().out)
+        assert row["kind"] == "block:1x4" and row["reuse_factor"] == 4 and row["bit_exact"] is True
+        assert row["rtl_cycles"] == row["est_cycles"]
+        assert row["yosys"]["dsp"] == row["est"]["dsp"] and row["yosys"]["bram18"] == row["est"]["bram18"]
+        assert row["yosys"]["lut"] > 0
+    assert main(["verify-rtl", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -41,6 +41,14 @@ def _missing_tools(synth: bool) -> list[str]:
     return missing
 
 
+def require_tools(synth: bool = True) -> None:
+    """Exit 2 (HwpruneInputError) naming the missing tools and how to install them."""
+    missing = _missing_tools(synth)
+    if missing:
+        raise HwpruneInputError(f"verify-rtl needs {' and '.join(missing)}, not found on PATH "
+                                f"(Debian: apt-get install {' '.join(missing)})")
+
+
 def verify(g: Any, board: Any, layers: Sequence[str] | None = None, synth: bool = True, seed: int = 0,
            workdir: Path | None = None) -> list[LayerCheck]:
     from hwprune.ops.dense import Dense
@@ -49,10 +57,7 @@ def verify(g: Any, board: Any, layers: Sequence[str] | None = None, synth: bool 
     from hwprune.sim.calibrate import synthesize
     from hwprune.sim.estimate import estimate
 
-    missing = _missing_tools(synth)
-    if missing:
-        raise HwpruneInputError(f"verify-rtl needs {' and '.join(missing)}, not found on PATH "
-                                f"(Debian: apt-get install {' '.join(missing)})")
+    require_tools(synth)
     dense = [l for l in g.layers if isinstance(l, Dense)]
     if layers:
         names = {l.name for l in dense}

@@ -42,6 +42,9 @@ HOLDOUT = [
     (16, 12, "bbs:4", 0.5, "ap_ufixed<8,2>", "ap_fixed<12,5,AP_RND,AP_SAT>", 8, 3),
     (12, 8, "block:2x2", 0.75, "ap_fixed<10,4>", "ap_fixed<16,6>", 10, 2),
     (32, 4, "nm:2:4", 0.5, "ap_fixed<8,3,AP_RND_CONV,AP_SAT>", "ap_fixed<8,3,AP_RND_CONV,AP_SAT>", 4, 8),
+    # Banks past 8 Kbit: block RAM (2048 x 8 fabric weights; 1024 x 16 DSP weights, kept blocks).
+    (64, 32, "dense", 0.0, "ap_fixed<8,3,AP_RND_CONV,AP_SAT>", "ap_fixed<8,3,AP_RND_CONV,AP_SAT>", 8, 2048),
+    (64, 64, "block:4x4", 0.75, "ap_fixed<8,3,AP_RND_CONV,AP_SAT>", "ap_fixed<8,3,AP_RND_CONV,AP_SAT>", 16, 1024),
 ]
 
 

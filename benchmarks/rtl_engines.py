@@ -92,6 +92,15 @@ def layer_of(c):
     return layer_for(pattern, sparsity, bits, rf, n_in, n_out, xt, ot)
 
 
+def verilog_sha(c) -> str:
+    import hashlib
+
+    from hwprune.rtl.engine import spec_from_dense, verilog
+
+    g, layer, _ = layer_of(c)
+    return hashlib.sha256(verilog(spec_from_dense(layer, g, name="hwp_bench")).encode()).hexdigest()[:16]
+
+
 def synth_one(c) -> dict:
     from hwprune.rtl.engine import spec_from_dense, verilog
     from hwprune.sim.calibrate import synthesize
@@ -104,7 +113,8 @@ def synth_one(c) -> dict:
     src.write_text(verilog(spec))
     t = time.perf_counter()
     r = synthesize([src], spec.name, dsp=spec.dsp)
-    return {"yosys": r.as_dict(), "cells": r.cells, "seconds": round(time.perf_counter() - t, 1)}
+    return {"yosys": r.as_dict(), "cells": r.cells, "seconds": round(time.perf_counter() - t, 1),
+            "verilog_sha": verilog_sha(c)}
 
 
 def main(argv=None) -> int:
@@ -121,7 +131,8 @@ def main(argv=None) -> int:
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     t0 = time.perf_counter()
     if not a.doc_only:
-        todo = [c for c in configs if "yosys" not in cache.get(key(c), {})]
+        # A cached synthesis counts only for the very Verilog it was run on.
+        todo = [c for c in configs if cache.get(key(c), {}).get("verilog_sha") != verilog_sha(c)]
         with ThreadPoolExecutor(a.jobs) as pool:
             for c, res in zip(todo, pool.map(synth_one, todo)):
                 cache.setdefault(key(c), {}).update(res)

@@ -322,7 +322,8 @@ def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost
     rf = layer.reuse_factor
     weights, in_idx = layer.engine_matrices()
     dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
-    c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, acc_t.frac - x_t.frac - w_t.frac)
+    c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, acc_t.frac - x_t.frac - w_t.frac,
+                    select_table=layer.sparsity is not None)
     dense_macs = words * layer.n_in * layer.n_out
     sp = layer.sparsity
     if sp is not None:

@@ -91,7 +91,7 @@ def requant_luts(acc_w: int, acc_frac: int, t) -> float:
 
 
 def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_t, out_t,
-                dsp_each: float, product_shift: int = 0) -> EngineCost:
+                dsp_each: float, product_shift: int = 0, select_table: bool = False) -> EngineCost:
     """weights/in_idx: (Kp, N) raw weights and their inputs (the EngineSpec matrices)."""
     kp, n = weights.shape
     total = kp * n
@@ -131,19 +131,31 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
         eff, cnt = np.unique(np.minimum(varying + 0.5, ww), return_counts=True)
         parts["mult"] = float(sum(hw.lut_per_multiplier(xw, float(b), x_t.signed, True) * truncated_fraction(xw, int(math.ceil(b)), pw) * int(c)
                                   for b, c in zip(eff, cnt)))
-    # Input multiplexers (and the decode of their select from the cycle counter).
+    # Input multiplexers, and the decode of their select from the cycle counter. Sparse: the
+    # kernels hold the choice as a table of RF words of ceil(log2 c) bits (dense_sparse.h: the
+    # constant block indices, the RTL engine: a case over the counter, which yosys turns into a
+    # ROM — logic, or block RAM past 8 Kbit). Dense: the input is arithmetic in the counter
+    # (dense.h), ceil(log2 c) LUTs.
     cands = _distinct_per_row(idx)[live]
     vals, counts = np.unique(cands, return_counts=True)
     rw = max(1, math.ceil(math.log2(rf))) if rf > 1 else 0
-    parts["xmux"] = float(sum((hw.mux_luts(int(c), xw) + (math.ceil(math.log2(c)) if c > 1 else 0)) * int(m)
-                              for c, m in zip(vals, counts)))
-    # Weight ROMs (RF words per multiplier, registered output).
     bram = uram = 0.0
+    parts["xmux"] = 0.0
+    for c, m in zip(vals, counts):
+        if c <= 1:
+            sel = hw.MemoryCost()
+        elif select_table:
+            sel = hw.rom_cost(rf, math.ceil(math.log2(c)))
+        else:
+            sel = hw.MemoryCost(lut=float(math.ceil(math.log2(c))))
+        parts["xmux"] += (hw.mux_luts(int(c), xw) + sel.lut) * int(m)
+        bram += sel.bram18 * int(m)
+    # Weight ROMs (RF words per multiplier, registered output).
     ff_w = 0.0
     if rf > 1:
         mem = hw.rom_cost(rf, ww)
         parts["wrom"] = n_live * mem.lut
-        bram, uram = n_live * mem.bram18, n_live * mem.uram
+        bram, uram = bram + n_live * mem.bram18, n_live * mem.uram
         # Registers of the ROM outputs: only the varying bits, and identical ones merge (with
         # RF words a bit is one of 2**RF - 2 functions of the cycle counter).
         ff_w = 0.0 if (mem.bram18 or dsp_each) else float(min(int(varying.sum()), 2 ** min(rf, 40) - 2))

@@ -308,14 +308,24 @@ def verilog(spec: EngineSpec) -> str:
             a(f"    wire [{xw - 1}:0] xs{m} = x[{cands[0] * xw + xw - 1}:{cands[0] * xw}];")
         else:
             sb = max(1, math.ceil(math.log2(c)))
-            a(f"    reg [{sb - 1}:0] sel{m};")
-            a("    always @* begin")
-            a("        case (r)")
-            for r, sv in enumerate(sel_of_r):
-                a(f"            {rw}'d{r}: sel{m} = {sb}'d{sv};")
-            a(f"            default: sel{m} = {sb}'d0;")
-            a("        endcase")
-            a("    end")
+            if spec.kind == "dense":
+                # Dense: the input index (m*RF + r) // N grows with r (dense.h computes it), so the
+                # select counts the thresholds r has passed: comparators, not a table.
+                n_o = spec.n_out
+                firsts = [next(r for r in range(rf) if (m * rf + r) // n_o >= cand) for cand in cands[1:]]
+                terms = " + ".join(f"(r >= {rw}'d{t})" for t in firsts)
+                a(f"    wire [{sb - 1}:0] sel{m} = {sb}'d0 + {terms};")
+            else:
+                # Sparse: the kept blocks' inputs are a table of the cycle (the constant block
+                # indices of dense_sparse.h).
+                a(f"    reg [{sb - 1}:0] sel{m};")
+                a("    always @* begin")
+                a("        case (r)")
+                for r, sv in enumerate(sel_of_r):
+                    a(f"            {rw}'d{r}: sel{m} = {sb}'d{sv};")
+                a(f"            default: sel{m} = {sb}'d0;")
+                a("        endcase")
+                a("    end")
             a(f"    reg [{xw - 1}:0] xs{m};")
             a("    always @* begin")
             a(f"        case (sel{m})")

@@ -35,7 +35,7 @@ void dense_sparse_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
 SparseInit:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        acc[o] = from_raw<typename CFG::bias_t>(b[o]);
+        acc[o] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[o]));
     }
     // Row-balanced: kept weight k = kk * n_out + o (output fastest, as dense.h; kk runs over the
     // per_bank * bc inputs every output keeps) is served by multiplier k / RF in cycle k % RF;
@@ -79,7 +79,7 @@ SparseReuse:
 SparseOut:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        y[o] = acc[o];  // rounding/saturation of out_T applies here
+        y[o] = cast<out_T>(acc[o]);  // rounding/saturation of out_T applies here
     }
 }
 

@@ -13,21 +13,25 @@ template <class CFG, class in_T, class out_T>
 void softmax_row(const in_T x[CFG::n], out_T y[CFG::n], const typename CFG::exp_rom_t exp_table[CFG::n_table],
                  const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
 #pragma HLS INLINE
-    long long raw[CFG::n];
-    long long mx = to_raw(x[0]);
+    in_T mx = x[0];
 SoftmaxMax:
     for (int i = 0; i < CFG::n; i++) {
-        raw[i] = to_raw(x[i]);
-        if (raw[i] > mx) mx = raw[i];
+        if (x[i] > mx) mx = x[i];
     }
     typename CFG::exp_t e[CFG::n];
     typename CFG::sum_t s = 0;
 SoftmaxExp:
     for (int i = 0; i < CFG::n; i++) {
-        const long long neg_d = mx - raw[i];
-        long long idx = (neg_d * (1LL << CFG::up) - CFG::lo_raw) >> CFG::down;
-        if (idx > CFG::n_table - 1) idx = CFG::n_table - 1;
-        e[i] = neg_d >= CFG::limit ? typename CFG::exp_t(0) : from_raw<typename CFG::exp_t>(exp_table[idx]);
+        // -d = max - x >= 0, exact (one more bit, two for an unsigned input); the bin is
+        // floor(-d * 2^s), a small integer below the table size inside the range.
+        const ap_fixed<in_T::width + 2, in_T::iwidth + 2> neg_d = mx - x[i];
+        if (neg_d >= CFG::range) {
+            e[i] = 0;
+        } else {
+            long long idx = shift_floor<CFG::shift>(raw_bits(neg_d));
+            if (idx > CFG::n_table - 1) idx = CFG::n_table - 1;
+            e[i] = from_raw<typename CFG::exp_t>(exp_table[idx]);
+        }
         s += e[i];
     }
     // Normalise s = m * 2^k: find its leading one (a priority encoder in hardware).
@@ -46,7 +50,7 @@ SoftmaxOut:
     for (int i = 0; i < CFG::n; i++) {
         typename CFG::prod_t p = e[i] * inv;  // exact: enough fraction bits for the shift below
         p = p >> k;
-        y[i] = p;
+        y[i] = cast<out_T>(p);
     }
 }
 

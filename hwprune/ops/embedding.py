@@ -64,11 +64,11 @@ class Embedding(OpMixin, Layer):
         return self._table_raw(g)[xs[0].astype(np.int64)]
 
     def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
-        from hwprune.fixed import overflow_count
+        from hwprune.fixed import quantize_overflow_count
 
         t = g.tensor(self.output).type
         used = np.unique(xs[0].astype(np.int64))
-        return int(overflow_count(np.round(self.table[used] * 2.0 ** t.frac).astype(np.int64), t.frac, t))
+        return quantize_overflow_count(self.table[used], t)
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
         t = g.tensor(self.output).type

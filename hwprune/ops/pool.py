@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType, Rounding, quantize, to_float
+from hwprune.fixed import FixedType, Rounding, exact_ints, is_wide, quantize, to_float
 from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, exact_type, int_bits_for,
-    onnx_op, out_of_range, output_delay, process, render, requant, round_error, value_bound,
+    onnx_op, out_of_range, output_delay, process, render, requant, round_error, type_bits, value_bound,
 )
 from hwprune.ops.window import Window, as_4d, channels_last, stream_steps, window_attrs
 from hwprune.sim import resources as hw
@@ -51,6 +51,11 @@ def reciprocals(n: int) -> np.ndarray:
     k = np.arange(n + 1, dtype=np.float64)
     k[0] = 1.0
     return quantize(1.0 / k, RECIP_T)
+
+
+def _lowest(x: np.ndarray) -> int:
+    """A fill below every raw of x (the padding of a max window never wins)."""
+    return -(1 << 1100) if is_wide(x) else int(np.iinfo(np.int64).min)
 
 
 @dataclass
@@ -111,9 +116,10 @@ class Pool(OpMixin, Layer):
     def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
         x_t = g.tensor(self.inputs[0]).type
         if self.kind == "max":
-            return self._reduce(g, x.astype(np.int64), np.iinfo(np.int64).min), x_t.frac
-        s = self._reduce(g, x.astype(np.int64), 0)
-        r = reciprocals(self.win.kh * self.win.kw)[self._counts()]
+            return self._reduce(g, exact_ints(x, type_bits(x_t)), _lowest(x)), x_t.frac
+        bits = self._sum_t(g).width + RECIP_T.width + 1
+        s = self._reduce(g, exact_ints(x, bits), 0)
+        r = exact_ints(reciprocals(self.win.kh * self.win.kw)[self._counts()], bits)
         return s * r.reshape(s.shape[1:-1] + (1,)), x_t.frac + RECIP_T.frac
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
@@ -230,8 +236,9 @@ class GlobalPool(OpMixin, Layer):
         return y.reshape(self._shape(g, f.shape[0]))
 
     def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
-        f = self._flat(g, x.astype(np.int64))
         x_t = g.tensor(self.inputs[0]).type
+        bits = type_bits(x_t) if self.kind == "max" else self._sum_t(g).width + RECIP_T.width + 1
+        f = self._flat(g, exact_ints(x, bits))
         if self.kind == "max":
             return f.max(axis=1).reshape(self._shape(g, f.shape[0])), x_t.frac
         r = self._recip(g)

@@ -110,6 +110,14 @@ def test_column_balanced_is_reported_unsupported():
         spec_from_dense(layer, g)
 
 
+def test_capped_accumulator_is_reported_unsupported():
+    """A user's accumulator cap rounds and wraps; the engine accumulates exactly."""
+    model = gemm(8, 4, 0)
+    g = compile_graph(model, PrecisionConfig(model=LayerPrecision(result=FixedType(8, 3), accum=FixedType(10, 4))))
+    with pytest.raises(NotImplementedError, match="capped"):
+        spec_from_dense(g.layer("fc"), g)
+
+
 def test_verify_rtl_command(tmp_path, capsys):
     """`hwprune verify-rtl`: per dense layer, estimate vs Verilator cycles (and yosys when asked)."""
     import json

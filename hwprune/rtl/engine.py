@@ -156,6 +156,11 @@ def spec_from_dense(layer, graph, name: str | None = None) -> EngineSpec:
     out_t = graph.tensor(layer.output).type
     w, b = layer._raw_weights()
     acc_t = layer.accum_t
+    if getattr(layer, "capped", False) or acc_t.width > 62:
+        # The engine accumulates exactly, in the layer's exact accumulator; a user's capped one
+        # rounds and wraps per product (hwprune.ops.dense), which it does not model.
+        raise NotImplementedError(f"the RTL reference covers exact accumulators of at most 62 bits, not {acc_t.cpp()}"
+                                  + (" (capped by the precision config)" if getattr(layer, "capped", False) else ""))
     bias = np.asarray(b, dtype=np.int64) << (acc_t.frac - layer.bias_t.frac)
     sp = layer.sparsity
     n_in, n_out = layer.n_in, layer.n_out

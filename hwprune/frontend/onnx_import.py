@@ -21,7 +21,8 @@ import onnx
 from onnx import numpy_helper
 
 from hwprune.errors import ModelLoadError, UnsupportedOpError
-from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_layernorm
+from hwprune.frontend.batch_axis import move_batch_first
+from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_key_mask, fuse_layernorm
 from hwprune.ir.graph import Graph, Layer, Tensor, TensorKind
 from hwprune.ops.base import ONNX_IMPORTERS
 
@@ -384,8 +385,9 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     _check_supported(proto, custom_only=True)  # before qonnx's clean-up, which cannot infer FINN's hardware layers
     proto = _cleanup_qonnx(proto)
     annotated = _integer_annotations(proto)
-    proto = fuse_layernorm(fuse_elementwise_functions(proto))
+    proto = fuse_key_mask(fuse_layernorm(fuse_elementwise_functions(proto)))
     _check_supported(proto)
+    proto = move_batch_first(proto)
     source_opset = _opset(proto)
     proto = _upgrade(proto)
     gname = name or (Path(source).stem if source != "<model>" else (proto.graph.name or "model"))

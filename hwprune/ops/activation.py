@@ -18,10 +18,10 @@ import numpy as np
 
 from hwprune.fixed import FixedType, Overflow, Rounding, exact_ints, quantize, requantize, to_float
 from hwprune.ir.channels import ConstantChannels
-from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ir.graph import Graph, IOType, Layer, TensorKind
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op, out_of_range,
-    render, requant, round_error, type_bits,
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, auto_weight_type, onnx_op,
+    out_of_range, output_delay, process, render, requant, round_error, type_bits,
 )
 from hwprune.sim import resources as hw
 
@@ -313,7 +313,12 @@ class Activation(OpMixin, Layer):
 class Softmax(OpMixin, Layer):
     """y_i = e_i / s with e_i = exp(x_i - max) from a table over [-R, 0] (left bin edges, so the
     maximum contributes exactly 1 and s >= 1) and 1/s = recip(m) * 2**-k, s = m * 2**k with m in
-    [1, 2) read from a second table. All steps are integer operations."""
+    [1, 2) read from a second table. All steps are integer operations.
+
+    An optional second input is a padding mask over the keys (the last axis; an integer model
+    input, 0 = padding, shared by every row of a sample): padded keys are left out of the max
+    and the sum and get probability exactly 0 — what an additive -1e4/-inf mask or a `Where`
+    computes in float. A row whose keys are all padding ignores the mask, as an additive mask does."""
 
     axis: int = -1
     table_size: int = 1024
@@ -322,9 +327,22 @@ class Softmax(OpMixin, Layer):
 
     def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
         t = g.tensor(self.inputs[0])
+        mask = [None] * (len(self.inputs) - 1)
         if t.perm[-1] == self.axis:
-            return [None]
-        return [tuple(a for a in range(t.rank) if a != self.axis) + (self.axis,)]
+            return [None, *mask]
+        return [tuple(a for a in range(t.rank) if a != self.axis) + (self.axis,), *mask]
+
+    @property
+    def masked(self) -> bool:
+        return len(self.inputs) == 2
+
+    def _keep(self, xs: list[np.ndarray]) -> np.ndarray | None:
+        """Which keys count, broadcast to the scores (batch, ..., keys); None without a mask."""
+        if not self.masked:
+            return None
+        keep = np.asarray(xs[1]).reshape(xs[1].shape[0], -1) != 0
+        keep = np.where(keep.any(axis=-1, keepdims=True), keep, True)
+        return keep.reshape((keep.shape[0],) + (1,) * (xs[0].ndim - 2) + (keep.shape[1],))
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
@@ -338,7 +356,9 @@ class Softmax(OpMixin, Layer):
         return g.tensor(self.inputs[0]).shape[self.axis]
 
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
-        z = xs[0] - xs[0].max(axis=-1, keepdims=True)
+        keep = self._keep(xs)
+        x = xs[0] if keep is None else np.where(keep, xs[0], -np.inf)
+        z = x - x.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
 
@@ -358,13 +378,19 @@ class Softmax(OpMixin, Layer):
     def _sum_bits(self, g: Graph) -> int:
         return EXP_TYPE.frac + max(int(math.ceil(math.log2(self._n(g) + 1))), 1) + 1
 
-    def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
+    def _pre_round(self, g: Graph, x: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         x = exact_ints(x, type_bits(g.tensor(self.inputs[0]).type) + 1)
         n_tab = self.table_size
-        neg_d = x.max(axis=-1, keepdims=True) - x  # >= 0, exact
+        if keep is None:
+            neg_d = x.max(axis=-1, keepdims=True) - x  # >= 0, exact
+        else:  # padded keys stand in as the row's minimum, so the max is over the kept keys
+            mx = np.where(keep, x, x.min(axis=-1, keepdims=True)).max(axis=-1, keepdims=True)
+            neg_d = np.where(keep, mx - x, 0)
         q = self._exp_index(g).bins(neg_d)  # floor(-d * 2**s): the bin; >= n_tab beyond the range
         e = self.exp_table()[np.minimum(q, n_tab - 1)]
         e = np.where(q >= n_tab, 0, e)  # beyond the range the exponential is taken as 0
+        if keep is not None:
+            e = np.where(keep, e, 0)  # so is a padded key's
         s = e.sum(axis=-1, keepdims=True)  # raw with EXP_TYPE.frac fractional bits, >= 2**frac
         msb = (np.frexp(np.maximum(s, 1).astype(np.float64))[1] - 1).astype(np.int64)  # bit length - 1, exact
         log_n = int(round(math.log2(n_tab)))
@@ -377,7 +403,7 @@ class Softmax(OpMixin, Layer):
         return prod, EXP_TYPE.frac + RECIP_TYPE.frac + kmax
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
-        v, frac = self._pre_round(g, xs[0])
+        v, frac = self._pre_round(g, xs[0], self._keep(xs))
         return requant(v, frac, g.tensor(self.output).type)
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
@@ -406,6 +432,15 @@ class Softmax(OpMixin, Layer):
                          dsp=lanes * d, bram18=mem.bram18 * (copies + 1), lut=mem.lut * (copies + 1) + lanes * 60,
                          ff=lanes * 40)
 
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """softmax.h: a row (word) per trip; a mask is read once, with the first row."""
+        if not self.masked:
+            return OpMixin.stream_process(self, ctx, cost)
+        rows = ctx.words(self.inputs[0])
+        per = cost.ii // rows
+        d = per - 1 + output_delay(cost)
+        return process(Step(1, per, (0, 1), (0,), d), Step(rows - 1, per, (0,), (0,), d))
+
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph
         t = g.tensor(self.output)
@@ -421,6 +456,8 @@ class Softmax(OpMixin, Layer):
                  prod_t=FixedType(EXP_TYPE.width + RECIP_TYPE.width + kmax, EXP_TYPE.integer + RECIP_TYPE.integer, False).cpp(),
                  in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
                  x=ctx.var(self.inputs[0]), y=ctx.var(self.output), e=f"{lname}_exp", r=f"{lname}_recip")
+        L.update(masked=self.masked, m=ctx.var(self.inputs[1]) if self.masked else "",
+                 m_t=ctx.ctype(self.inputs[1]) if self.masked else "")
         return HlsBinding("hwprune/softmax.h", render("softmax.j2", "config", L=L), render("softmax.j2", "call", L=L),
                           weights=[WeightArray(f"{lname}_exp", self.exp_table(), EXP_TYPE),
                                    WeightArray(f"{lname}_recip", self.recip_table(), RECIP_TYPE)])
@@ -493,3 +530,14 @@ def _import_softmax(ctx: Any, node: Any) -> None:
     if axis == 0:
         raise ctx.error(node, "softmax over the batch axis is not supported")
     ctx.add(Softmax(ctx.layer_name(node), [node.input[0]], [node.output[0]], axis=axis - 1), shape)
+
+
+@onnx_op("MaskedSoftmax")
+def _import_masked_softmax(ctx: Any, node: Any) -> None:
+    """The fused padding mask (frontend/fusion.py fuse_key_mask): scores and the integer mask."""
+    shape = ctx.shape(node.input[0])
+    mask = ctx.tensor(node.input[1])
+    if mask.kind != TensorKind.INDEX or mask.shape != (shape[-1],):
+        raise ctx.error(node, f"the padding mask must be an integer input of {shape[-1]} keys per sample, got {mask.shape}")
+    mask.index_range = max(mask.index_range, 2)
+    ctx.add(Softmax(ctx.layer_name(node), [node.input[0], node.input[1]], [node.output[0]], axis=len(shape) - 1), shape)

@@ -275,7 +275,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
 
         Work: per output pixel `macs_px = C_out * K * C_in/groups` MACs (K = kh*kw taps); the
         pixels are computed one after another, each on `ceil(macs_px / RF)` multipliers over RF
-        cycles (`matmul_cost`'s engine with one "word" per output pixel):
+        cycles (the dense engine's schedule with one "word" per output pixel):
 
         * io_parallel: II = positions * RF; latency = II + depth, depth = ceil(log2 taps) + 3
           (adder tree and registers), taps = K * C_in/groups.
@@ -286,7 +286,8 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
           Line buffer: `span` rows of W words of C_in*width bits, one bank per row
           (`memory_cost(span*W, C_in*width, span)`).
 
-        Weights: RF = 1 folds them into the multipliers as constants; RF > 1 spreads the ROM
+        Weights: RF = 1 folds them into the multipliers as constants (fabric products cost
+        `const_mult_luts`: zero weights and powers of two are free); RF > 1 spreads the ROM
         cyclically over one bank per multiplier, at most RF words each (`conv_memories`: a
         pixel reads every weight once in its RF cycles; the kernel's ARRAY_PARTITION). A sparse
         layer's block indices likewise go to ceil(kept blocks / RF) banks.
@@ -303,7 +304,13 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         kept_px = sp.kept_weights if sp is not None else macs_px
         n_mult = math.ceil(kept_px / rf)
         dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, self.mult_impl)
-        lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
+        if dsp_each:
+            mult_lut = 0.0
+        elif rf == 1:  # constants folded into the logic: zero weights and powers of two are free
+            mult_lut = hw.const_mult_luts(self.matrix_raw(), x_t.width)
+        else:
+            mult_lut = n_mult * hw.lut_per_multiplier(x_t.width, w_t.width, x_t.signed, True)
+        lut = mult_lut + n_mult * hw.lut_per_adder(acc_t.width)
         if rf > 1:
             lut += n_mult * hw.mux_luts(min(rf, self.taps), x_t.width)
         mems = list(conv_memories(self))

@@ -236,9 +236,20 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         return t.size // self.n_in
 
     def cost(self, ctx: CostContext) -> LayerCost:
-        if self.sparsity is not None:
+        if self.sparsity is not None and self.sparsity.column_balanced:
             return sparse_matmul_cost(ctx, self, self.n_words(ctx.graph), self.reuse_factor)
-        return matmul_cost(ctx, self, self.n_words(ctx.graph), self.n_in, self.n_out, self.reuse_factor)
+        return engine_layer_cost(ctx, self, self.n_words(ctx.graph))
+
+    def engine_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (Kp, N) raw weights and the input each multiplies, as the dense / row-balanced
+        sparse engine serves them (weight k = kk * N + o: multiplier k // RF, cycle k % RF)."""
+        w, _ = self._raw_weights()
+        w = np.asarray(w, dtype=np.int64)
+        if self.sparsity is None:
+            return w, np.broadcast_to(np.arange(self.n_in, dtype=np.int64)[:, None], w.shape)
+        from hwprune.rtl.engine import row_balanced_matrix
+
+        return row_balanced_matrix(self.sparsity, w.T)
 
     def refresh_sparsity(self) -> None:
         """Re-derive the balanced structure after a pass changed the weights (it may no
@@ -278,6 +289,9 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         assert sp is not None and self.weight_t and self.bias_t and self.accum_t
         w, b = self._raw_weights()
         blocks, idx = sp.gather(w.T)
+        # The weight ROM holds kept weight k where multiplier k // RF reads it in cycle k % RF:
+        # row-balanced output fastest (the engine's order), column-balanced in block order.
+        serve_order = blocks if sp.column_balanced else self.engine_matrices()[0]
         lname = ctx.lname(self)
         kept_macs = int(blocks.size)
         wm, im, _ = dense_memories(self)
@@ -295,7 +309,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
             include="hwprune/dense_sparse.h",
             config=render("dense_sparse.j2", "config", L=L),
             call=render("dense_sparse.j2", "call", L=L),
-            weights=[WeightArray(f"{lname}_w", _padded(blocks.reshape(-1), wm.words), self.weight_t),
+            weights=[WeightArray(f"{lname}_w", _padded(serve_order.reshape(-1), wm.words), self.weight_t),
                      WeightArray(f"{lname}_idx", _padded(idx.reshape(-1), im.words), index_type(sp)),
                      WeightArray(f"{lname}_b", b, self.bias_t)],
         )
@@ -347,9 +361,47 @@ def dense_memories(layer: "Dense") -> tuple[Memory, ...]:
         return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"), bias)
     bs = sp.block[0] * sp.block[1]
     n_mult, padded = reuse_banks(sp.kept_weights, rf)
+    if not sp.column_balanced:
+        # Row-balanced: the kept weights are served output fastest (hwprune.rtl.engine), so one
+        # cycle's multipliers read blocks all over the index ROM. It is partitioned completely:
+        # constants, and each multiplier's input selection is a function of the cycle counter
+        # alone (compile-time block indices, as the RTL engine decodes it).
+        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"),
+                Memory("idx", sp.kept_blocks, sp.index_bits, sp.kept_blocks, "complete", "const"), bias)
     ibanks, ipadded = index_banks(sp.kept_blocks, bs, rf)
     return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"),
             Memory("idx", ipadded, sp.index_bits, ibanks, "block", "const" if const else "rom"), bias)
+
+
+def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost:
+    """The dense / row-balanced sparse engine (dense.h, dense_sparse.h; its RTL reference is
+    hwprune.rtl.engine): n_mult = ceil(Kp * N / RF) multipliers, RF cycles per word, latency
+    RF + depth. Resources are counted from the schedule with the measured primitives
+    (hwprune.rtl.cost.engine_cost): multipliers (by-constant at RF = 1, where zero weights cost
+    nothing), input multiplexers over the inputs each multiplier reads in its RF cycles, weight
+    ROMs, lane adder trees, the accumulator ring, output rounding/saturation."""
+    from hwprune.rtl.cost import engine_cost
+
+    g = ctx.graph
+    x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
+    out_t = g.tensor(layer.output).type
+    rf = layer.reuse_factor
+    weights, in_idx = layer.engine_matrices()
+    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
+    c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, acc_t.frac - x_t.frac - w_t.frac,
+                    select_table=layer.sparsity is not None)
+    dense_macs = words * layer.n_in * layer.n_out
+    sp = layer.sparsity
+    if sp is not None:
+        kept = weights.size
+        note = f"{sp.pattern} sparse kernel: {sp.kept_blocks} blocks kept, {sp.kept_blocks * sp.index_bits} index bits"
+        skipped = dense_macs - words * kept
+    else:
+        note = "dense kernel: zero weights are not skipped" if zero_fraction(layer.weight) else ""
+        skipped = 0
+    return LayerCost(latency=words * rf + c.depth, ii=words * rf, dsp=c.dsp, lut=c.lut, ff=c.ff, bram18=c.bram18,
+                     uram=c.uram, multipliers=c.multipliers, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
+                     macs_skipped=skipped, note=note, memories=dense_memories(layer))
 
 
 def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) -> LayerCost:
@@ -429,41 +481,6 @@ def check_accumulator(layer: Layer, acc: FixedType) -> None:
 
     if acc.width > MAX_WIDTH:
         raise ConfigError(f"layer '{layer.name}': its accumulator needs {acc.width} bits, more than {MAX_WIDTH}")
-
-
-def matmul_cost(ctx: CostContext, layer: Any, words: int, n_in: int, n_out: int, rf: int,
-                positions_per_word: int = 1) -> LayerCost:
-    """Cost of `words` sequential matrix-vector products of n_in x n_out with reuse factor rf.
-
-    Multipliers: ceil(n_in*n_out/rf), each mapped to DSPs or LUTs by operand width.
-    Cycles: rf per word (the reuse loop has II=1) plus the adder-tree depth.
-    Weights: with rf=1 they are constants folded into the multipliers (hls4ml's latency
-    strategy); with rf>1 each multiplier reads its own ROM bank of rf words (`reuse_banks`:
-    multipliers*rf words in multipliers banks, the ARRAY_PARTITION of dense.h).
-    """
-    g = ctx.graph
-    x_t = g.tensor(layer.inputs[0]).type
-    w_t = layer.weight_t
-    acc_t = layer.accum_t
-    n_mult = math.ceil(n_in * n_out / rf)
-    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
-    dsp = n_mult * dsp_each
-    lut = 0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)
-    # Each multiplier feeds an adder of accumulator width.
-    lut += n_mult * hw.lut_per_adder(acc_t.width)
-    mems = dense_memories(layer)
-    mem = memories_cost(mems)
-    bram, uram, lut = mem.bram18, mem.uram, lut + mem.lut
-    if rf > 1:
-        # Each multiplier picks its input among ceil(n_in/...) candidates over the reuse cycles.
-        lut += n_mult * hw.mux_luts(min(rf, n_in), x_t.width)
-    ff = n_mult * hw.ff_per_register(acc_t.width) + n_out * hw.ff_per_register(acc_t.width)
-    depth = int(math.ceil(math.log2(max(n_in, 2)))) + 3
-    latency = words * rf + depth
-    return LayerCost(latency=latency, ii=words * rf, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram,
-                     multipliers=n_mult, macs=words * n_in * n_out, weight_sparsity=zero_fraction(layer.weight),
-                     note="dense kernel: zero weights are not skipped" if zero_fraction(layer.weight) else "",
-                     memories=mems)
 
 
 # ---------------------------------------------------------------------- ONNX import

@@ -190,8 +190,10 @@ class LayerNorm(OpMixin, Layer):
         gq = to_float(quantize(self.gamma, self.gamma_t), self.gamma_t)
         bq = to_float(quantize(self.beta, self.beta_t), self.beta_t)
         z_max = r_hat * (1 + rel) + 2.0**-Z_FRAC
-        return (np.abs(gq) * dz + z_max * np.abs(gq - self.gamma) + np.abs(bq - self.beta)
-                + round_error(g.tensor(self.output).type))
+        # An exactly representable gamma adds nothing, even where z is unbounded (inf * 0).
+        dg = np.abs(gq - self.gamma)
+        gamma_term = np.where(dg > 0, z_max * np.where(dg > 0, dg, 1.0), 0.0)
+        return np.abs(gq) * dz + gamma_term + np.abs(bq - self.beta) + round_error(g.tensor(self.output).type)
 
     # ------------------------------------------------------------------ cost
     def cost(self, ctx: CostContext) -> LayerCost:

@@ -201,6 +201,11 @@ def _import_add(ctx: Any, node: Any) -> None:
     dyn = [i for i, c in zip(node.input, consts) if c is None]
     if len(dyn) == 1 and node.op_type == "Add":
         from hwprune.ops.batchnorm import import_constant_add
+        from hwprune.ops.embedding import absorb_position_add
+
+        const = next(c for c in consts if c is not None)
+        if np.count_nonzero(np.array(np.shape(const)) > 1) > 1 and absorb_position_add(ctx, node, dyn[0], const):
+            return
 
         import_constant_add(ctx, node, dyn[0], next(c for c in consts if c is not None))
         return

@@ -366,6 +366,7 @@ def _import_global(ctx: Any, node: Any) -> None:
 @onnx_op("ReduceMax", "ReduceMean")
 def _import_reduce(ctx: Any, node: Any) -> None:
     from hwprune.frontend.onnx_import import attrs
+    from hwprune.ops.layout import Reshape
 
     a = attrs(node)
     shape = ctx.shape(node.input[0])
@@ -385,6 +386,23 @@ def _import_reduce(ctx: Any, node: Any) -> None:
         raise ctx.error(node, f"axes {axes} are out of range for a rank-{rank} tensor")
     axes = sorted({(int(x) + rank) % rank for x in axes})
     spatial_axes = list(range(2, rank))
+    kept = [k for k in range(1, rank) if k not in axes]
+    if len(shape) >= 2 and axes != spatial_axes and len(kept) == 1 and 0 not in axes:
+        # Channels elsewhere (a sequence mean over (N, L, D)): relabel them first, pool, relabel
+        # back. The layout pass keeps the data where it is (pools read channels innermost).
+        c = kept[0] - 1
+        perm = (c, *(k - 1 for k in axes))
+        moved = ctx.graph.unique_name(f"{node.output[0]}_channels_first")
+        pooled = ctx.graph.unique_name(f"{node.output[0]}_pooled")
+        kind = "max" if node.op_type == "ReduceMax" else "avg"
+        ctx.add(Reshape(ctx.graph.unique_name(f"{ctx.layer_name(node)}_relabel"), [node.input[0]], [moved], transpose=perm),
+                tuple(shape[p] for p in perm))
+        ctx.add(GlobalPool(ctx.layer_name(node), [moved], [pooled], kind=kind, channels=shape[c]),
+                (shape[c], *([1] * (len(shape) - 1))))
+        keep = bool(a.get("keepdims", 1))
+        out = tuple(1 if k + 1 in axes else d for k, d in enumerate(shape)) if keep else (shape[c],)
+        ctx.add(Reshape(ctx.graph.unique_name(f"{ctx.layer_name(node)}_out"), [pooled], [node.output[0]]), out)
+        return
     if len(shape) < 2 or axes != spatial_axes:
         want = f"axes {spatial_axes}" if len(shape) >= 2 else "the axes after the channel axis (this input has none)"
         raise ctx.error(node, f"reducing axes {axes} of a rank-{rank} (N, C, ...) tensor is not supported; only a "

@@ -308,9 +308,12 @@ def test_the_extra_multiply_is_in_the_estimate():
     dsp = lanes * hw.dsps_per_multiplier(x_t.width, r.scale_t.width, "dsp48e1")
     assert dsp == 12
     ea, eb = hwprune.estimate(m, "pynq-z2"), hwprune.estimate(pow2_twin(m), "pynq-z2")
-    assert ea.network.dsp - eb.network.dsp == dsp
-    assert ea.network.lut - eb.network.lut == lanes * hw.lut_per_adder(r.sum_t.width)
-    assert ea.network.ff - eb.network.ff == lanes * hw.ff_per_register(8)
+    # The Dense layers hold different codes (the calibrated fabric-multiplier cost depends on
+    # the constants): take their difference out, the rest is the requantization.
+    da, db = ([l.cost for l in e.layers if l.op == "Dense"][0] for e in (ea, eb))
+    assert ea.network.dsp - eb.network.dsp - (da.dsp - db.dsp) == dsp
+    assert ea.network.lut - eb.network.lut - (da.lut - db.lut) == pytest.approx(lanes * hw.lut_per_adder(r.sum_t.width), abs=1)
+    assert ea.network.ff - eb.network.ff - (da.ff - db.ff) == pytest.approx(lanes * hw.ff_per_register(8), abs=1)
     assert ea.latency_cycles - eb.latency_cycles == 1 + 3  # one word, three pipeline stages
     (c,) = [l.cost for l in ea.layers if l.op == "Rescale"]
     assert c.multipliers == lanes and "requantization" in c.note

@@ -177,3 +177,29 @@ def test_ffn_neurons_are_cut_through_gelu():
         torch.testing.assert_close(model(X), ref(X), rtol=1e-5, atol=1e-6)
     for h in hooks:
         h.remove()
+
+
+def test_balanced_blocks_on_qkvo_and_ffn_reach_the_sparse_kernel():
+    """block:4x4 at 75% on every Linear but the classifier: the export records the pattern for
+    the transposed MatMul weights, and the estimate runs them on the sparse kernel with a
+    quarter of the dense multipliers at the same reuse factor."""
+    from hwprune.prune.torch_prune import Pruner
+
+    model = _encoder(ffn=64)
+    dense = compile_graph(torch_onnx(model, X[:1]), PrecisionConfig().with_overrides(reuse_factor=4))
+    pruner = Pruner(model, "block:4x4", 0.75)
+    pruner.prepare()
+    pruner.step()
+    pruner.make_permanent()
+    g = compile_graph(pruner.export(X[:1]), PrecisionConfig().with_overrides(reuse_factor=4))
+    with torch.no_grad():
+        np.testing.assert_allclose(run_float(g, [X.numpy()])[0], model(X).numpy(), rtol=1e-4, atol=1e-5)
+    board = load_board("pynq-z2")
+    before = {l.name: l.cost for l in estimate(dense, board, 100.0).layers if l.op == "Dense"}
+    after = {l.name: l.cost for l in estimate(g, board, 100.0).layers if l.op == "Dense"}
+    assert set(before) == set(after) and len(after) == 13
+    for name, c in after.items():
+        if "classifier" in name:
+            assert c.multipliers == before[name].multipliers
+        else:
+            assert "sparse kernel" in c.note and c.multipliers * 4 == before[name].multipliers, name

@@ -82,7 +82,9 @@ def init_from_teacher(student: BertForClassification, vocab: WordPieceVocabulary
     s, t = student.shape, teacher.shape
     init.check(s, t)
     rows = torch.tensor(vocab.teacher_ids, dtype=torch.long)
-    emb = teacher.embedding_norm(teacher.word.weight[rows] + teacher.position[:1])
+    # The principal axes of the task's pieces; of the whole table when the task has too few.
+    basis = rows if len(rows) >= 4 * s.width else torch.arange(teacher.word.num_embeddings)
+    emb = teacher.embedding_norm(teacher.word.weight[basis] + teacher.position[:1])
     centred = (emb - emb.mean(0)).double()
     _, _, vt = torch.linalg.svd(centred, full_matrices=False)
     P = vt[: s.width].float()  # (width, 384), orthonormal rows

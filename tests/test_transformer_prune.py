@@ -203,3 +203,26 @@ def test_balanced_blocks_on_qkvo_and_ffn_reach_the_sparse_kernel():
             assert c.multipliers == before[name].multipliers
         else:
             assert "sparse kernel" in c.note and c.multipliers * 4 == before[name].multipliers, name
+
+
+def test_encoder_layers_can_be_dropped():
+    """Layer dropping on the generic path: each encoder layer is a shape-preserving block; the
+    model without the one whose removal costs least equals the model run on the other layer
+    alone, and its export loses one layer's Dense/MatMul layers."""
+    from hwprune.prune.layers import prune_layers, shape_preserving_blocks
+
+    model = _encoder()
+    assert {"layers.0", "layers.1"} <= set(shape_preserving_blocks(model, X[:1]))
+    target = torch.randn(len(X), 2)
+    with torch.no_grad():
+        dropped = prune_layers(model, X[:1], lambda m: float(((m(X) - target) ** 2).mean()), n_drop=1,
+                               candidates=["layers.0", "layers.1"])
+    assert len(dropped) == 1
+    kept = 1 - int(dropped[0].name[-1])
+    ref = _encoder()
+    with torch.no_grad():
+        h = ref.layers[kept](ref.embedding_norm(X))
+        expect = ref.classifier(h.transpose(1, 2).mean(dim=2))
+        torch.testing.assert_close(model(X), expect, rtol=1e-5, atol=1e-6)
+    g = compile_graph(torch_onnx(model, X[:1]))
+    assert sum(l.op_type in ("Dense", "MatMul") for l in g.layers) == 8 + 1

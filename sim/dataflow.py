@@ -33,6 +33,7 @@ from hwprune.board import Board, Resources, load_board
 from hwprune.errors import ConfigError, HwpruneInputError
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import CostContext, LayerCost, ProcessModel
+from hwprune.sim.compose import LatencyDag, design_timing
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,14 @@ def stream_fifos(g: Graph) -> list[str]:
             if t not in ports and t not in out:
                 out.append(t)
     return out
+
+
+def declared_fifo_depths(g: Graph) -> dict[str, int]:
+    """The FIFO depths the IR declares (Tensor.fifo_depth, written by
+    hwprune.passes.fifo.set_fifo_depths), for the FIFOs that have one; empty in io_parallel."""
+    if g.io_type != IOType.STREAM:
+        return {}
+    return {t: int(g.tensor(t).fifo_depth) for t in stream_fifos(g) if g.tensor(t).fifo_depth is not None}
 
 
 @dataclass(frozen=True)
@@ -334,7 +343,9 @@ def first_reads(net: Network, tr: Trace) -> list[int | None]:
 
 # ---------------------------------------------------------------- FIFO sizing
 
-_SIZED: dict[tuple, dict[str, int]] = {}
+# Keyed by the network's token patterns, which do not name the FIFOs: two designs with the
+# same patterns (and different tensor names) share an entry, so it holds depths by FIFO index.
+_SIZED: dict[tuple, tuple[tuple[int, int], ...]] = {}
 _SIZED_MAX = 256
 
 
@@ -351,7 +362,7 @@ def size_network(net: Network, batch: int = SIZING_BATCH) -> dict[str, int]:
     key = (net.key, batch)
     hit = _SIZED.get(key)
     if hit is not None:
-        return dict(hit)
+        return {net.fifos[f].name: d for f, d in hit}
     internal = net.internal
     ref = run(net, net.depth_list(None), batch, record=True)
     target = completions(net, ref)
@@ -400,7 +411,7 @@ def size_network(net: Network, batch: int = SIZING_BATCH) -> dict[str, int]:
     out = {net.fifos[f].name: depth[f] for f in internal}
     if len(_SIZED) >= _SIZED_MAX:
         _SIZED.clear()
-    _SIZED[key] = dict(out)
+    _SIZED[key] = tuple((f, depth[f]) for f in internal)
     return out
 
 
@@ -501,7 +512,7 @@ class SimResult:
     sample_latency_cycles: list[int | None]  # per sample (later ones include waiting in FIFOs)
     resources: Resources
     capacity: Resources
-    estimate_latency_cycles: int  # the analytical estimate's sum of layer latencies
+    estimate_latency_cycles: int  # the analytical estimate's: the longest path of layer latencies (sim/compose.py)
     estimate_ii_cycles: int
     layers: list[LayerSim] = field(default_factory=list)
     fifo_depths: dict[str, int] = field(default_factory=dict)  # simulated with
@@ -574,8 +585,10 @@ def _depth_overrides(net: Network, fifo_depths: int | Mapping[str, int] | None, 
 def simulate(graph: Graph, board: str | Board, batch: int = 16, clock_mhz: float | None = None,
              fifo_depths: int | Mapping[str, int] | None = None) -> SimResult:
     """Simulate `batch` samples through the design. io_stream: the process network with the
-    recommended FIFO depths (or `fifo_depths`: one depth for every FIFO, or some by stream
-    tensor name); io_parallel: the pipelined top function as the estimate composes it."""
+    FIFO depths the IR declares (hwprune.passes.fifo), the recommended ones for FIFOs it does
+    not, and `fifo_depths` over both (one depth for every FIFO, or some by stream tensor name);
+    io_parallel: the pipelined top function, composed by the rule the estimate and the budget
+    solver use (sim/compose.py)."""
     from hwprune.sim.estimate import estimate
 
     b = board if isinstance(board, Board) else load_board(board)
@@ -585,15 +598,20 @@ def simulate(graph: Graph, board: str | Board, batch: int = 16, clock_mhz: float
     clock = clock_mhz or b.default_clock_mhz
     ctx = cost_context(graph, b)
     if graph.io_type == IOType.PARALLEL:
+        # The pipelined top function: no FIFOs, nothing stalls; a sample finishes the longest
+        # path of layer latencies after it enters, and one enters every max-II cycles (the one
+        # composition rule, sim/compose.py, as the estimate and the solver use it).
         if fifo_depths is not None:
             raise ConfigError("FIFO depths apply to io_stream designs; this one is io_parallel")
-        est = estimate(graph, b, clock)
-        ii = max(est.ii_cycles, 1)
-        done: list[int | None] = [est.latency_cycles - 1 + s * ii for s in range(batch)]
+        costs = {l.name: l.cost(ctx) for l in graph.layers}
+        timing = design_timing(LatencyDag.of(graph), {n: c.latency for n, c in costs.items()}, (c.ii for c in costs.values()))
+        est = estimate(graph, b, clock)  # resources
+        ii = timing.interval
+        done: list[int | None] = [timing.latency - 1 + s * ii for s in range(batch)]
         first: list[int | None] = [s * ii for s in range(batch)]
-        kernels = {l.name for l in graph.layers if not _is_alias(l, graph)}  # reshapes alias their input
-        layers = [LayerSim(l.name, l.op, l.cost.latency, l.cost.ii, l.cost.ii * batch, 0, 0, 0, 0, batch)
-                  for l in est.layers if l.name in kernels]
+        kernels = [l for l in graph.layers if not _is_alias(l, graph)]  # reshapes alias their input
+        layers = [LayerSim(l.name, l.op_type, costs[l.name].latency, costs[l.name].ii, costs[l.name].ii * batch,
+                           0, 0, 0, 0, batch) for l in kernels]
         lat = _latencies(done, first)
         return SimResult(b.name, clock, graph.io_type.value, batch, lat[0], float(ii), done, lat, est.resources,
                          b.resources, est.latency_cycles, est.ii_cycles, layers,
@@ -602,7 +620,9 @@ def simulate(graph: Graph, board: str | Board, batch: int = 16, clock_mhz: float
     costs = {l.name: l.cost(ctx) for l in graph.layers}
     net = build_network(graph, ctx, costs)
     rec = size_network(net)
-    used = _depth_overrides(net, fifo_depths, rec)
+    # The depths the design declares (the IR's, passes.fifo), the recommended ones where it
+    # declares none, and `fifo_depths` over both.
+    used = _depth_overrides(net, fifo_depths, {**rec, **declared_fifo_depths(graph)})
     est = estimate(graph, b, clock, fifo_depths=used)
     slowest = max((p.model.cycles for p in net.processes), default=1)
 

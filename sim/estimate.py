@@ -1,12 +1,17 @@
 """Whole-design analytical estimate, composed from each layer's own cost model.
 
-io_parallel: layers run one after another inside a pipelined top function, so the latency is
-the sum of the layer latencies and the design accepts a new sample every max(layer II).
-io_stream: layers are DATAFLOW processes joined by FIFOs; the interval is the slowest
-process's per-sample II, and the latency is the sum of each process's fill delay plus the
-last one's drain (an upper bound: a process starts as soon as its first word arrives). The
-FIFOs are costed at the depths the dataflow simulator recommends (sim/dataflow.py: the
-smallest that lose no throughput or latency), the depths the generated project declares.
+Latency and interval follow the one composition rule of sim/compose.py, shared with the budget
+solver and the simulator: the latency is the longest input-to-output path of layer latencies
+(the generated top runs independent layers side by side: a pipelined region in io_parallel, a
+DATAFLOW region in io_stream), the interval the largest layer II.
+
+* io_parallel: that is the design's schedule; the simulator reports the same figures.
+* io_stream: processes overlap (a consumer starts on its producer's first word), so the longest
+  path is an upper bound the search can optimize, while the cycle-approximate simulation
+  (`hwprune simulate`, sim/dataflow.py) is the latency to use. The FIFOs are costed at the
+  depths the design declares (Tensor.fifo_depth, written by hwprune.passes.fifo.set_fifo_depths
+  — the depths the generated project declares), and those the IR does not declare at the
+  simulator's recommended depths (the smallest that lose no throughput or latency).
 
 With `shell=True` (the default: every project carries a bitstream flow) the deployment shell
 the bitstream project adds around the IP — AXI-Stream top, AXI DMA, SmartConnects, reset
@@ -22,6 +27,7 @@ from typing import Any, Mapping
 from hwprune.board import DEFAULT_HEADROOM, Board, Headroom, Resources, utilization
 from hwprune.ir.graph import Graph, IOType
 from hwprune.ops.base import CostContext, LayerCost
+from hwprune.sim.compose import LatencyDag, design_timing
 
 
 @dataclass
@@ -52,6 +58,7 @@ class DesignEstimate:
     shell: list[Any] | None = None  # the deployment shell's parts (sim.shell.ShellPart); None: not counted
     fifo_resources: dict[str, float] = field(default_factory=dict)  # what the FIFOs cost together
     top: dict[str, float] = field(default_factory=dict)  # the top function's fixed overhead
+    critical_path: list[str] = field(default_factory=list)  # the layers on one longest path
 
     @property
     def latency_us(self) -> float:
@@ -99,13 +106,14 @@ class DesignEstimate:
 
     @property
     def latency_source(self) -> str:
-        """What `latency_cycles` is, and when another figure is the one to trust."""
-        if self.io_type == "parallel":
-            return ("the sum of the layer latencies: the pipelined top runs them one after another, so this is "
-                    "the design's schedule (hwprune simulate reports the same)")
-        return ("an upper bound: the sum of the layer latencies, as if no DATAFLOW process overlapped the next; "
-                "the processes overlap and may stall on FIFOs, so the latency to trust is hwprune simulate's "
-                "(the one prune and the report give)")
+        """What `latency_cycles` is (the composition rule, sim/compose.py), and when another
+        figure is the one to trust."""
+        if self.io_type == IOType.PARALLEL.value:
+            return ("the longest input-to-output path of layer latencies: the pipelined top's schedule "
+                    "(hwprune simulate reports the same)")
+        return ("an upper bound: the longest input-to-output path of layer latencies, as if no DATAFLOW process "
+                "overlapped its producer; the processes overlap and may stall on FIFOs, so the latency to trust "
+                "is hwprune simulate's (the one prune and the report give)")
 
     def as_dict(self) -> dict[str, Any]:
         from hwprune.sim.shell import shell_resources
@@ -113,6 +121,7 @@ class DesignEstimate:
         return dict(
             board=self.board, clock_mhz=self.clock_mhz, io_type=self.io_type,
             latency_cycles=self.latency_cycles, latency_us=self.latency_us, latency_source=self.latency_source,
+            critical_path=list(self.critical_path),
             ii_cycles=self.ii_cycles, throughput_per_s=self.throughput_per_s, resources=self.resources.as_dict(),
             utilization=self.utilization(), fits=self.fits(), fits_device=self.fits_device(),
             network_resources=(self.network or self.resources).as_dict(),
@@ -130,9 +139,10 @@ TOP_FF = 300
 def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
              fifo_depths: Mapping[str, int] | None = None, shell: bool = True) -> DesignEstimate:
     """`fifo_depths` (io_stream): depth per stream tensor (sim.dataflow.stream_fifos); None:
-    the simulator's recommended depths (memoised per design, so a search loop pays the sizing
-    once per distinct design point). `shell`: count the deployment shell of the bitstream
-    project (sim/shell.py)."""
+    the depths the IR declares (passes.fifo), and for the FIFOs it does not, the simulator's
+    recommended depths (memoised per design, so a search loop pays the sizing once per
+    distinct design point). `shell`: count the deployment shell of the bitstream project
+    (sim/shell.py)."""
     clock = clock_mhz or board.default_clock_mhz
     ctx = CostContext(graph=g, io_type=g.io_type, dsp_kind=board.dsp_kind, has_uram=board.resources.uram > 0)
     layers = [LayerEstimate(l.name, l.op_type, l.cost(ctx)) for l in g.layers]
@@ -143,17 +153,19 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
     uram = sum(l.cost.uram for l in layers)
     fifo: dict[str, int] = {}
     fifo_lut = fifo_bram = 0.0
-    if g.io_type == IOType.PARALLEL:
-        latency = sum(l.cost.latency for l in layers)
-        ii = max((l.cost.ii for l in layers), default=1)
-    else:
-        latency = sum(l.cost.latency for l in layers)
-        ii = max((l.cost.ii for l in layers), default=1)
-        from hwprune.sim.dataflow import MIN_DEPTH, recommended_fifo_depths, stream_fifos
+    costs = {l.name: l.cost for l in layers}
+    dag = LatencyDag.of(g)
+    lat = {n: c.latency for n, c in costs.items()}
+    timing = design_timing(dag, lat, (c.ii for c in costs.values()))
+    latency, ii = timing.latency, timing.interval
+    if g.io_type == IOType.STREAM:
+        from hwprune.sim.dataflow import MIN_DEPTH, declared_fifo_depths, recommended_fifo_depths, stream_fifos
         from hwprune.sim.resources import fifo_cost
 
         if fifo_depths is None:
-            fifo_depths = recommended_fifo_depths(g, ctx, {l.name: l.cost for l in layers})
+            fifo_depths = declared_fifo_depths(g)
+            if len(fifo_depths) < len(stream_fifos(g)):
+                fifo_depths = {**recommended_fifo_depths(g, ctx, costs), **fifo_depths}
         for t in stream_fifos(g):
             fifo[t] = int(fifo_depths.get(t, MIN_DEPTH))
 
@@ -176,6 +188,7 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
             dsp, lut, ff, bram, uram = dsp + r.dsp, lut + r.lut, ff + r.ff, bram + r.bram18, uram + r.uram
     res = Resources(dsp=int(round(dsp)), lut=int(round(lut)), ff=int(round(ff)), bram18=int(round(bram + 0.499)),
                     uram=int(round(uram + 0.499)))
+    path = dag.critical_path(lat)
     return DesignEstimate(board.name, clock, g.io_type.value, int(latency), int(max(ii, 1)), res, layers, fifo,
                           board.resources, network, parts, dict(lut=fifo_lut, bram18=fifo_bram),
-                          dict(lut=float(TOP_LUT), ff=float(TOP_FF)))
+                          dict(lut=float(TOP_LUT), ff=float(TOP_FF)), path)

@@ -16,12 +16,14 @@ from hwprune.codesign.budget import Budget, BudgetError
 from hwprune.codesign.solver import predict, solve
 from hwprune.codesign.space import Choice, DesignSpace, Option, Site
 from hwprune.ops.base import LayerCost
+from hwprune.sim.compose import LatencyDag
 
 BOARD = load_board("pynq-z2")
 
 
 def toy_space(seed: int = 0) -> DesignSpace:
-    """Three sites, a handful of options each, random but fixed costs and losses; two paths."""
+    """Three sites, a handful of options each, random but fixed costs and losses; two branches
+    that join: L0 -> A -> L1 -> C and L0 -> B -> L2 -> C (A, B, C fixed layers)."""
     rng = np.random.default_rng(seed)
     sites = []
     for s in range(3):
@@ -33,7 +35,8 @@ def toy_space(seed: int = 0) -> DesignSpace:
                                          ff=1000.0, bram18=float(rng.integers(0, 40)))))
         sites.append(Site(f"m{s}", f"L{s}", "conv", opts))
     overhead = dict(dsp=10.0, lut=5000.0, ff=3000.0, bram18=20.0, uram=0.0)
-    return DesignSpace(sites, overhead, [([0, 1], 50), ([0, 2], 80)], 40, BOARD, 100.0, "stream")
+    dag = LatencyDag(("L0", "A", "B", "L1", "L2", "C"), ((), (0,), (0,), (1,), (2,), (3, 4)), (5,))
+    return DesignSpace(sites, overhead, dag, dict(A=50, B=80, C=5), 40, BOARD, 100.0, "stream")
 
 
 def brute_force(space: DesignSpace, budget: Budget):
@@ -171,10 +174,13 @@ def test_pareto_front_marks_undominated_points():
     assert [p["pareto"] for p in pareto(pts)] == [True, False, True, False]
 
 
-@pytest.mark.slow  # ~50 s
-def test_predicted_site_costs_equal_the_realized_design(model_dir):
+@pytest.mark.slow  # ~50 s per io type
+@pytest.mark.parametrize("io", ["stream", "parallel"])
+def test_predicted_site_costs_equal_the_realized_design(model_dir, io):
     """The solver's per-site costs (from variants of the dense IR) are what the built design
-    costs, layer by layer, also when weight bits differ per layer (bits auto)."""
+    costs, layer by layer, also when weight bits differ per layer (bits auto); its latency and
+    interval are the realized design's estimate (one composition rule, sim/compose.py), and in
+    io_parallel also the pruner's check (the simulator): nothing to calibrate there."""
     from hwprune.codesign.pruner import BudgetConfig, _Run
     from hwprune.prune.metrics import compute_layers
     from hwprune.codesign.space import build_space
@@ -183,7 +189,7 @@ def test_predicted_site_costs_equal_the_realized_design(model_dir):
     from hwprune.text.train import load_model_dir
 
     task = text_task(load_model_dir(model_dir))
-    cfg = BudgetConfig(budget=Budget(latency_us=30), bits="auto", finetune_epochs=0, qat_epochs=0)
+    cfg = BudgetConfig(budget=Budget(latency_us=30), bits="auto", finetune_epochs=0, qat_epochs=0, io_type=io)
     run = _Run(task, cfg, lambda m: None)
     space = build_space(task.model, run.data, run.board, run.clock, cfg.space_config(), lambda m: None)
     sol = solve(space, cfg.budget)
@@ -196,5 +202,8 @@ def test_predicted_site_costs_equal_the_realized_design(model_dir):
         assert real.dsp == o.cost.dsp and real.multipliers == o.cost.multipliers and real.ii == o.cost.ii
         assert real.lut == pytest.approx(o.cost.lut, rel=0.02) and real.bram18 == pytest.approx(o.cost.bram18, abs=1)
     assert {o.choice.weight_bits for o in sol.options} <= {4, 6, 8}
-    total = estimate(r.graph, run.board).resources.lut
-    assert total == pytest.approx(sol.predicted["lut"], rel=0.05)
+    est = estimate(r.graph, run.board)
+    assert est.resources.lut == pytest.approx(sol.predicted["lut"], rel=0.05)
+    assert (sol.predicted["latency_cycles"], sol.predicted["interval_cycles"]) == (est.latency_cycles, est.ii_cycles)
+    if io == "parallel":
+        assert (r.figures["latency_cycles"], r.figures["interval_cycles"]) == (est.latency_cycles, est.ii_cycles)

@@ -141,7 +141,10 @@ def test_the_solver_never_goes_over_the_headroom():
     sites = [Site(f"m{i}", f"L{i}", "conv", [
         Option(Choice("dense", 0.0, 8, 1), 0.0, LayerCost(latency=100, ii=90, lut=0.45 * 53200)),
         Option(Choice("block:4x4", 0.5, 8, 1), 0.01, LayerCost(latency=100, ii=90, lut=0.30 * 53200))]) for i in range(2)]
-    space = DesignSpace(sites, dict(dsp=0.0, lut=0.0, ff=0.0, bram18=0.0, uram=0.0), [([0, 1], 0)], 1, Z2, 100.0, "stream")
+    from hwprune.sim.compose import LatencyDag
+
+    chain = LatencyDag(("L0", "L1"), ((), (0,)), (1,))  # L0 -> L1
+    space = DesignSpace(sites, dict(dsp=0.0, lut=0.0, ff=0.0, bram18=0.0, uram=0.0), chain, {}, 1, Z2, 100.0, "stream")
     free = solve(space, Budget(latency_us=1000, headroom=Headroom.parse("none")))
     kept = solve(space, Budget(latency_us=1000))
     assert free.predicted["lut"] == pytest.approx(0.9 * 53200)  # the least-loss design would not route

@@ -6,6 +6,7 @@ block patterns kept through QAT and run on the sparse kernels."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -290,3 +291,54 @@ def test_export_check_refuses_non_power_of_two_scales(qat):
     init.CopyFrom(numpy_helper.from_array(np.asarray(0.3, dtype=np.float32), init.name))
     with pytest.raises(ConfigError, match="power of two"):
         check_fixed_point(m)
+
+
+class _DeadBranch(torch.nn.Module):
+    """fc1 pruned to nothing (every weight zero) behind a negative bias: its ReLU only ever
+    sees zeros, as a layer left with very few channels after pruning can. fc2's biases are
+    the whole output then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = torch.nn.Linear(6, 4), torch.nn.Linear(4, 3)
+        with torch.no_grad():
+            self.fc1.weight.zero_()
+            self.fc1.bias.fill_(-1.0)
+            self.fc2.bias.copy_(torch.tensor([1.5, -0.75, 0.25]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_a_quantizer_that_sees_only_zeros_keeps_a_sane_power_of_two_scale():
+    """Brevitas floors a scale at 1e-10 after restricting it to a power of two, so a quantizer
+    whose statistics are all zero got scale 1e-10 (1e-10 / 256 in the export): not a power of
+    two, and the export was refused. Every scale must be a power of two at or above the floor
+    (the quantizer's range at least RANGE_FLOOR), through calibration, QAT and export; the
+    layer after keeps its biases (a degenerate input scale would have crushed them onto a
+    grid of 2^-50), and the export runs in hwprune like Brevitas."""
+    from hwprune.quantize.qat import RANGE_FLOOR
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 6)
+    y = torch.randint(0, 3, (64,))
+    q = quantize_model(_DeadBranch(), x[:1])
+    calibrate(q, [x[:32], x[32:]])
+    finetune(q, [(x[:32], y[:32]), (x[32:], y[32:])], steps=20, lr=1e-2)
+
+    def pow2_at_floor(s: float, bits: int) -> bool:
+        return s > 0 and math.log2(s) == round(math.log2(s)) and s >= RANGE_FLOOR / 2**bits
+
+    scales = activation_scales(q)
+    assert all(pow2_at_floor(s, 8) for s in scales.values()), scales
+    assert scales["fc1_relu"] == RANGE_FLOOR / 2**8  # the floor binds on the dead branch
+    w = float(q.fc1.quant_weight().scale)
+    assert pow2_at_floor(w, 7) and w == RANGE_FLOOR / 2**7, w  # all-zero weights: the floor, narrow 8-bit
+    proto = export_qonnx(q, x[:1])  # checks every Quant (check_fixed_point)
+    out = hwprune.run(proto, [x[:8].numpy()], engine="fixed")[0]
+    with torch.no_grad():
+        ref = q(x[:8]).numpy()
+    np.testing.assert_array_equal(out, ref)
+    trained_bias = q.fc2.bias.detach().numpy()  # QAT moved them; the dead input leaves them the output
+    assert np.abs(trained_bias).max() > 1  # beyond what a 2^-40-grid bias could hold
+    np.testing.assert_allclose(out, np.tile(trained_bias, (8, 1)), atol=scales["output_quant"])

@@ -7,9 +7,11 @@ counted cycles (stream: they are the same trips, so equal), the stream traffic m
 counted words, and a whole design's interval must be within 10% of its slowest layer's counted
 cycles. Designs: one model with every layer kind (dense/sparse dense and conv, max/avg/global
 pools, embedding, activations, softmax, add, both concat modes, clones, reorder and repack),
-a QONNX model (Quantize), an MLP, a text CNN with three conv branches and a concat, and a
-residual add whose branches are unequal — the one that deadlocks with 2-deep FIFOs. Ten g++
-builds in all.
+a QONNX model (Quantize), an MLP, a text CNN with three conv branches and a concat, a
+residual add whose branches are unequal — the one that deadlocks with 2-deep FIFOs — and three
+conv branches (a residual add of two computing branches, concatenated with a third) for the
+latency composition, which is checked against the longest path through the generated top's
+calls weighted by the counted cycles. Twelve g++ builds in all.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ from hwprune.project import build_graph, load_project_graph
 from hwprune.prune.onnx_prune import META_PREFIX, prune_onnx
 from hwprune.prune.patterns import Pattern
 from hwprune.sim.dataflow import simulate, stream_fifos
+from hwprune.sim.compose import LatencyDag, compose, design_timing
 from hwprune.sim.estimate import estimate
 from hwprune.backend.project_dir import ProjectDir
+from top_schedule import longest_path, top_calls
 
 BOARD = "pynq-z2"
 SAMPLES = 3  # counted samples
@@ -160,6 +164,27 @@ def residual_model(h: int = 6, w: int = 6) -> onnx.ModelProto:
                       [fin("x", 4, h, w)], [fin("y", 4, h, w)], [("w", rng.normal(size=(4, 4, 3, 3)) * 0.2), ("b", np.zeros(4))])
 
 
+def branches_model() -> onnx.ModelProto:
+    """Three conv branches on one input: a residual add whose two branches both compute
+    (conv_a vs conv_b -> conv_c), concatenated with a third (conv_d): layers that the
+    generated top can run side by side."""
+    rng = np.random.default_rng(4)
+    n = helper.make_node
+    w = {f"w{k}": rng.normal(size=(4, 4, 3, 3) if k != "d" else (4, 4, 1, 1)) * 0.2 for k in "abcd"}
+    b = {f"b{k}": rng.normal(size=4) * 0.1 for k in "abcd"}
+    pad = dict(pads=[1, 1, 1, 1])
+    return make_model(
+        [n("Conv", ["x", "wa", "ba"], ["ca"], name="conv_a", **pad), n("Relu", ["ca"], ["ra"], name="relu_a"),
+         n("Conv", ["x", "wb", "bb"], ["cb"], name="conv_b", **pad), n("Conv", ["cb", "wc", "bc"], ["cc"], name="conv_c", **pad),
+         n("Add", ["ra", "cc"], ["res"], name="add"),
+         n("Conv", ["x", "wd", "bd"], ["cd"], name="conv_d"),
+         n("Concat", ["res", "cd"], ["cat"], axis=1, name="concat"),
+         n("GlobalAveragePool", ["cat"], ["gap"], name="gap"), n("Flatten", ["gap"], ["f"], name="flat"),
+         n("Gemm", ["f", "wf", "bf"], ["y"], transB=1, name="fc")],
+        [fin("x", 4, 8, 8)], [fin("y", 3)],
+        [*w.items(), *b.items(), ("wf", rng.normal(size=(3, 8)) * 0.3), ("bf", np.zeros(3))])
+
+
 def _rf(rfs: dict[str, int]) -> PrecisionConfig:
     return PrecisionConfig(layer_name={k: LayerPrecision(reuse_factor=v) for k, v in rfs.items()})
 
@@ -173,6 +198,8 @@ def designs_spec() -> list[tuple[str, onnx.ModelProto, PrecisionConfig, Any]]:
         ("textcnn", textcnn_model(), PrecisionConfig().with_overrides(reuse_factor=2),
          lambda rng: [rng.integers(0, 30, size=(SAMPLES, 10))]),
         ("residual", residual_model(), PrecisionConfig(), lambda rng: [rng.normal(size=(SAMPLES, 4, 6, 6)).astype(np.float32)]),
+        ("branches", branches_model(), _rf(dict(conv_a=4, conv_b=3, conv_c=3, conv_d=3, fc=2)),
+         lambda rng: [rng.normal(size=(SAMPLES, 4, 8, 8)).astype(np.float32)]),
     ]
 
 
@@ -268,15 +295,48 @@ def test_whole_design_interval_is_the_slowest_counted_layer(designs):
         assert abs(d.sim.interval_cycles - slowest) <= 0.1 * slowest, (d.name, d.sim.interval_cycles, slowest)
 
 
+def _counted_longest_path(d: Design, extra: float = 0.0, scale: float = 1.0) -> float:
+    """The longest path through the calls of the generated top (its C++, not the IR), each
+    call weighted by its counted cycles per sample (scaled, plus `extra`)."""
+    layer_of = {c: n[2:] for n, c in d.g.c_names().items() if n.startswith("L:")}
+    per = {k: c.cycles / c.calls for k, c in d.counts.items()}
+    return longest_path(top_calls(d.prj, layer_of), {k: scale * v + extra for k, v in per.items()})
+
+
 @pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)
-def test_latency_between_the_slowest_layer_and_the_estimates_sum(designs):
+def test_the_composition_rule_is_the_generated_tops_longest_path(designs):
+    """The one composition rule (sim/compose.py) against an independent count: the calls of
+    the generated top function read from its C++, weighted by the host build's loop counters.
+
+    * Fed the counted cycles, the rule gives exactly the longest path through those calls (its
+      dependency graph is the top's, and it composes by the longest path, not the sum).
+    * io_parallel (a pipelined top: independent layers run side by side): the estimate's,
+      the simulator's and the rule's latency are one figure, at least that counted longest
+      path and at most its length with 10% and 16 cycles of pipeline depth per layer — a bound
+      the sum of layer latencies (the rule before) breaks on the three-branch design.
+    * io_stream (DATAFLOW): the simulated latency lies between the slowest layer's own
+      latency and the rule's longest path (processes overlap; the simulation is the figure
+      to use)."""
     for d in designs.values():
-        est = estimate(d.g, load_board(BOARD))
-        assert d.sim.estimate_latency_cycles == est.latency_cycles
-        own = max(l.cost.latency for l in est.layers)
-        assert own <= d.sim.latency_cycles <= est.latency_cycles, (d.name, own, d.sim.latency_cycles, est.latency_cycles)
+        board = load_board(BOARD)
+        est = estimate(d.g, board)
+        per = {k: c.cycles / c.calls for k, c in d.counts.items()}
+        dag = LatencyDag.of(d.g)
+        counted = _counted_longest_path(d)
+        assert design_timing(dag, per, per.values()).latency == pytest.approx(counted), d.name
+        costs = {l.name: l.cost for l in est.layers}
+        rule = compose(d.g, costs)
+        assert (est.latency_cycles, est.ii_cycles) == (rule.latency, rule.interval), d.name
+        assert d.sim.estimate_latency_cycles == rule.latency
         if d.io == "parallel":
-            assert (d.sim.latency_cycles, d.sim.interval_cycles) == (est.latency_cycles, est.ii_cycles)
+            assert (d.sim.latency_cycles, d.sim.interval_cycles) == (rule.latency, rule.interval), d.name
+            upper = _counted_longest_path(d, extra=16, scale=1.1)
+            assert counted <= rule.latency <= upper, (d.name, counted, rule.latency, upper)
+            if d.name == "branches":  # where branches carry the work, summing the layers breaks the bound
+                assert sum(c.latency for c in costs.values()) > upper, (sum(c.latency for c in costs.values()), upper)
+        else:
+            own = max(c.latency for c in costs.values())
+            assert own <= d.sim.latency_cycles <= rule.latency, (d.name, own, d.sim.latency_cycles, rule.latency)
 
 
 @pytest.mark.slow  # the designs fixture builds and counts every layer kind (60-90 s)

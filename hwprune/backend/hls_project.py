@@ -84,15 +84,20 @@ def hls_names(g: Graph) -> dict[str, str]:
     return names
 
 
-def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[str, str]:
-    """All generated text files of the project, keyed by relative path."""
+def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str, bitstream: bool = True) -> dict[str, str]:
+    """All generated text files of the project, keyed by relative path. `bitstream=False`
+    leaves out the AXI-Stream top, the block design and their build scripts (a throwaway
+    project that only runs its C simulation)."""
     names = hls_names(g)
     ctx = HlsContext(graph=g, names=names, io_type=g.io_type, clock_mhz=clock_mhz)
     stream = g.io_type == IOType.STREAM
+    from hwprune.passes.fifo import set_fifo_depths
     from hwprune.sim.estimate import estimate  # cost model gives the pipeline II
 
-    # io_stream: every FIFO gets the depth the dataflow simulator recommends (the smallest that
-    # loses no throughput or latency; sim/dataflow.py), which the estimate also costs.
+    # io_stream: every FIFO is declared at the depth the IR gives it; FIFOs without one are
+    # sized now by the FIFO pass (the dataflow simulator's smallest depths that lose no
+    # throughput or latency) and written into the IR, where the estimate costs them.
+    set_fifo_depths(g, board, keep=True)
     est = estimate(g, board, clock_mhz)
     aliased = {f"t:{l.output}" for l in g.layers if names[f"t:{l.output}"] != g.c_names()[f"t:{l.output}"]}
 
@@ -124,8 +129,9 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
                 continue
             declared.add(v)
             t = g.tensor(out)
-            locals_.append(dict(var=v, ctype=ctx.ctype(out), size=t.size, word=t.word,
-                                depth=est.fifo_depth(out)))
+            if stream and t.fifo_depth is None:
+                raise AssertionError(f"stream {out} is declared but has no FIFO depth (passes.fifo missed it)")
+            locals_.append(dict(var=v, ctype=ctx.ctype(out), size=t.size, word=t.word, depth=t.fifo_depth))
 
     weight_headers = []
     for _, b in bindings:
@@ -152,9 +158,10 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str) -> dict[
 
     files["build_host.sh"] = _env().get_template("build_host.sh.j2").render(
         version=__version__, compile=host_compile_command(top, '"$AP_TYPES"', None), ap_types=_sh_double_quoted(ap_types_dir()))
-    from hwprune.backend.vivado import render_bitstream_files  # AXI-Stream top, block design, build script
+    if bitstream:
+        from hwprune.backend.vivado import render_bitstream_files  # AXI-Stream top, block design, build script
 
-    files.update(render_bitstream_files(g, _env(), __version__, board, clock_mhz, top, ports))
+        files.update(render_bitstream_files(g, _env(), __version__, board, clock_mhz, top, ports))
     return files
 
 
@@ -185,26 +192,38 @@ def manifest(g: Graph, board: Board, clock_mhz: float, top: str, precision: Prec
         hwprune_version=__version__, top=top, model="model.onnx", io_type=g.io_type.value, board=board.name,
         part=board.part, clock_mhz=clock_mhz, precision=precision.to_dict(),
         inputs=[port(n) for n in g.inputs], outputs=[port(n) for n in g.outputs],
+        fifo_depths=_fifo_depths(g),
     )
+
+
+def _fifo_depths(g: Graph) -> dict[str, int]:
+    """The FIFO depths the project declares, by stream tensor (the IR's; loading the project
+    puts them back into its IR)."""
+    from hwprune.sim.dataflow import declared_fifo_depths
+
+    return declared_fifo_depths(g)
 
 
 def write_project(g: Graph, model_bytes: bytes, out: str | Path, board: Board, clock_mhz: float | None = None,
                   precision: PrecisionConfig | None = None, force: bool = False,
-                  sample_inputs: list[np.ndarray] | None = None, inputs: Sequence[str | Path] = ()) -> Path:
+                  sample_inputs: list[np.ndarray] | None = None, inputs: Sequence[str | Path] = (),
+                  bitstream: bool = True) -> Path:
     """Write the project atomically: everything goes to a temporary sibling directory that
-    replaces `out` only when complete, so a failure leaves nothing behind."""
+    replaces `out` only when complete, so a failure leaves nothing behind. `bitstream=False`:
+    without the bitstream flow's files (render_firmware)."""
     out = Path(out)
     check_out_dir(out, force, inputs)
     clock = clock_mhz or board.default_clock_mhz
     top = c_identifier(g.name, "hwp")
-    files = render_firmware(g, board, clock, top)
+    files = render_firmware(g, board, clock, top, bitstream)
     with atomic_directory(out, force, inputs, kind="project") as tmp:
         for rel, text in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
         (tmp / "build_host.sh").chmod(0o755)
-        (tmp / "build_bitstream.sh").chmod(0o755)
+        if bitstream:
+            (tmp / "build_bitstream.sh").chmod(0o755)
         shutil.copytree(kernel_dir(), tmp / "firmware" / "hwprune",
                         ignore=shutil.ignore_patterns("*.j2", "__pycache__"))
         (tmp / "model.onnx").write_bytes(model_bytes)

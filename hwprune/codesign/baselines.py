@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from hwprune.errors import ConfigError
 from hwprune.codesign.budget import RESOURCES, Budget
 
 log = logging.getLogger(__name__)
@@ -84,11 +83,7 @@ def uniform_baseline(task: Any, budget: Budget, pattern: str, sparsities: Sequen
                 data.x = remap[base.x]
             spec = (pattern, s) if s > 0 else None
             student = prune_finetune(model, data, spec, quick, None, say) if spec else model
-            try:
-                _, proto = quantize_finetune(student, data, quant, quick, None, say)
-            except ConfigError as e:  # e.g. so few channels that a quantizer only ever sees zeros
-                say(f"{name}: sparsity {s:g}: cannot be quantized onto fixed point ({str(e).splitlines()[0]}); skipped")
-                break
+            _, proto = quantize_finetune(student, data, quant, quick, None, say)
             found = None
             for rf in REUSE_FACTORS:
                 g = compile_graph(proto, PrecisionConfig().with_overrides(reuse_factor=rf), io_type)

@@ -5,8 +5,12 @@ fits, and know its latency and resources before you synthesize".
    predicted loss from one-shot sensitivity.
 2. Solve for the least-loss choice within the budgets (hwprune.codesign.solver).
 3. Realize the choice quickly (one-shot masks, calibrated quantization, no training), compile
-   it and check it with the simulator; calibrate the latency model by the measured/predicted
-   ratio and re-solve while the check fails or leaves much latency unused.
+   it and check it with the simulator; re-solve while the check fails or leaves much latency
+   unused. The solver, the estimate and the simulator's io_parallel path compose latency by
+   one rule (sim/compose.py), so in io_parallel the check's latency is the prediction and
+   needs no calibration; in io_stream the simulated DATAFLOW processes overlap and stall,
+   which the longest path does not model, so there the latency limit is calibrated by the
+   measured/predicted ratio.
 4. Fine-tune the chosen design (pruning schedule, distillation, QAT), verify it again, write
    the output directory: the pruned quantized model (QONNX), the HLS project, report.json.
 """
@@ -88,7 +92,8 @@ class Realized:
 
 def _figures(g: Any, board: Any, clock: float, batch: int) -> dict[str, float]:
     """Resources from the estimate; latency and interval from the cycle-approximate simulation
-    (the dataflow simulation in io_stream, the layer models in io_parallel)."""
+    (the dataflow simulation in io_stream; in io_parallel the layer models composed by the rule
+    the solver predicts with, sim/compose.py)."""
     from hwprune.sim.dataflow import simulate
     from hwprune.sim.estimate import estimate
 
@@ -196,11 +201,15 @@ class _Run:
         return best
 
     def _recalibrate(self, limits: Limits, sol: Solution, r: Realized, budget: Budget, space: DesignSpace) -> Limits | None:
-        """Tighten limits the check broke by the measured overshoot; loosen the latency model
-        when the check used far less than the budget. None: nothing left to adjust."""
+        """Tighten limits the check broke by the measured overshoot; in io_stream, scale the
+        latency limit by the simulated/predicted ratio (and loosen it when the check used far
+        less than the budget). None: nothing left to adjust."""
         lat_budget = budget.latency_limit(self.clock)
         new = Limits(limits.latency, limits.interval, dict(limits.caps))
         changed = False
+        # io_stream only: the simulator's latency differs from the longest path legitimately
+        # (overlapping processes, FIFO stalls); io_parallel's check is the prediction.
+        stream = self.cfg.io_type == "stream"
         pred, got = sol.predicted, r.figures
         for k, value, lim in r.violations:
             if k in RESOURCES:
@@ -210,13 +219,16 @@ class _Run:
                 new.caps[k] = min(limits.caps[k] - (value - lim), lim - under) - 1
                 changed = True
             elif k == "latency_cycles" and limits.latency is not None:
-                ratio = got["latency_cycles"] / max(pred["latency_cycles"], 1)
-                new.latency = int(lat_budget / max(ratio, 1e-6) * 0.98)
+                if stream:
+                    ratio = got["latency_cycles"] / max(pred["latency_cycles"], 1)
+                    new.latency = int(lat_budget / max(ratio, 1e-6) * 0.98)
+                else:  # the same rule: only the realized layers' costs can differ; tighten by the overshoot
+                    new.latency = int(limits.latency - (value - lim) - 1)
                 changed = True
             elif k == "interval_cycles" and limits.interval is not None:
                 new.interval = int(limits.interval - (value - lim) - 1)
                 changed = True
-        if not r.violations and lat_budget is not None and got["latency_cycles"] < SLACK * lat_budget:
+        if stream and not r.violations and lat_budget is not None and got["latency_cycles"] < SLACK * lat_budget:
             ratio = got["latency_cycles"] / max(pred["latency_cycles"], 1)
             loosened = int(lat_budget / max(ratio, 1e-6) * 0.98)
             if loosened > (limits.latency or 0) * 1.05:

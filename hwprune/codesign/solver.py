@@ -1,6 +1,7 @@
 """Choose one option per site so the design meets every budget at the least predicted loss:
 a multiple-choice knapsack with several capacities (DSP, LUT, FF, BRAM, URAM), a latency
-limit on every input-to-output path and an interval limit, solved exactly with OR-Tools CP-SAT.
+limit (on the longest input-to-output path, the composition rule of sim/compose.py) and an
+interval limit, solved exactly with OR-Tools CP-SAT.
 
 When nothing fits, the report names the binding limit: a limit that no choice can meet even
 alone (the cheapest option of every site still exceeds it), or else the one whose removal
@@ -16,6 +17,7 @@ from typing import Any
 
 from hwprune.codesign.budget import RESOURCES, Budget, BudgetError
 from hwprune.codesign.space import DesignSpace, Option
+from hwprune.sim.compose import design_timing
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ TIME_LIMIT_S = 20.0
 class Solution:
     options: list[Option]  # one per site, in site order
     predicted_loss: float
-    predicted: dict[str, float]  # latency_cycles (longest path), interval_cycles, resources
+    predicted: dict[str, float]  # latency_cycles (longest path, sim/compose.py), interval_cycles, resources
     limits: dict[str, float] = field(default_factory=dict)
 
 
@@ -47,12 +49,33 @@ class Limits:
 
 
 def predict(space: DesignSpace, options: list[Option]) -> dict[str, float]:
-    """Whole-design figures of a choice: resources summed, latency the longest path, interval
-    the slowest layer."""
+    """Whole-design figures of a choice: resources summed; latency and interval by the
+    composition rule the estimate and the simulator use (sim/compose.py: the longest path of
+    layer latencies, the largest layer II)."""
     out = {k: space.overhead[k] + sum(getattr(o.cost, k) for o in options) for k in RESOURCES}
-    out["latency_cycles"] = max((fixed + sum(options[i].cost.latency for i in idx) for idx, fixed in space.paths), default=0)
-    out["interval_cycles"] = max([space.fixed_interval, *(o.cost.ii for o in options)])
+    latency = {**space.fixed_latency, **{s.layer: o.cost.latency for s, o in zip(space.sites, options)}}
+    timing = design_timing(space.dag, latency, [space.fixed_interval, *(o.cost.ii for o in options)])
+    out["latency_cycles"], out["interval_cycles"] = timing.latency, timing.interval
     return out
+
+
+def _finish_times(m: Any, space: DesignSpace, allowed: list[list[Option]], x: list[list[Any]]) -> list[Any]:
+    """The longest-path rule of `predict` as linear constraints: a layer finishes at least its
+    latency after each layer it depends on (after 0 for a layer reading only graph inputs); the
+    finish times of the output layers are then at least the longest path, and a limit on them
+    holds exactly when the longest path meets it. Returns the output layers' finish times."""
+    site = {s.layer: i for i, s in enumerate(space.sites)}
+    top = sum(space.fixed_latency.values()) + sum(max((o.cost.latency for o in opts), default=0) for opts in allowed)
+    finish: list[Any] = []
+    for k, (name, preds) in enumerate(zip(space.dag.layers, space.dag.preds)):
+        i = site.get(name)
+        lat = (sum(o.cost.latency * v for o, v in zip(allowed[i], x[i])) if i is not None
+               else space.fixed_latency.get(name, 0))
+        f = m.NewIntVar(0, max(top, 0), f"finish{k}")
+        for p in preds or (None,):
+            m.Add(f >= (finish[p] if p is not None else 0) + lat)
+        finish.append(f)
+    return [finish[k] for k in space.dag.sinks]
 
 
 def _model(space: DesignSpace, limits: Limits, drop: str | None = None, minimize: str | None = None) -> Any:
@@ -77,9 +100,11 @@ def _model(space: DesignSpace, limits: Limits, drop: str | None = None, minimize
             never = m.NewBoolVar(f"over_{k}")
             m.Add(never == 1)
             m.Add(never == 0)
-    if limits.latency is not None and drop != "latency_cycles" and minimize != "latency_cycles":
-        for idx, fixed in space.paths:
-            m.Add(sum(o.cost.latency * v for i in idx for o, v in zip(allowed[i], x[i])) <= limits.latency - fixed)
+    bounded = limits.latency is not None and drop != "latency_cycles" and minimize != "latency_cycles"
+    ends = _finish_times(m, space, allowed, x) if bounded or minimize == "latency_cycles" else []
+    if bounded:
+        for f in ends:
+            m.Add(f <= limits.latency)
     if minimize is None:
         loss = sum(int(round(o.loss * LOSS_SCALE)) * v for opts, xs in zip(allowed, x) for o, v in zip(opts, xs))
         # Among equally good choices prefer the faster one (a tiny tie-break).
@@ -87,8 +112,8 @@ def _model(space: DesignSpace, limits: Limits, drop: str | None = None, minimize
         m.Minimize(loss * 1000 + speed)
     elif minimize == "latency_cycles":
         worst = m.NewIntVar(0, 10**12, "latency")
-        for idx, fixed in space.paths:
-            m.Add(sum(o.cost.latency * v for i in idx for o, v in zip(allowed[i], x[i])) + fixed <= worst)
+        for f in ends:
+            m.Add(f <= worst)
         m.Minimize(worst)
     elif minimize == "interval_cycles":
         worst = m.NewIntVar(0, 10**12, "interval")
@@ -131,8 +156,8 @@ def _describe(space: DesignSpace, what: str, value: float, limit: float | None, 
     clock = space.clock_mhz
     cap = space.board.resources.as_dict()
     if what == "latency_cycles":
-        # The layer models' path sum, in the simulator's terms (stream layers overlap).
-        value = value * getattr(space, "latency_ratio", 1.0)
+        # The longest path of layer latencies, in the simulator's terms (io_stream processes overlap).
+        value = value * space.latency_ratio
         lim = f"{budget.latency_limit(clock)} cycles ({budget.latency_limit(clock) / clock:g} us)" if limit is not None else ""
         return f"latency: the best reachable is {value:.0f} cycles ({value / clock:.2f} us at {clock:g} MHz), the budget {lim}"
     if what == "interval_cycles":

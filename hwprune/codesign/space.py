@@ -37,6 +37,7 @@ from hwprune.errors import ConfigError
 from hwprune.fixed import FixedType
 from hwprune.ir.graph import Graph, IOType
 from hwprune.ops.base import CostContext, LayerCost
+from hwprune.sim.compose import LatencyDag
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,16 @@ class Site:
 class DesignSpace:
     sites: list[Site]
     overhead: dict[str, float]  # resources of everything that is not a site (+ FIFOs, top)
-    paths: list[tuple[list[int], int]]  # (site indices, fixed latency of the other layers) per path
+    dag: LatencyDag  # the layers' data dependencies: latency composes over it (sim/compose.py)
+    fixed_latency: dict[str, int]  # latency of every layer that is not a site
     fixed_interval: int  # the largest II among non-site layers
     board: Any
     clock_mhz: float
     io_type: str
-    # Simulated / predicted latency of the dense design the costs come from: in io_stream the
-    # layers overlap, so the sum along a path over-predicts (by ~3x for a small CNN). The
-    # search starts from the latency limit scaled by it.
+    # Simulated / predicted latency of the dense design the costs come from. io_stream: the
+    # DATAFLOW processes overlap, so the longest path over-predicts (by ~3x for a small CNN)
+    # and the search starts from the latency limit scaled by it. io_parallel: 1 (the simulator
+    # composes by the solver's rule, sim/compose.py).
     latency_ratio: float = 1.0
 
 
@@ -209,26 +212,6 @@ def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> Lay
         v.weight = pruned.reshape(layer.weight.shape) if conv else pruned.T
         v.sparsity = balanced_structure(pruned, choice.pattern)
     return v.cost(ctx)
-
-
-def _dag_paths(g: Graph) -> list[list[str]]:
-    """Every input-to-output path of layer names (one per branch of a parallel or residual block)."""
-    out: list[list[str]] = []
-
-    def walk(layer: Any, path: list[str]) -> None:
-        path = path + [layer.name]
-        nxt = [c for o in layer.outputs for c in g.consumers(o)]
-        if not nxt:
-            out.append(path)
-        for c in nxt:
-            walk(c, path)
-        if len(out) > 4096:
-            raise ConfigError(f"graph {g.name} has too many paths for the latency model")
-
-    starts = [l for l in g.layers if any(i in g.inputs for i in l.inputs)]
-    for s in starts:
-        walk(s, [])
-    return out
 
 
 @dataclass
@@ -366,18 +349,21 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
         if le.name in site_layers:
             for k in ("dsp", "lut", "ff", "bram18", "uram"):
                 overhead[k] -= getattr(le.cost, k)
-    lat = {le.name: le.cost.latency for le in est.layers}
-    index = {s.layer: i for i, s in enumerate(sites)}
-    paths = []
-    for p in _dag_paths(g0):
-        paths.append(([index[n] for n in p if n in index], sum(lat[n] for n in p if n not in index)))
+    fixed_latency = {le.name: le.cost.latency for le in est.layers if le.name not in site_layers}
     fixed_interval = max((le.cost.ii for le in est.layers if le.name not in site_layers), default=1)
-    predicted = max((sum(lat[n] for n in p) for p in _dag_paths(g0)), default=0)
-    from hwprune.sim.dataflow import simulate
+    dag = LatencyDag.of(g0)
+    ratio = 1.0
+    if cfg.io_type == IOType.STREAM.value:
+        # io_stream: the DATAFLOW processes overlap, which the longest path of layer latencies
+        # does not model; the search starts from the limit scaled by what the simulator gives
+        # for the dense design. io_parallel needs no ratio: the simulator composes by the same
+        # rule (sim/compose.py), so simulated / predicted is 1 there.
+        from hwprune.sim.dataflow import simulate
 
-    simulated = simulate(g0, board, batch=16, clock_mhz=clock_mhz).latency_cycles
-    ratio = simulated / predicted if predicted > 0 and simulated > 0 else 1.0
-    return DesignSpace(sites, overhead, paths, fixed_interval, board, clock_mhz, cfg.io_type, ratio)
+        predicted = dag.latency({le.name: le.cost.latency for le in est.layers})
+        simulated = simulate(g0, board, batch=16, clock_mhz=clock_mhz).latency_cycles
+        ratio = simulated / predicted if predicted > 0 and simulated > 0 else 1.0
+    return DesignSpace(sites, overhead, dag, fixed_latency, fixed_interval, board, clock_mhz, cfg.io_type, ratio)
 
 
 def _reuse_factors(layer: Any, pattern: str, sparsity: float, candidates: Sequence[int]) -> list[int]:

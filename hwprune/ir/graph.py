@@ -45,6 +45,10 @@ class Tensor:
     kind: TensorKind = TensorKind.FIXED
     # Number of distinct index values (vocabulary size) for INDEX tensors.
     index_range: int = 0
+    # io_stream: depth of the FIFO carrying this tensor between two kernels, as the design
+    # declares it (written by passes.fifo.set_fifo_depths; read by the HLS writer, the
+    # estimate and the simulator). None: not sized yet.
+    fifo_depth: int | None = None
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(d) for d in self.shape)

@@ -61,6 +61,16 @@ from hwprune.errors import ConfigError
 log = logging.getLogger(__name__)
 
 MIN_BITS, MAX_BITS = 2, 32  # what a QONNX Quant maps onto (hwprune/ops/quant.py)
+# The smallest range (largest magnitude) a weight or activation quantizer takes: its scale is at
+# least RANGE_FLOOR / 2**bits. A quantizer that only ever sees zeros (a layer left with a few
+# dead channels after pruning) would otherwise follow its statistics down to Brevitas' floor of
+# 1e-10 — applied after the power-of-two restriction, so not a power of two, and with a scale
+# of ~2^-40 the next layer's biases (on the grid input scale x weight scale) would be crushed.
+# Values below RANGE_FLOOR / 2**bits round to zero, which costs nothing a design can measure.
+RANGE_FLOOR = 2.0**-10
+# Brevitas' own clamp (`scaling_min_val`), as a power of two below anything the floor allows:
+# it never binds with RANGE_FLOOR in place, and were it to, the scale would stay a power of two.
+_BREVITAS_MIN = RANGE_FLOOR / 2.0**MAX_BITS
 MODULE_META = "hwprune.module."  # metadata key prefix: exported node name -> torch module name
 
 
@@ -176,12 +186,49 @@ def _quantizers(cfg: QuantConfig) -> dict[str, Any]:
     def pick(q: Any, default: Any) -> Any:
         return default if q is None else q  # not `or`: Brevitas injector classes are falsy
 
+    # Weights take their scale from max |w| on every forward (clamped, then restricted, then
+    # clamped again): the floor is Brevitas' clamp itself. Activations learn theirs; Brevitas
+    # clamps the range while training but the scale in eval, so one clamp value cannot floor
+    # both: the floor is kept on the learned range instead (`_floor_ranges`).
+    def floored(quant: Any, role: str, min_val: float) -> Any:
+        quant = _check_quantizer(quant, role)
+        if not callable(getattr(quant, "let", None)):
+            raise ConfigError(f"{role} quantizer {quant!r} is not a Brevitas quantizer (an ExtendedInjector such as "
+                              "Int8WeightPerTensorFixedPoint)")
+        return quant.let(scaling_min_val=min_val)
+
     return {
-        "weight": _check_quantizer(pick(cfg.weight_quant, Int8WeightPerTensorFixedPoint), "weight"),
-        "act": _check_quantizer(pick(cfg.act_quant, Uint8ActPerTensorFixedPoint), "activation"),
-        "signed": _check_quantizer(pick(cfg.output_quant, Int8ActPerTensorFixedPoint), "output"),
+        "weight": floored(pick(cfg.weight_quant, Int8WeightPerTensorFixedPoint), "weight", RANGE_FLOOR),
+        "act": floored(pick(cfg.act_quant, Uint8ActPerTensorFixedPoint), "activation", _BREVITAS_MIN),
+        "signed": floored(pick(cfg.output_quant, Int8ActPerTensorFixedPoint), "output", _BREVITAS_MIN),
         "bias": _check_quantizer(pick(cfg.bias_quant, Int32Bias), "bias", bias=True),
     }
+
+
+def _hold_range_floor(scaling: torch.nn.Module, _args: Any) -> None:
+    """Forward pre-hook of a learned power-of-two scale: its range stays at or above
+    RANGE_FLOOR. Brevitas keeps the range as log2 in `value` once its statistics are in, and
+    the statistics themselves in `buffer` (linear) while it collects them."""
+    with torch.no_grad():
+        collecting = getattr(scaling, "counter", None) is not None and scaling.counter <= scaling.collect_stats_steps
+        if collecting:
+            scaling.buffer.clamp_(min=RANGE_FLOOR)
+        else:
+            scaling.value.clamp_(min=math.log2(RANGE_FLOOR))
+
+
+def _floor_ranges(model: torch.nn.Module) -> int:
+    """Hold every learned activation scale of a quantized model at the floor (RANGE_FLOOR);
+    returns how many. Learned scales are Brevitas modules with a `value` parameter whose
+    restriction is a power of two (`_check_quantizer` refuses any other)."""
+    n = 0
+    for m in model.modules():
+        value = getattr(m, "value", None)
+        restrict = getattr(getattr(m, "restrict_scaling", None), "restrict_value_impl", None)
+        if isinstance(value, torch.nn.Parameter) and type(restrict).__name__ == "PowerOfTwoRestrictValue":
+            m.register_forward_pre_hook(_hold_range_floor)
+            n += 1
+    return n
 
 
 # --------------------------------------------------------------------------- module swap
@@ -568,6 +615,7 @@ def quantize_model(model: torch.nn.Module, example_input: Any, config: QuantConf
     gm.quantizers = dict(b.quantizers)  # type: ignore[assignment]
     gm.output_quantizer = dict(b.output_of)  # type: ignore[assignment]
     gm.config = cfg  # type: ignore[assignment]
+    _floor_ranges(gm)
     pruned = getattr(model, "hwprune_sparsity", None)
     if pruned:
         gm.hwprune_sparsity = dict(pruned)  # type: ignore[attr-defined]

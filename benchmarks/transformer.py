@@ -372,7 +372,7 @@ The TextCNN (not re-run here): hls4ml's ONNX handler fails on its 1-D max poolin
 Budget-driven pruner (`prune_to_budget`, pynq-z2, 1 ms) on the encoder task: no result — its
 quantization step (Brevitas QAT) refuses the model: `{first.get('budget', 'not run')}`.
 
-Only seed {', '.join(map(str, done))} finished within the session (the 2-core machine was shared by six agents:
+Only seeds {', '.join(map(str, done))} finished within the session (the 2-core machine was shared by six agents:
 one student epoch took 3-11 min); the "± sd" of more seeds is still to be measured, so differences
 under ~2 points here are noise (one test-set standard error is ~1.2 points).
 

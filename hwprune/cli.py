@@ -500,6 +500,28 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_rtl(args: argparse.Namespace) -> int:
+    from hwprune.project import _project_of, build_graph, load_project_graph
+    from hwprune.rtl.verify import format_checks, require_tools, verify
+
+    require_tools(synth=not args.no_synth)  # before loading anything: exit 2 naming the tool
+    board = _board(args.board)
+    # A model file, a project directory, or a design directory (`hwprune prune --out`): the
+    # same resolution as estimate / simulate.
+    prj = _project_of(args.model)
+    g = load_project_graph(prj.path) if prj is not None else build_graph(args.model, _precision(args), args.io)
+    layers = [n for n in (args.layers or "").split(",") if n]
+    checks = verify(g, board, layers or None, synth=not args.no_synth)
+    if not checks:
+        raise HwpruneInputError(f"{args.model} has no dense layer to verify")
+    if args.json:
+        print(json.dumps([c.as_dict() for c in checks], indent=2))
+    else:
+        print(format_checks(checks))
+    # A layer whose RTL run disagrees with the reference or the estimate is a bug of ours.
+    return 0 if all(c.bit_exact is not False and (c.rtl_cycles is None or c.rtl_cycles == c.est_cycles) for c in checks) else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hwprune.demo import run_demo
 
@@ -681,6 +703,15 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--force", action="store_true", help="replace a non-empty --out")
     fit_opts(dp, shell=False)
     dp.set_defaults(func=cmd_deploy)
+
+    vr = sub.add_parser("verify-rtl", help="dense layers as RTL engines: Verilator cycles and yosys resources vs the estimate")
+    vr.add_argument("model", metavar="MODEL_OR_DIR", help="ONNX file, project directory or a directory with model.onnx")
+    vr.add_argument("--board", default="pynq-z2", help="target board (default pynq-z2): its family for yosys")
+    vr.add_argument("--layers", metavar="A,B", help="only these dense layers (comma-separated names)")
+    vr.add_argument("--no-synth", action="store_true", help="skip yosys (Verilator only)")
+    vr.add_argument("--json", action="store_true", help="machine-readable output")
+    model_opts(vr)
+    vr.set_defaults(func=cmd_verify_rtl)
 
     d = sub.add_parser("demo", help="train, prune to a pynq-z2 budget, verify, simulate, package and report (a few minutes)")
     d.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")

@@ -35,6 +35,13 @@ tests/test_fixed.py:
 
 Raws of 64-bit unsigned types do not fit int64: they are returned as their 64-bit pattern
 viewed as int64 (`to_float` given the type reads them back as unsigned).
+
+Wide values. Types go up to 1024 bits (ap_fixed's default AP_INT_MAX_W). Raws of types of at
+most 64 bits are int64 arrays; raws of wider types, and exact intermediate values that may not
+fit int64 (the accumulators of layers with wide operands), are numpy object arrays of Python
+ints. Every function here accepts both; an object array (or a type wider than 64 bits) takes an
+exact path on Python integers, everything else the int64 path above, whose speed is unchanged.
+`exact_ints` and `exact_matmul` give the ops the right representation for a bit width.
 """
 
 from __future__ import annotations
@@ -53,9 +60,16 @@ __all__ = [
     "FixedTypeError",
     "Overflow",
     "Rounding",
+    "exact_ints",
+    "exact_matmul",
+    "is_wide",
     "overflow_count",
+    "overflow_mask",
     "quantize",
+    "quantize_overflow_count",
     "requantize",
+    "round_exact",
+    "wrap_or_saturate",
     "to_float",
 ]
 
@@ -85,7 +99,11 @@ class Overflow(enum.Enum):
     SAT_SYM = "AP_SAT_SYM"
 
 
-_MAX_WIDTH = 64
+# ap_fixed's widest type with the headers' default AP_INT_MAX_W (the C++ refuses wider ones).
+MAX_WIDTH = 1024
+_MAX_WIDTH = MAX_WIDTH
+# Exact integer values of at most this many bits (sign included) take the int64 fast path.
+FAST_BITS = 62
 _EXAMPLE = "e.g. 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>', 'ap_ufixed<8,0,AP_RND,AP_SAT>' or 'ap_int<8>'"
 _TYPE_RE = re.compile(r"(?:ap_)?(u?)(fixed|int)<([^<>]*)>")
 _INT_RE = re.compile(r"[+-]?\d+")
@@ -337,19 +355,30 @@ def _overflow(r: _Rounded, t: FixedType) -> np.ndarray:
 
 def _as_raw(raw: np.ndarray | int) -> np.ndarray:
     a = np.asarray(raw)
+    if a.dtype == object:
+        return _py_ints(a)
     if a.dtype.kind not in "iub":
         raise TypeError(f"raw fixed-point values must be integers, got dtype {a.dtype}")
     return a.astype(np.int64)
+
+
+def is_wide(raw: np.ndarray) -> bool:
+    """Whether a raw array is on the exact (object, Python int) path."""
+    return isinstance(raw, np.ndarray) and raw.dtype == object
 
 
 def requantize(raw: np.ndarray, frac: int, t: FixedType) -> np.ndarray:
     """Assign exact values raw * 2**-frac to type t: round by t.rounding, then t.overflow.
 
     Models C++ `t v = src;` for a source ap_fixed with `frac` fractional bits holding raw.
-    `frac` may be any int (or an int array broadcast against raw); raw any int64.
+    `frac` may be any int (or an int array broadcast against raw); raw any int64, or any
+    integers as an object array. The result is int64 for types of up to 64 bits, else object.
     """
+    a = _as_raw(raw)
+    if a.dtype == object or t.width > 64:
+        return _wide_overflow(_wide_round(a, frac, t), t)
     shift = np.asarray(frac, dtype=np.int64) - np.int64(t.frac)
-    r, shape = _rounded(_as_raw(raw), shift, t.rounding)
+    r, shape = _rounded(a, shift, t.rounding)
     return _overflow(r, t).reshape(shape)
 
 
@@ -359,9 +388,186 @@ def overflow_count(raw: np.ndarray, frac: int, t: FixedType) -> int:
     Counted after rounding (a round-up carry can overflow). Under AP_SAT_SYM an element that
     rounds to exactly -2**(W-1) counts too, since it is clipped to -max.
     """
+    return int(np.count_nonzero(overflow_mask(raw, frac, t)))
+
+
+def overflow_mask(raw: np.ndarray, frac: int, t: FixedType) -> np.ndarray:
+    """Where `requantize(raw, frac, t)` saturates or wraps (see `overflow_count`); bool array."""
+    a = _as_raw(raw)
+    if a.dtype == object or t.width > 64:
+        return _wide_out_of_range(_wide_round(a, frac, t), t)
     shift = np.asarray(frac, dtype=np.int64) - np.int64(t.frac)
-    r, _ = _rounded(_as_raw(raw), shift, t.rounding)
-    return int(np.count_nonzero(_out_of_range(r, t)))
+    r, shape = _rounded(a, shift, t.rounding)
+    return _out_of_range(r, t).reshape(shape)
+
+
+# --------------------------------------------------------------------------- exact wide path
+
+def _py_ints(a: np.ndarray) -> np.ndarray:
+    """An object array of Python ints (numpy integer scalars inside would overflow)."""
+    a = np.asarray(a)
+    if a.dtype != object:
+        return a.astype(object)  # int64 -> Python int
+    if a.size and not all(type(v) is int for v in a.flat):
+        return np.frompyfunc(operator.index, 1, 1)(a).astype(object).reshape(a.shape)
+    return a
+
+
+def _round_int(v: int, s: int, mode: Rounding) -> int:
+    """v * 2**-s rounded by `mode`, on Python ints (any s)."""
+    if s <= 0:
+        return v << -s
+    fl = v >> s
+    if mode == Rounding.TRN:
+        return fl
+    rem, half = v & ((1 << s) - 1), 1 << (s - 1)
+    if mode == Rounding.TRN_ZERO:
+        up = v < 0 and rem != 0
+    elif mode == Rounding.RND:
+        up = rem >= half
+    elif mode == Rounding.RND_MIN_INF:
+        up = rem > half
+    elif mode == Rounding.RND_ZERO:
+        up = rem > half or (rem == half and v < 0)
+    elif mode == Rounding.RND_INF:
+        up = rem > half or (rem == half and v >= 0)
+    else:  # RND_CONV
+        up = rem > half or (rem == half and fl & 1 == 1)
+    return fl + 1 if up else fl
+
+
+def _wide_round(a: np.ndarray, frac: int | np.ndarray, t: FixedType) -> np.ndarray:
+    """Exactly rounded raws (object array of Python ints) of a * 2**-frac in t's lsb."""
+    v = _py_ints(a)
+    f = np.asarray(frac)
+    if f.ndim == 0:
+        s = int(f) - t.frac
+        if s <= 0:
+            return v << -s
+        fl = v >> s
+        if t.rounding == Rounding.TRN:
+            return fl
+        rem = v & ((1 << s) - 1)
+        half = 1 << (s - 1)
+        mode = t.rounding
+        neg = v < 0
+        if mode == Rounding.TRN_ZERO:
+            up = neg & (rem != 0)
+        else:
+            above, tie = rem > half, rem == half
+            if mode == Rounding.RND:
+                up = above | tie
+            elif mode == Rounding.RND_MIN_INF:
+                up = above
+            elif mode == Rounding.RND_ZERO:
+                up = above | (tie & neg)
+            elif mode == Rounding.RND_INF:
+                up = above | (tie & ~neg)
+            else:  # RND_CONV
+                up = above | (tie & ((fl & 1) == 1))
+        return np.where(up, fl + 1, fl).astype(object)
+    shifts = _py_ints(f) - t.frac
+    v, shifts = np.broadcast_arrays(v, shifts)
+    out = np.frompyfunc(lambda x, sh: _round_int(x, sh, t.rounding), 2, 1)(v, shifts)
+    return np.asarray(out, dtype=object).reshape(v.shape)
+
+
+def _wide_limits(t: FixedType) -> tuple[int, int]:
+    lo = -t.max_raw if t.overflow == Overflow.SAT_SYM and t.signed and t.width > 1 else t.min_raw
+    return lo, t.max_raw
+
+
+def _wide_out_of_range(q: np.ndarray, t: FixedType) -> np.ndarray:
+    lo, hi = _wide_limits(t)
+    return np.asarray((q < lo) | (q > hi), dtype=bool)
+
+
+def _wide_overflow(q: np.ndarray, t: FixedType) -> np.ndarray:
+    """Apply t's overflow mode to exactly rounded raws; int64 for types of <= 64 bits."""
+    if t.overflow == Overflow.WRAP:
+        mask = (1 << t.width) - 1
+        if t.signed:
+            half = 1 << (t.width - 1)
+            q = ((q + half) & mask) - half
+        else:
+            q = q & mask
+    else:
+        lo, hi = _wide_limits(t)
+        bad = _wide_out_of_range(q, t)
+        if bad.any():
+            if t.overflow == Overflow.SAT_ZERO:
+                q = np.where(bad, 0, q)
+            else:
+                lo_o, hi_o = np.array(lo, dtype=object), np.array(hi, dtype=object)
+                q = np.where(bad, np.where(q < 0, lo_o, hi_o), q)
+    q = np.asarray(q, dtype=object)
+    if t.width > 64:
+        return q
+    if not t.signed and t.width == 64:
+        q = np.where(q > np.iinfo(np.int64).max, q - (1 << 64), q)
+    return q.astype(np.int64)
+
+
+def round_exact(raw: np.ndarray, frac: int | np.ndarray, t: FixedType) -> np.ndarray:
+    """raw * 2**-frac rounded by t's rounding mode into t's lsb, before any overflow mode:
+    exact integers (an object array of Python ints)."""
+    return _wide_round(_as_raw(raw), frac, t)
+
+
+def wrap_or_saturate(rounded: np.ndarray, t: FixedType) -> np.ndarray:
+    """t's overflow mode applied to raws already in t's lsb (`round_exact`'s result)."""
+    return _wide_overflow(_py_ints(np.asarray(rounded)), t)
+
+
+def exact_ints(a: np.ndarray, bits: int) -> np.ndarray:
+    """Integers `a` in the representation exact for values of `bits` bits (sign included):
+    int64 up to FAST_BITS, else an object array of Python ints."""
+    a = np.asarray(a)
+    if bits <= FAST_BITS and a.dtype != object:
+        return a if a.dtype == np.int64 else a.astype(np.int64)  # no copy on the fast path
+    return _py_ints(a)
+
+
+def _bits_of(a: np.ndarray) -> int:
+    """Bits (sign included) that hold every element of an integer array."""
+    if a.size == 0:
+        return 1
+    if a.dtype == object:
+        return max(int(v).bit_length() for v in a.flat) + 1
+    hi, lo = int(a.max()), int(a.min())
+    return max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0) + 1
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray, out_bits: int) -> np.ndarray:
+    """a @ b (matmul broadcasting) exactly, for integer arrays whose every partial sum needs at
+    most `out_bits` bits. Within int64 that is numpy's integer matmul (wrap-around in between
+    cannot change a result that fits). Beyond, the operands are split into limbs small enough
+    that each limb product sums exactly in int64, and the limb results are combined on Python
+    ints: a few int64 matmuls instead of an object-array one."""
+    if out_bits <= 63 and not is_wide(a) and not is_wide(b):
+        return np.asarray(a, dtype=np.int64) @ np.asarray(b, dtype=np.int64)
+    k = max(int(np.shape(a)[-1]), 1)
+    limb = max((61 - k.bit_length()) // 2, 1)
+
+    def limbs(x: np.ndarray) -> list[np.ndarray]:
+        n = max(-(-_bits_of(x) // limb), 1)
+        x = _py_ints(x) if n > 1 or is_wide(x) else x.astype(np.int64)
+        if n == 1:
+            return [np.asarray(x).astype(np.int64)]
+        mask = (1 << limb) - 1
+        out = [np.asarray((x >> (i * limb)) & mask).astype(np.int64) for i in range(n - 1)]
+        return out + [np.asarray(x >> ((n - 1) * limb)).astype(np.int64)]
+
+    la, lb = limbs(np.asarray(a)), limbs(np.asarray(b))
+    acc: np.ndarray | None = None
+    for i, ai in enumerate(la):
+        for j, bj in enumerate(lb):
+            part = (ai @ bj).astype(object)
+            if i + j:
+                part = part << ((i + j) * limb)
+            acc = part if acc is None else acc + part
+    assert acc is not None
+    return acc
 
 
 _DOUBLE_MAN_BITS = 52
@@ -384,20 +590,44 @@ def _double_parts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def quantize(x: np.ndarray | float, t: FixedType) -> np.ndarray:
-    """Model of `t v = (double)x;` (rounding and overflow modes applied); raw int64 array.
+    """Model of `t v = (double)x;` (rounding and overflow modes applied); raw int64 array
+    (object for types wider than 64 bits).
 
     The result has x's shape (0-d for a scalar).
     """
     xd = np.asarray(x, dtype=np.float64)
     man, frac, is_zero = _double_parts(np.ascontiguousarray(xd).reshape(-1))
+    if t.width > 64:
+        q = _wide_overflow(_wide_round(man, frac, t), t)
+        return np.where(is_zero, 0, q).astype(object).reshape(xd.shape)
     r, _ = _rounded(man, frac - np.int64(t.frac), t.rounding)
     return np.where(is_zero, np.int64(0), _overflow(r, t)).reshape(xd.shape)
+
+
+def quantize_overflow_count(x: np.ndarray | float, t: FixedType) -> int:
+    """How many elements `quantize(x, t)` saturates or wraps (counted after rounding, as
+    `overflow_count`), exactly for any double and any type."""
+    xd = np.ascontiguousarray(np.asarray(x, dtype=np.float64)).reshape(-1)
+    man, frac, is_zero = _double_parts(xd)
+    return int(np.count_nonzero(overflow_mask(man, frac, t) & ~is_zero))
+
+
+def _int_ldexp(v: int, e: int) -> float:
+    """v * 2**e as the nearest float (inf beyond the range), for a Python int v of any size."""
+    n = v.bit_length()
+    if n > 1000:  # float(v) would overflow: keep the top bits (well beyond double precision)
+        v, e = v >> (n - 64), e + n - 64
+    try:
+        return math.ldexp(float(v), e)
+    except OverflowError:
+        return math.copysign(math.inf, v)
 
 
 def to_float(raw: np.ndarray, t_or_frac: Union[FixedType, int]) -> np.ndarray:
     """raw * 2**-frac as float64 (exact whenever the raw has <= 53 significant bits).
 
     Given a 64-bit unsigned FixedType, raws are read as the uint64 bit patterns they hold.
+    Object arrays (wide raws) are converted with one rounding to the nearest double.
     """
     a = np.asarray(raw)
     if isinstance(t_or_frac, FixedType):
@@ -406,4 +636,7 @@ def to_float(raw: np.ndarray, t_or_frac: Union[FixedType, int]) -> np.ndarray:
             a = a.astype(np.int64).view(np.uint64)
     else:
         frac = operator.index(t_or_frac)
+    if a.dtype == object:
+        conv = np.frompyfunc(lambda v: _int_ldexp(operator.index(v), -frac), 1, 1)
+        return np.asarray(conv(a), dtype=np.float64).reshape(a.shape)
     return np.ldexp(a.astype(np.float64), -frac)

@@ -10,10 +10,17 @@ layer_type:
   Softmax: {result: "ap_ufixed<16,0,AP_RND_CONV,AP_SAT>"}
 layer_name:
   fc1: {weight: "ap_fixed<8,2,AP_RND_CONV,AP_SAT>", reuse_factor: 4}
+  fc2: {accum: "ap_fixed<24,10,AP_RND,AP_SAT>"}   # cap the accumulator (hls4ml's accum_t)
 ```
 
-Accumulators are never configured: they are sized from the types and the actual weights so
-they cannot overflow (see docs/fixed_point.md).
+Accumulators are by default sized from the types and the actual weights so they cannot
+overflow (see docs/fixed_point.md). `accum` caps them on the multiply-accumulate layers (Dense,
+Conv): every product and the bias are then assigned to that type and every addition applies
+its overflow mode, in the kernel's order — `fixed` computes the same, and the estimate costs
+the narrower adders.
+
+Widths: activation (`result`), weight and bias types hold at most 64 bits (tensors travel as
+64-bit raw integers); accumulators, exact or capped, at most 1024 (ap_fixed's limit).
 """
 
 from __future__ import annotations
@@ -26,9 +33,12 @@ from typing import Any
 import yaml
 
 from hwprune.errors import ConfigError
-from hwprune.fixed import FixedType, FixedTypeError, Overflow, Rounding
+from hwprune.fixed import MAX_WIDTH, FixedType, FixedTypeError, Overflow, Rounding
 
 DEFAULT_RESULT = FixedType(16, 6, True, Rounding.RND_CONV, Overflow.SAT)
+# Tensor, weight and bias types: the host, the testbench and the weight ROMs hold raws as
+# 64-bit integers. Accumulators (internal to a layer) may be as wide as ap_fixed goes.
+MAX_VALUE_WIDTH = 64
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class LayerPrecision:
     result: FixedType | None = None
     weight: FixedType | None = None  # explicit weight type (else auto from weight_width)
     bias: FixedType | None = None
+    accum: FixedType | None = None  # cap of the accumulator (Dense, Conv); None: exact, never overflows
     weight_width: int | None = None
     reuse_factor: int | None = None
     table_size: int | None = None  # entries of activation lookup tables (power of two)
@@ -61,6 +72,7 @@ class ResolvedPrecision:
     reuse_factor: int
     table_size: int
     mult_impl: str = "auto"
+    accum: FixedType | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class PrecisionConfig:
             reuse_factor=p.reuse_factor or 1,
             table_size=p.table_size or 1024,
             mult_impl=p.mult_impl or "auto",
+            accum=p.accum,
         )
 
     def with_overrides(self, result: FixedType | None = None, reuse_factor: int | None = None,
@@ -132,11 +145,24 @@ class PrecisionConfig:
         }
 
 
-def parse_type(text: str, where: str = "precision") -> FixedType:
+def parse_type(text: str, where: str = "precision", max_width: int = MAX_VALUE_WIDTH) -> FixedType:
+    """A user's fixed-point type; at most `max_width` bits (64 for values, MAX_WIDTH for accumulators)."""
     try:
-        return FixedType.parse(str(text))
+        t = FixedType.parse(str(text))
     except FixedTypeError as e:
         raise ConfigError(f"{where}: {e}") from None
+    check_width(t, where, max_width)
+    return t
+
+
+def check_width(t: FixedType, where: str, max_width: int = MAX_VALUE_WIDTH) -> None:
+    if max_width == MAX_VALUE_WIDTH and t.width == 64 and not t.signed:
+        raise ConfigError(f"{where}: {t} is an unsigned 64-bit type; values travel as signed 64-bit raw integers, "
+                          f"use ap_ufixed<63,...> or ap_fixed<64,...>")
+    if t.width > max_width:
+        what = ("activations, weights and biases travel as 64-bit raw integers; a wider accumulator is "
+                "set with 'accum'") if max_width == MAX_VALUE_WIDTH else f"ap_fixed goes up to {MAX_WIDTH} bits"
+        raise ConfigError(f"{where}: {t} is {t.width} bits wide, more than {max_width} ({what})")
 
 
 def parse_reuse_factor(value: Any, where: str = "reuse factor") -> int:
@@ -160,10 +186,12 @@ def _layer_from(d: Any, where: str) -> LayerPrecision:
     for k in ("result", "weight", "bias"):
         if d.get(k) is not None:
             kw[k] = parse_type(d[k], f"{where}.{k}")
+    if d.get("accum") is not None:
+        kw["accum"] = parse_type(d["accum"], f"{where}.accum", MAX_WIDTH)
     if d.get("weight_width") is not None:
         w = parse_reuse_factor(d["weight_width"], f"{where}.weight_width")
-        if w > 32:
-            raise ConfigError(f"{where}.weight_width: {w} is wider than 32 bits")
+        if w > MAX_VALUE_WIDTH:
+            raise ConfigError(f"{where}.weight_width: {w} is wider than {MAX_VALUE_WIDTH} bits")
         kw["weight_width"] = w
     if d.get("reuse_factor") is not None:
         kw["reuse_factor"] = parse_reuse_factor(d["reuse_factor"], f"{where}.reuse_factor")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.compose
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -41,6 +42,35 @@ def make_model(nodes, inputs, outputs, initializers=(), opset: int = 17, name: s
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m
+
+
+def merge_models(models: list[onnx.ModelProto], name: str = "batch") -> onnx.ModelProto:
+    """One model running `models` side by side: model k's tensors and nodes prefixed `c{k}_`,
+    its inputs and outputs in order. The models must share their opset and IR version."""
+    nodes, inputs, outputs, inits, infos, meta = [], [], [], [], [], {}
+    opsets = {(m.opset_import[0].version, m.ir_version) for m in models}
+    assert len(opsets) == 1, f"models of different opsets/IR versions: {opsets}"
+    for k, model in enumerate(models):
+        m = onnx.compose.add_prefix(model, f"c{k}_")
+        nodes += m.graph.node
+        inputs += m.graph.input  # IR 3 lists the initializers as inputs too
+        outputs += m.graph.output
+        inits += m.graph.initializer
+        infos += m.graph.value_info
+        for p in model.metadata_props:  # per-initializer metadata: the declared sparsity patterns
+            tensor = p.key.removeprefix("hwprune.sparsity.")
+            meta[f"hwprune.sparsity.c{k}_{tensor}" if tensor != p.key else p.key] = p.value
+    (opset, ir), = opsets
+    g = helper.make_graph(nodes, name, inputs, outputs, inits, value_info=infos)
+    merged = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    merged.ir_version = ir
+    onnx.helper.set_model_props(merged, meta)
+    return merged
+
+
+def repeat_batch(x: np.ndarray, n: int) -> np.ndarray:
+    """x's samples repeated (cyclically) up to a batch of n."""
+    return np.concatenate([x] * -(-n // x.shape[0]))[:n]
 
 
 def fin(name: str, *dims: int) -> onnx.ValueInfoProto:

@@ -5,6 +5,16 @@ must (1) equal the numpy fixed-point reference bit for bit and (2) match the exp
 within the error bound the chosen precision implies (propagated layer by layer, see
 `hwprune.pipeline.error_bounds`), with no saturation. Every other case must be refused with
 a clear UnsupportedOpError naming the node and its op type.
+
+The same holds at wide and wrapping precisions (WIDE): ap_fixed<32,16> (accumulators past 64
+bits, the exact path) and ap_fixed<16,6> (AP_TRN/AP_WRAP, the ap_fixed default); 64-bit types
+(128-bit products) run in test_wide_ops.py and test_precision_strings.py. There the cases run batched: every case of the same opset is one model
+with one input and one output per case (prefixed names; the samples of each case repeated up
+to the largest batch), so one export and one C build serve them all — about a sixth of the
+compile time of one project per case; each output is checked against its own case, and the
+batched graph's reference against the case's own. The error bound is first order and assumes no value overflows; under AP_WRAP an overflow
+would wrap instead of saturating, which is why "nothing overflowed on this data" (the
+saturation report counts wraps too) is asserted before the bound is.
 """
 
 from __future__ import annotations
@@ -19,10 +29,11 @@ import pytest
 from onnx import numpy_helper
 
 import hwprune
+from conftest import merge_models, repeat_batch
 from hwprune.backend.csim import raw_outputs
 from hwprune.errors import UnsupportedOpError
 from hwprune.fixed import FixedType
-from hwprune.pipeline import compile_graph, error_bounds, saturation_report, trace_fixed
+from hwprune.pipeline import compile_graph, error_bounds, output_float, saturation_report, trace_fixed
 from hwprune.precision import PrecisionConfig
 
 DATA = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "pytorch-converted"
@@ -37,6 +48,8 @@ RANK_LIMIT = {"test_PixelShuffle"}  # reshapes to a 6-D tensor
 
 # Precision per case: the default, widened where the data needs more integer bits.
 PRECISION = {"default": "ap_fixed<18,8,AP_RND_CONV,AP_SAT>"}
+# Wide and wrapping precisions, every supported case batched (see the module docstring).
+WIDE = ["ap_fixed<32,16>", "ap_fixed<16,6>"]
 
 
 def _ops(case: str) -> set[str]:
@@ -92,3 +105,63 @@ def test_unsupported_case_is_refused_clearly(case):
     assert "node" in msg
     ops = _ops(case)
     assert any(op in msg for op in ops), msg
+
+
+# ----------------------------------------------------------------------------- batched cases
+
+def _batches() -> dict[str, list[str]]:
+    """Supported cases grouped by opset: the cases of a group share one model."""
+    groups: dict[str, list[str]] = {}
+    for case in CASES:
+        if expected_refusal(case):
+            continue
+        opset = onnx.load(str(DATA / case / "model.onnx")).opset_import[0].version
+        groups.setdefault(f"opset{opset}", []).append(case)
+    return groups
+
+
+BATCHES = _batches()
+
+
+def batched_model(cases: list[str]) -> onnx.ModelProto:
+    """One model running `cases` side by side (conftest.merge_models). The cases of a batch
+    share their opset and IR version: no conversion, as hwprune's importer upgrades old opsets
+    itself and reads some old-opset semantics (opset-6 PRelu slopes) from the source opset."""
+    return merge_models([onnx.load(str(DATA / c / "model.onnx")) for c in cases], "conformance_batch")
+
+
+def test_batches_cover_every_supported_case():
+    supported = [c for c in CASES if not expected_refusal(c)]
+    assert sorted(c for cs in BATCHES.values() for c in cs) == sorted(supported)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", sorted(BATCHES))
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+@pytest.mark.parametrize("precision", WIDE)
+def test_supported_cases_match_at_wide_precisions(batch, io, precision, tmp_path):
+    cases = BATCHES[batch]
+    data = [_load(c) for c in cases]
+    n = max(x.shape[0] for x, _ in data)
+    xs = [repeat_batch(x, n) for x, _ in data]  # each case's samples, repeated up to the largest batch
+    prec = PrecisionConfig().with_overrides(result=FixedType.parse(precision))
+    model = batched_model(cases)
+    g = compile_graph(model, prec, io)
+    assert len(g.outputs) == len(cases)
+    sat = saturation_report(g, xs)
+    assert sat == {}, f"{precision} saturates or wraps on this data: {sat}"
+    prj = hwprune.export(model, tmp_path / "prj", board="zcu104", io_type=io, precision=prec)
+    got_raw = raw_outputs(prj, xs)
+    ref = trace_fixed(g, xs).values
+    bounds = error_bounds(g, xs)
+    for k, (case, (x, y)) in enumerate(zip(cases, data)):
+        out, m = g.outputs[k], x.shape[0]
+        np.testing.assert_array_equal(got_raw[k], ref[out], err_msg=f"{case}: C simulation differs from the reference")
+        alone = compile_graph(DATA / case / "model.onnx", prec, io)  # batching changes nothing
+        np.testing.assert_array_equal(trace_fixed(alone, [x]).values[alone.outputs[0]], ref[out][:m], err_msg=case)
+        got = output_float(g, out, got_raw[k][:m])
+        assert got.shape == y.shape, case
+        bound = bounds[k][:m]
+        excess = np.abs(got - y) - bound - 1e-5 * (1 + np.abs(y))
+        assert np.all(excess <= 0), f"{case}: max |err| {np.max(np.abs(got - y)):.3g} exceeds the bound"
+        assert np.max(bound) < 0.05, case

@@ -85,7 +85,10 @@ def test_zero_weights_are_nominal_sparsity_not_savings():
     row = sparse.as_dict()["layers"][0]
     assert row["weight_sparsity"] == pytest.approx(0.5)
     assert row["macs_skipped"] == 0 and "not skipped" in row["note"]
-    assert sparse.latency_cycles == dense.latency_cycles and sparse.resources.dsp == dense.resources.dsp
+    assert sparse.latency_cycles == dense.latency_cycles and sparse.ii_cycles == dense.ii_cycles
+    # Synthesis removes only multipliers whose every weight is zero (here: RF 4 serves 4
+    # weights of one input, and every other input is zero): resources may shrink, cycles not.
+    assert sparse.resources.dsp <= dense.resources.dsp
 
 
 def test_large_tables_use_uram_only_where_the_board_has_it():

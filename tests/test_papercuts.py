@@ -148,10 +148,11 @@ def test_unsupported_ops_are_the_real_ones_with_their_modules(capsys, tmp_path, 
     lstm = _export(_Lstm(), torch.randn(1, 5, 8), tmp_path / "lstm.onnx", dynamo)
     line = one_line_error(*run_cli(capsys, "estimate", lstm, "--board", "pynq-z2")[::2], "LSTM", "module lstm")
     assert "Expand" not in line
-    # The encoder's shape arithmetic (Mod, Shape, Gather, ...) folds; what is left is attention's.
+    # The encoder's shape arithmetic (Mod, Shape, Gather, ...) folds and its attention imports
+    # (tests/test_encoder.py): the whole model estimates.
     enc = _export(_Encoder(), torch.randn(1, 5, 16), tmp_path / "enc.onnx", dynamo)
-    line = one_line_error(*run_cli(capsys, "estimate", enc, "--board", "pynq-z2")[::2], "self_attn")
-    assert "Mod" not in re.findall(r"\b\w+\b", line.split("Supported:")[0])
+    code, out, err = run_cli(capsys, "estimate", enc, "--board", "pynq-z2")
+    assert code == 0, err
 
 
 def test_every_unsupported_op_is_reported_at_once(capsys, tmp_path):

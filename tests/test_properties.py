@@ -2,13 +2,16 @@
 precisions, io types and reuse factors. For every generated design:
   * `fixed` (numpy) equals `csim` (g++) bit for bit;
   * |fixed - float| stays within the propagated quantization bound (when nothing saturates).
+Precisions go up to 32 bits (saturating or wrapping): with 32-bit activations and weights the
+exact accumulators pass 64 bits and take the exact path (an explicit example of each kind
+makes sure, `test_the_wide_examples_have_accumulators_past_64_bits`).
 Each example compiles a C++ project (~1 s), so the example counts are modest."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
@@ -25,10 +28,38 @@ SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
 
 @st.composite
 def precisions(draw) -> FixedType:
-    width = draw(st.integers(10, 24))
+    width = draw(st.one_of(st.integers(10, 24), st.integers(28, 32)))
     integer = draw(st.integers(4, min(9, width - 2)))
     rounding = draw(st.sampled_from([Rounding.TRN, Rounding.RND, Rounding.RND_CONV]))
-    return FixedType(width, integer, True, rounding, Overflow.SAT)
+    overflow = draw(st.sampled_from([Overflow.SAT, Overflow.SAT, Overflow.WRAP]))
+    return FixedType(width, integer, True, rounding, overflow)
+
+
+WIDE = FixedType(32, 4, True, Rounding.RND_CONV, Overflow.SAT)  # accumulators of 65+ bits
+
+
+def _wide_mlp():
+    rng = np.random.default_rng(11)
+    nodes = [helper.make_node("Gemm", ["x", "w0", "b0"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w1", "b1"], ["y"], transB=1)]
+    inits = [("w0", rng.normal(size=(12, 20)) / 4), ("b0", rng.normal(size=12) * 0.1),
+             ("w1", rng.normal(size=(3, 12)) / 3), ("b1", rng.normal(size=3) * 0.1)]
+    return make_model(nodes, [fin("x", 20)], [fin("y", 3)], inits), rng.uniform(-1, 1, size=(3, 20)).astype(np.float32)
+
+
+def _wide_cnn():
+    rng = np.random.default_rng(12)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("AveragePool", ["r"], ["p"], kernel_shape=[2, 2],
+                                                                     strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], transB=1)]
+    inits = [("w", rng.normal(size=(4, 3, 3, 3)) / 5), ("b", rng.normal(size=4) * 0.1),
+             ("w2", rng.normal(size=(3, 36)) / 6), ("b2", rng.normal(size=3) * 0.1)]
+    return (make_model(nodes, [fin("x", 3, 6, 6)], [fin("y", 3)], inits),
+            rng.uniform(-1, 1, size=(2, 3, 6, 6)).astype(np.float32), True)
+
+
+WIDE_MLP, WIDE_CNN = _wide_mlp(), _wide_cnn()
 
 
 @st.composite
@@ -104,6 +135,7 @@ def _check(model, x, io, prec_t, rf, tmp_path):
 @pytest.mark.slow
 @SETTINGS
 @given(case=mlps(), io=st.sampled_from(["parallel", "stream"]), prec_t=precisions(), rf=st.integers(1, 9))
+@example(case=WIDE_MLP, io="stream", prec_t=WIDE, rf=3)
 def test_random_mlps_fixed_equals_csim(tmp_path, case, io, prec_t, rf):
     model, x = case
     _check(model, x, io, prec_t, rf, tmp_path)
@@ -112,8 +144,16 @@ def test_random_mlps_fixed_equals_csim(tmp_path, case, io, prec_t, rf):
 @pytest.mark.slow
 @SETTINGS
 @given(case=cnns(), io=st.sampled_from(["parallel", "stream"]), prec_t=precisions(), rf=st.integers(1, 5))
+@example(case=WIDE_CNN, io="parallel", prec_t=WIDE, rf=2)
 def test_random_cnns_fixed_equals_csim(tmp_path, case, io, prec_t, rf):
     model, x, valid = case
     if not valid:
         return
     _check(model, x, io, prec_t, rf, tmp_path)
+
+
+def test_the_wide_examples_have_accumulators_past_64_bits():
+    for model in (WIDE_MLP[0], WIDE_CNN[0]):
+        g = compile_graph(model, PrecisionConfig().with_overrides(result=WIDE))
+        widths = [layer.accum_t.width for layer in g.layers if getattr(layer, "accum_t", None) is not None]
+        assert max(widths) > 64, widths

@@ -8,12 +8,15 @@
 
 namespace hwp {
 
-// Table index from raw bits only: t = raw * 2^up - lo_raw; idx = clamp(t >> down, 0, n-1).
+// Table index idx = clamp(floor((x - lo) * 2^s), 0, n-1), exact for any input type: beyond
+// [lo, hi) a comparison decides, inside it floor(raw * 2^-shift) - lo_bin (shift = frac - s,
+// lo_bin = lo * 2^s) is a small integer.
 template <class CFG, class in_T>
 inline int table_index(const in_T &x) {
 #pragma HLS INLINE
-    const long long t = to_raw(x) * (1LL << CFG::up) - CFG::lo_raw;
-    long long idx = t >> CFG::down;  // arithmetic shift: floor
+    if (x < CFG::lo) return 0;
+    if (x >= CFG::hi) return CFG::n_table - 1;
+    long long idx = shift_floor<CFG::shift>(raw_bits(x)) - CFG::lo_bin;
     if (idx < 0) idx = 0;
     if (idx > CFG::n_table - 1) idx = CFG::n_table - 1;
     return (int)idx;
@@ -25,9 +28,9 @@ struct relu_op {
 #pragma HLS INLINE
         out_T y;
         if (x > 0)
-            y = x;
+            y = cast<out_T>(x);
         else
-            y = 0;
+            y = from_raw<out_T>(0);  // exact 0 (assigning an int rounds: see cast)
         return y;
     }
 };
@@ -38,9 +41,9 @@ struct prelu_op {  // also LeakyReLU (one slope)
 #pragma HLS INLINE
         out_T y;
         if (x >= 0)
-            y = x;
+            y = cast<out_T>(x);
         else
-            y = x * from_raw<typename CFG::param_t>(p[c % CFG::n_chan]);
+            y = cast<out_T>(x * from_raw<typename CFG::param_t>(p[c % CFG::n_chan]));
         return y;
     }
 };
@@ -59,7 +62,7 @@ struct elu_op {  // identity for x >= 0, table for the negative branch
 #pragma HLS INLINE
         out_T y;
         if (x >= 0)
-            y = x;
+            y = cast<out_T>(x);
         else
             y = from_raw<out_T>(p[table_index<CFG>(x)]);
         return y;
@@ -70,10 +73,9 @@ struct gelu_op {  // table below the top of its range, identity from there on (G
     template <class CFG, class in_T, class out_T>
     static out_T apply(const in_T &x, int, const typename CFG::param_rom_t *p) {
 #pragma HLS INLINE
-        const long long t = to_raw(x) * (1LL << CFG::up) - CFG::lo_raw;
         out_T y;
-        if ((t >> CFG::down) >= CFG::n_table)
-            y = x;
+        if (x >= CFG::hi)  // the bin past the table: floor((x - lo) * 2^s) >= n_table
+            y = cast<out_T>(x);
         else
             y = from_raw<out_T>(p[table_index<CFG>(x)]);
         return y;

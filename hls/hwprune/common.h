@@ -48,6 +48,33 @@ inline T from_raw(R r) {
     return v;
 }
 
+// `T v = x;` for a fixed-point x, also where the Xilinx headers would abort: assigning a value
+// whose lsb lies more than its width below T's lsb to a rounding T reads a bit past the
+// source's MSB (an assertion in ap_private::get_bit). The source is then sign-extended first
+// (exact), which changes no value — and no hardware, the extension is wires.
+template <class T, class S, int PAD = (-(T::width - T::iwidth) - S::iwidth > 0 ? -(T::width - T::iwidth) - S::iwidth : 0)>
+struct cast_impl {
+    static T run(const S &x) {
+#pragma HLS INLINE
+        ap_fixed<S::width + PAD + 1, S::iwidth + PAD + 1> w = x;
+        T v = w;
+        return v;
+    }
+};
+template <class T, class S>
+struct cast_impl<T, S, 0> {
+    static T run(const S &x) {
+#pragma HLS INLINE
+        T v = x;
+        return v;
+    }
+};
+template <class T, class S>
+inline T cast(const S &x) {
+#pragma HLS INLINE
+    return cast_impl<T, S>::run(x);
+}
+
 // A weight x activation product, bound to the resource the layer's configuration chose
 // (CFG::mult_impl: 0 = the tool decides, 1 = DSP slices, 2 = fabric LUTs). R (the layer's
 // accumulator type) holds every product exactly, so the binding never changes a bit.
@@ -88,6 +115,29 @@ inline long long to_raw(const T &v) {
     ap_int<T::width + 1> bits;
     bits.range(T::width, 0) = wide.range(T::width, 0);
     return bits.to_int64();
+}
+
+// The raw mantissa of a fixed-point value as a signed integer one bit wider (exact also for
+// unsigned T and beyond 64 bits).
+template <class T>
+inline ap_int<T::width + 1> raw_bits(const T &v) {
+#pragma HLS INLINE
+    ap_fixed<T::width + 1, T::iwidth + 1> wide = v;
+    ap_int<T::width + 1> bits;
+    bits.range(T::width, 0) = wide.range(T::width, 0);
+    return bits;
+}
+
+// floor(r * 2^-D) for the raw bits r of a value the caller has checked lies inside a table's
+// range, so that the result is a small table index (D < 0 shifts left).
+template <int D, int W>
+inline long long shift_floor(const ap_int<W> &r) {
+#pragma HLS INLINE
+    if (D >= 0) {
+        ap_int<W> q = r >> (D < W ? D : W - 1);  // arithmetic: floor; past the width only the sign is left
+        return q.to_int64();
+    }
+    return r.to_int64() << (D < 0 ? -D : 0);
 }
 
 // Raw mantissa of a value assigned from a raw integer of the same type (testbench input).

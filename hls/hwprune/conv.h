@@ -31,7 +31,7 @@ struct conv_op {
     ConvOut:
         for (int oc = 0; oc < CFG::chan_out; oc++) {
             const int g = oc / CFG::out_per_group;
-            typename CFG::accum_t acc = from_raw<typename CFG::bias_t>(b[oc]);
+            typename CFG::accum_t acc = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[oc]));
         ConvKh:
             for (int i = 0; i < CFG::kh; i++) {
             ConvKw:
@@ -47,7 +47,7 @@ struct conv_op {
                     }
                 }
             }
-            y[oc] = acc;
+            y[oc] = cast<out_T>(acc);
         }
     }
 };

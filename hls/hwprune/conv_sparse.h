@@ -34,7 +34,7 @@ struct conv_sparse_op {
 #pragma HLS ALLOCATION operation instances = mul limit = mult_limit
         typename CFG::accum_t acc[CFG::chan_out];
 #pragma HLS ARRAY_PARTITION variable = acc type = complete
-        for (int oc = 0; oc < CFG::chan_out; oc++) acc[oc] = from_raw<typename CFG::bias_t>(b[oc]);
+        for (int oc = 0; oc < CFG::chan_out; oc++) acc[oc] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[oc]));
     SparseConvBanks:
         for (int bank = 0; bank < CFG::n_banks; bank++) {
             for (int t = 0; t < CFG::per_bank; t++) {
@@ -55,7 +55,7 @@ struct conv_sparse_op {
                 }
             }
         }
-        for (int oc = 0; oc < CFG::chan_out; oc++) y[oc] = acc[oc];
+        for (int oc = 0; oc < CFG::chan_out; oc++) y[oc] = cast<out_T>(acc[oc]);
     }
 };
 

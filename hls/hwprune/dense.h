@@ -25,7 +25,7 @@ void dense_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
 DenseInit:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        acc[o] = from_raw<typename CFG::bias_t>(b[o]);
+        acc[o] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[o]));
     }
     // Weight k = i*n_out + o is served by multiplier k / RF in cycle k % RF.
 DenseReuse:
@@ -46,7 +46,7 @@ DenseReuse:
 DenseOut:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        y[o] = acc[o];  // rounding/saturation of out_T applies here
+        y[o] = cast<out_T>(acc[o]);  // rounding/saturation of out_T applies here
     }
 }
 

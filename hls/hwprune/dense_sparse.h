@@ -4,11 +4,15 @@
 // pruned block. Row-balanced: block t of bank rb reads inputs from block-column
 //   (t / per_group) * group + idx[rb][t];
 // column-balanced: block t of bank cb adds into block-row idx[cb][t].
-// Schedule as dense.h: n_mult = ceil(kept / RF) multipliers, RF cycles per word.
-// ROMs (hwprune.ops.dense.reuse_banks / index_banks): the kept weights padded to n_mult*RF and
-// block-partitioned into a bank per multiplier; the block indices padded to idx_banks*B and
-// block-partitioned into idx_banks banks of B = max(1, RF / (br*bc)) indices, so in any cycle
-// the multipliers read distinct banks (B = 1: a complete partition, registers).
+// Schedule as dense.h: n_mult = ceil(kept / RF) multipliers, RF cycles per word; row-balanced
+// kept weights are served output fastest, as in dense.h.
+// ROMs (hwprune.ops.dense.dense_memories): the kept weights, stored in the order they are
+// served, padded to n_mult*RF and block-partitioned into a bank per multiplier (w[k] is read by
+// multiplier k / RF in cycle k % RF). Block indices: row-balanced, one cycle's multipliers read
+// blocks all over the ROM, so it is partitioned completely (idx_banks = idx_words): constants,
+// each multiplier's input choice a function of the cycle alone (compile-time block indices);
+// column-balanced (block order), idx_banks banks of B = max(1, RF / (br*bc)) indices, so in any
+// cycle the multipliers read distinct banks.
 #ifndef HWP_DENSE_SPARSE_H
 #define HWP_DENSE_SPARSE_H
 
@@ -31,11 +35,14 @@ void dense_sparse_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
 SparseInit:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        acc[o] = from_raw<typename CFG::bias_t>(b[o]);
+        acc[o] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[o]));
     }
-    // Kept weight k, in storage order ((bank * per_bank + t) * br + i) * bc + j, is served by
-    // multiplier k / RF in cycle k % RF. The accumulators are exact, so the order of the
-    // products does not change the result.
+    // Row-balanced: kept weight k = kk * n_out + o (output fastest, as dense.h; kk runs over the
+    // per_bank * bc inputs every output keeps) is served by multiplier k / RF in cycle k % RF;
+    // the multipliers with equal m mod (n_out / gcd(RF, n_out)) then serve one output per
+    // cycle (the lanes of the RTL reference, hwprune.rtl.engine). Column-balanced: storage order
+    // ((bank * per_bank + t) * br + i) * bc + j. The accumulators are exact, so the order of
+    // the products does not change the result.
 SparseReuse:
     for (int r = 0; r < CFG::reuse_factor; r++) {
 #pragma HLS PIPELINE II = 1
@@ -45,23 +52,34 @@ SparseReuse:
 #pragma HLS UNROLL
             const int k = m * CFG::reuse_factor + r;
             if (k < CFG::n_kept) {
-                const int blk = k / (CFG::br * CFG::bc);  // bank * per_bank + t
-                const int i = (k / CFG::bc) % CFG::br;
-                const int j = k % CFG::bc;
-                const int bank = blk / CFG::per_bank;
-                const int t = blk % CFG::per_bank;
+                int blk, i, j, t, bank;
+                if (CFG::column_balanced) {
+                    blk = k / (CFG::br * CFG::bc);  // bank * per_bank + t
+                    i = (k / CFG::bc) % CFG::br;
+                    j = k % CFG::bc;
+                    bank = blk / CFG::per_bank;
+                    t = blk % CFG::per_bank;
+                } else {
+                    const int kk = k / CFG::n_out;
+                    const int o = k % CFG::n_out;
+                    bank = o / CFG::br;
+                    i = o % CFG::br;
+                    t = kk / CFG::bc;
+                    j = kk % CFG::bc;
+                    blk = bank * CFG::per_bank + t;
+                }
                 const int sel = (int)idx[blk];
                 const int rb = CFG::column_balanced ? sel : bank;
                 const int cb = CFG::column_balanced ? bank : (t / CFG::per_group) * CFG::group + sel;
-                acc[rb * CFG::br + i] +=
-                    mul<CFG::mult_impl, typename CFG::accum_t>(x[cb * CFG::bc + j], from_raw<typename CFG::weight_t>(w[k]));
+                acc[rb * CFG::br + i] += mul<CFG::mult_impl, typename CFG::accum_t>(
+                    x[cb * CFG::bc + j], from_raw<typename CFG::weight_t>(w[k]));
             }
         }
     }
 SparseOut:
     for (int o = 0; o < CFG::n_out; o++) {
 #pragma HLS UNROLL
-        y[o] = acc[o];  // rounding/saturation of out_T applies here
+        y[o] = cast<out_T>(acc[o]);  // rounding/saturation of out_T applies here
     }
 }
 

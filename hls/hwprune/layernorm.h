@@ -10,34 +10,42 @@
 
 namespace hwp {
 
+// A small exact integer as long long, from either representation of sums_t.
+inline long long j_index(long long v) { return v; }
+template <int W>
+inline long long j_index(const ap_int<W> &v) { return v.to_int64(); }
+
 template <class CFG, class in_T, class out_T>
 void layernorm_row(const in_T x[CFG::n], out_T y[CFG::n], const typename CFG::inv_rom_t inv_table[CFG::n_table],
                    const typename CFG::gamma_rom_t gamma[CFG::n], const typename CFG::beta_rom_t beta[CFG::n]) {
 #pragma HLS INLINE
-    long long raw[CFG::n];
-    long long s = 0, q = 0;
+    // S, Q, V, D and D * inv are exact in sums_t: long long up to 62 bits, else ap_int.
+    typedef typename CFG::sums_t sums_t;
+    sums_t raw[CFG::n];
+    sums_t s = 0, q = 0;
 LayerNormSums:
     for (int i = 0; i < CFG::n; i++) {
         raw[i] = to_raw(x[i]);
         s += raw[i];
         q += raw[i] * raw[i];
     }
-    long long v = (long long)CFG::n * q - s * s + CFG::eps_raw;
+    sums_t v = (sums_t)CFG::n * q - s * s + CFG::eps_raw();
     if (v < 1) v = 1;
     // Leading one of v (a priority encoder in hardware), then v = m * 4^k.
     int msb = 0;
 LayerNormMsb:
-    for (int b = 0; b < 63; b++) {
-        if ((v >> b) & 1LL) msb = b;
+    for (int b = 0; b < CFG::v_bits - 1; b++) {
+        if (((v >> b) & 1) != 0) msb = b;
     }
     const int k = msb / 2;
     const int sh = 2 * k + 2 - CFG::log_n_table;
-    const long long j = sh >= 0 ? (v >> sh) : (v << (-sh));
-    const long long inv = (long long)inv_table[j];
+    const sums_t j = sh >= 0 ? (sums_t)(v >> sh) : (sums_t)(v << (-sh));
+    const long long inv = (long long)inv_table[j_index(j)];
 LayerNormOut:
     for (int i = 0; i < CFG::n; i++) {
-        const long long d = (long long)CFG::n * raw[i] - s;
-        const long long z = (d * inv) >> (CFG::inv_frac + k - CFG::z_frac);  // floor, as the reference
+        const sums_t d = (sums_t)CFG::n * raw[i] - s;
+        const sums_t zw = (d * (sums_t)inv) >> (CFG::inv_frac + k - CFG::z_frac);  // floor, as the reference
+        const long long z = j_index(zw);
         const long long g = (long long)gamma[i];
         const long long b = (long long)beta[i];
         const long long acc = ((z * g) << (CFG::acc_frac - CFG::z_frac - CFG::gamma_frac))

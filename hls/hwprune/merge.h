@@ -15,7 +15,7 @@ void add(const a_T a[CFG::size], const b_T b[CFG::size], out_T y[CFG::size]) {
 AddLoop:
     for (int e = 0; e < CFG::size; e++) {
 #pragma HLS UNROLL
-        y[e] = a[e] + b[e];  // exact sum, rounded once into out_T
+        y[e] = cast<out_T>(a[e] + b[e]);  // exact sum, rounded once into out_T
     }
 }
 
@@ -34,7 +34,7 @@ AddWords:
         vec<out_T, CFG::word> out;
         for (int c = 0; c < CFG::word; c++) {
 #pragma HLS UNROLL
-            out[c] = x0[c] + x1[c];
+            out[c] = cast<out_T>(x0[c] + x1[c]);
         }
         y.write(out);
         HWP_COUNT_WRITE(CFG);
@@ -51,9 +51,9 @@ void concat(const a_T a[CFG::outer * CFG::block_a], const b_T b[CFG::outer * CFG
 ConcatOuter:
     for (int o = 0; o < CFG::outer; o++) {
 #pragma HLS UNROLL
-        for (int e = 0; e < CFG::block_a; e++) y[o * (CFG::block_a + CFG::block_b) + e] = a[o * CFG::block_a + e];
+        for (int e = 0; e < CFG::block_a; e++) y[o * (CFG::block_a + CFG::block_b) + e] = cast<out_T>(a[o * CFG::block_a + e]);
         for (int e = 0; e < CFG::block_b; e++)
-            y[o * (CFG::block_a + CFG::block_b) + CFG::block_a + e] = b[o * CFG::block_b + e];
+            y[o * (CFG::block_a + CFG::block_b) + CFG::block_a + e] = cast<out_T>(b[o * CFG::block_b + e]);
     }
 }
 
@@ -72,8 +72,8 @@ void concat(hls::stream<vec<a_T, CFG::word_a> > &a, hls::stream<vec<b_T, CFG::wo
             HWP_COUNT_READ(CFG);
             HWP_COUNT_READ(CFG);
             vec<out_T, CFG::word_out> out;
-            for (int c = 0; c < CFG::word_a; c++) out[c] = x0[c];
-            for (int c = 0; c < CFG::word_b; c++) out[CFG::word_a + c] = x1[c];
+            for (int c = 0; c < CFG::word_a; c++) out[c] = cast<out_T>(x0[c]);
+            for (int c = 0; c < CFG::word_b; c++) out[CFG::word_a + c] = cast<out_T>(x1[c]);
             y.write(out);
             HWP_COUNT_WRITE(CFG);
         }
@@ -87,7 +87,7 @@ void concat(hls::stream<vec<a_T, CFG::word_a> > &a, hls::stream<vec<b_T, CFG::wo
                 vec<a_T, CFG::word_a> x0 = a.read();
                 HWP_COUNT_READ(CFG);
                 vec<out_T, CFG::word_out> out;
-                for (int c = 0; c < CFG::word_out; c++) out[c] = x0[c];
+                for (int c = 0; c < CFG::word_out; c++) out[c] = cast<out_T>(x0[c]);
                 y.write(out);
                 HWP_COUNT_WRITE(CFG);
             }
@@ -97,7 +97,7 @@ void concat(hls::stream<vec<a_T, CFG::word_a> > &a, hls::stream<vec<b_T, CFG::wo
                 vec<b_T, CFG::word_b> x1 = b.read();
                 HWP_COUNT_READ(CFG);
                 vec<out_T, CFG::word_out> out;
-                for (int c = 0; c < CFG::word_out; c++) out[c] = x1[c];
+                for (int c = 0; c < CFG::word_out; c++) out[c] = cast<out_T>(x1[c]);
                 y.write(out);
                 HWP_COUNT_WRITE(CFG);
             }

@@ -21,7 +21,7 @@ struct maxpool_op {
 #pragma HLS INLINE
     MaxPoolChan:
         for (int c = 0; c < CFG::chan; c++) {
-            typename CFG::data_t best = 0;
+            typename CFG::data_t best = from_raw<typename CFG::data_t>(0);
             bool any = false;
             for (int i = 0; i < CFG::kh; i++) {
                 for (int j = 0; j < CFG::kw; j++) {
@@ -33,7 +33,7 @@ struct maxpool_op {
                     any = true;
                 }
             }
-            y[c] = best;
+            y[c] = cast<out_T>(best);
         }
     }
 };
@@ -63,13 +63,13 @@ struct avgpool_op {
         const typename CFG::recip_t r = from_raw<typename CFG::recip_t>(recip[count]);
     AvgPoolChan:
         for (int c = 0; c < CFG::chan; c++) {
-            typename CFG::sum_t sum = 0;
+            typename CFG::sum_t sum = from_raw<typename CFG::sum_t>(0);
             for (int i = 0; i < CFG::kh; i++) {
                 for (int j = 0; j < CFG::kw; j++) {
                     if (in_image<CFG>(hs + i, ws + j)) sum += src.get(hs + i, ws + j, c);
                 }
             }
-            y[c] = sum * r;  // exact product, one rounding into out_T
+            y[c] = cast<out_T>(sum * r);  // exact product, one rounding into out_T
         }
     }
 };
@@ -93,9 +93,9 @@ GlobalChan:
             }
         }
         if (CFG::is_max)
-            y[c] = acc;
+            y[c] = cast<out_T>(acc);
         else
-            y[c] = acc * from_raw<typename CFG::recip_t>(r[0]);
+            y[c] = cast<out_T>(acc * from_raw<typename CFG::recip_t>(r[0]));
     }
 }
 
@@ -126,9 +126,9 @@ GlobalWords:
     for (int c = 0; c < CFG::chan; c++) {
         out_T v;
         if (CFG::is_max)
-            v = acc[c];
+            v = cast<out_T>(acc[c]);
         else
-            v = acc[c] * from_raw<typename CFG::recip_t>(r[0]);
+            v = cast<out_T>(acc[c] * from_raw<typename CFG::recip_t>(r[0]));
         out[c % CFG::out_word] = v;
         if (c % CFG::out_word == CFG::out_word - 1) {
             y.write(out);

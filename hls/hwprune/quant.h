@@ -16,7 +16,7 @@ void quantize(const in_T x[CFG::size], out_T y[CFG::size]) {
 QuantizeLoop:
     for (int e = 0; e < CFG::size; e++) {
 #pragma HLS UNROLL
-        y[e] = x[e];
+        y[e] = cast<out_T>(x[e]);
     }
 }
 
@@ -30,7 +30,7 @@ QuantizeWords:
         vec<in_T, CFG::word> in = x.read();
         HWP_COUNT_READ(CFG);
         vec<out_T, CFG::word> out;
-        for (int c = 0; c < CFG::word; c++) out[c] = in[c];
+        for (int c = 0; c < CFG::word; c++) out[c] = cast<out_T>(in[c]);
         y.write(out);
         HWP_COUNT_WRITE(CFG);
     }

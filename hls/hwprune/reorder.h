@@ -83,6 +83,42 @@ ReorderEmit:
     }
 }
 
+// io_parallel: a slice selects elements (src: the input index of each output element): wiring.
+template <class CFG, class in_T, class out_T>
+void slice(const in_T x[CFG::in_size], out_T y[CFG::out_size], const typename CFG::index_rom_t src[CFG::out_size]) {
+    HWP_COUNT_CALL(CFG);
+    HWP_COUNT_CYCLES(CFG, 1);
+SliceLoop:
+    for (int e = 0; e < CFG::out_size; e++) {
+#pragma HLS UNROLL
+        y[e] = x[src[e]];
+    }
+}
+
+// io_stream: a slice passes on the kept words (keep[w]), each cut to out_word elements from
+// `offset` (slicing the innermost axis) or whole (slicing an outer axis); no buffer.
+template <class CFG, class in_T, class out_T>
+void slice(hls::stream<vec<in_T, CFG::in_word> > &x, hls::stream<vec<out_T, CFG::out_word> > &y,
+           const typename CFG::index_rom_t keep[CFG::in_size / CFG::in_word]) {
+    HWP_COUNT_CALL(CFG);
+SliceWords:
+    for (int w = 0; w < CFG::in_size / CFG::in_word; w++) {
+#pragma HLS PIPELINE II = 1
+        HWP_COUNT_CYCLES(CFG, 1);
+        vec<in_T, CFG::in_word> in = x.read();
+        HWP_COUNT_READ(CFG);
+        if (keep[w]) {
+            vec<out_T, CFG::out_word> out;
+            for (int c = 0; c < CFG::out_word; c++) {
+#pragma HLS UNROLL
+                out[c] = in[CFG::offset + c];
+            }
+            y.write(out);
+            HWP_COUNT_WRITE(CFG);
+        }
+    }
+}
+
 // io_stream: copy every word of one stream into two (a stream has a single reader).
 template <class CFG, class in_T, class out_T>
 void clone(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y0,

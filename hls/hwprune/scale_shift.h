@@ -18,7 +18,7 @@ ScaleShiftLoop:
     for (int e = 0; e < CFG::size; e++) {
 #pragma HLS UNROLL
         const int c = e % CFG::n_chan;
-        y[e] = x[e] * from_raw<typename CFG::scale_t>(s[c]) + from_raw<typename CFG::shift_t>(b[c]);
+        y[e] = cast<out_T>(x[e] * from_raw<typename CFG::scale_t>(s[c]) + from_raw<typename CFG::shift_t>(b[c]));
     }
 }
 
@@ -36,7 +36,7 @@ ScaleShiftWords:
         for (int c = 0; c < CFG::word; c++) {
 #pragma HLS UNROLL
             const int ch = c % CFG::n_chan;
-            out[c] = in[c] * from_raw<typename CFG::scale_t>(s[ch]) + from_raw<typename CFG::shift_t>(b[ch]);
+            out[c] = cast<out_T>(in[c] * from_raw<typename CFG::scale_t>(s[ch]) + from_raw<typename CFG::shift_t>(b[ch]));
         }
         y.write(out);
         HWP_COUNT_WRITE(CFG);

@@ -9,25 +9,35 @@
 
 namespace hwp {
 
+// keep[i]: key i takes part (a padding mask clears it; the caller keeps all keys of a row
+// whose keys are all padding).
 template <class CFG, class in_T, class out_T>
-void softmax_row(const in_T x[CFG::n], out_T y[CFG::n], const typename CFG::exp_rom_t exp_table[CFG::n_table],
+void softmax_row(const in_T x[CFG::n], out_T y[CFG::n], const bool keep[CFG::n],
+                 const typename CFG::exp_rom_t exp_table[CFG::n_table],
                  const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
 #pragma HLS INLINE
-    long long raw[CFG::n];
-    long long mx = to_raw(x[0]);
+    in_T mx = x[0];
+    bool any = false;
 SoftmaxMax:
     for (int i = 0; i < CFG::n; i++) {
-        raw[i] = to_raw(x[i]);
-        if (raw[i] > mx) mx = raw[i];
+        if (keep[i] && (!any || x[i] > mx)) mx = x[i];
+        any = any || keep[i];
     }
     typename CFG::exp_t e[CFG::n];
     typename CFG::sum_t s = 0;
 SoftmaxExp:
     for (int i = 0; i < CFG::n; i++) {
-        const long long neg_d = mx - raw[i];
-        long long idx = (neg_d * (1LL << CFG::up) - CFG::lo_raw) >> CFG::down;
-        if (idx > CFG::n_table - 1) idx = CFG::n_table - 1;
-        e[i] = neg_d >= CFG::limit ? typename CFG::exp_t(0) : from_raw<typename CFG::exp_t>(exp_table[idx]);
+        // -d = max - x >= 0, exact (one more bit, two for an unsigned input); the bin is
+        // floor(-d * 2^s), a small integer below the table size inside the range. A padded
+        // key's exponential is 0.
+        const ap_fixed<in_T::width + 2, in_T::iwidth + 2> neg_d = mx - x[i];
+        if (!keep[i] || neg_d >= CFG::range) {
+            e[i] = 0;
+        } else {
+            long long idx = shift_floor<CFG::shift>(raw_bits(neg_d));
+            if (idx > CFG::n_table - 1) idx = CFG::n_table - 1;
+            e[i] = from_raw<typename CFG::exp_t>(exp_table[idx]);
+        }
         s += e[i];
     }
     // Normalise s = m * 2^k: find its leading one (a priority encoder in hardware).
@@ -46,20 +56,45 @@ SoftmaxOut:
     for (int i = 0; i < CFG::n; i++) {
         typename CFG::prod_t p = e[i] * inv;  // exact: enough fraction bits for the shift below
         p = p >> k;
-        y[i] = p;
+        y[i] = cast<out_T>(p);
     }
+}
+
+// Which keys of a padding mask take part (all of them when every key is padding).
+template <class CFG, class m_T>
+void mask_keys(const m_T m[CFG::n], bool keep[CFG::n]) {
+#pragma HLS INLINE
+    bool any = false;
+    for (int i = 0; i < CFG::n; i++) any = any || (m[i] != 0);
+    for (int i = 0; i < CFG::n; i++) keep[i] = !any || (m[i] != 0);
 }
 
 template <class CFG, class in_T, class out_T>
 void softmax(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::exp_rom_t exp_table[CFG::n_table],
              const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
     HWP_COUNT_CALL(CFG);
+    bool keep[CFG::n];
+    for (int i = 0; i < CFG::n; i++) keep[i] = true;
 SoftmaxRows:
     for (int r = 0; r < CFG::size / CFG::n; r++) {
         // Unrolled inside the pipelined top, but the rows share the exp/reciprocal tables
         // (ceil(n/2) copies serve one row): count what the estimate charges, a cycle per row.
         HWP_COUNT_CYCLES(CFG, 1);
-        softmax_row<CFG, in_T, out_T>(x + r * CFG::n, y + r * CFG::n, exp_table, recip_table);
+        softmax_row<CFG, in_T, out_T>(x + r * CFG::n, y + r * CFG::n, keep, exp_table, recip_table);
+    }
+}
+
+// With a padding mask over the keys (one per sample, shared by every row).
+template <class CFG, class in_T, class m_T, class out_T>
+void softmax(const in_T x[CFG::size], const m_T m[CFG::n], out_T y[CFG::size],
+             const typename CFG::exp_rom_t exp_table[CFG::n_table], const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
+    HWP_COUNT_CALL(CFG);
+    bool keep[CFG::n];
+    mask_keys<CFG, m_T>(m, keep);
+SoftmaxMaskedRows:
+    for (int r = 0; r < CFG::size / CFG::n; r++) {
+        HWP_COUNT_CYCLES(CFG, 1);
+        softmax_row<CFG, in_T, out_T>(x + r * CFG::n, y + r * CFG::n, keep, exp_table, recip_table);
     }
 }
 
@@ -74,7 +109,34 @@ SoftmaxWords:
         vec<in_T, CFG::n> in = x.read();
         HWP_COUNT_READ(CFG);
         vec<out_T, CFG::n> out;
-        softmax_row<CFG, in_T, out_T>(in.data, out.data, exp_table, recip_table);
+        bool keep[CFG::n];
+        for (int i = 0; i < CFG::n; i++) keep[i] = true;
+        softmax_row<CFG, in_T, out_T>(in.data, out.data, keep, exp_table, recip_table);
+        y.write(out);
+        HWP_COUNT_WRITE(CFG);
+    }
+}
+
+// io_stream with a padding mask: its one word per sample is read with the first row.
+template <class CFG, class in_T, class m_T, class out_T>
+void softmax(hls::stream<vec<in_T, CFG::n> > &x, hls::stream<vec<m_T, CFG::n> > &m, hls::stream<vec<out_T, CFG::n> > &y,
+             const typename CFG::exp_rom_t exp_table[CFG::n_table], const typename CFG::recip_rom_t recip_table[CFG::n_table]) {
+    HWP_COUNT_CALL(CFG);
+    bool keep[CFG::n];
+#pragma HLS ARRAY_PARTITION variable = keep complete
+SoftmaxMaskedWords:
+    for (int r = 0; r < CFG::size / CFG::n; r++) {
+#pragma HLS PIPELINE
+        HWP_COUNT_CYCLES(CFG, 1);
+        if (r == 0) {
+            vec<m_T, CFG::n> mw = m.read();
+            HWP_COUNT_READ(CFG);
+            mask_keys<CFG, m_T>(mw.data, keep);
+        }
+        vec<in_T, CFG::n> in = x.read();
+        HWP_COUNT_READ(CFG);
+        vec<out_T, CFG::n> out;
+        softmax_row<CFG, in_T, out_T>(in.data, out.data, keep, exp_table, recip_table);
         y.write(out);
         HWP_COUNT_WRITE(CFG);
     }

@@ -170,11 +170,18 @@ def _sh_double_quoted(text: str) -> str:
     return "".join("\\" + c if c in '\\"$`' else c for c in text)
 
 
+def _c_int(v: int) -> str:
+    """A 64-bit raw as a C++ integer literal (-2**63 has no literal of its own)."""
+    return "(-9223372036854775807LL - 1)" if v == -(1 << 63) else str(v)
+
+
 def _render_weights(w: WeightArray) -> str:
+    if w.type.width > 64:  # the types pass refuses these; ROM words are native 64-bit integers
+        raise AssertionError(f"{w.c_name}: ROM type {w.type} is wider than 64 bits")
     raw = np.asarray(w.raw, dtype=np.int64).reshape(-1)
     lines = []
     for i in range(0, raw.size, 24):
-        lines.append("    " + ",".join(str(int(v)) for v in raw[i:i + 24]) + ",")
+        lines.append("    " + ",".join(_c_int(int(v)) for v in raw[i:i + 24]) + ",")
     return _env().get_template("weights.h.j2").render(
         version=__version__, type=w.type.cpp(), guard=f"HWP_W_{w.c_name.upper()}_H", bits=w.type.width,
         signed=w.type.signed, name=w.c_name, size=max(raw.size, 1), values="\n".join(lines) if raw.size else "    0")

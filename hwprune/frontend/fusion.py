@@ -307,3 +307,145 @@ def fuse_layernorm(model: onnx.ModelProto) -> onnx.ModelProto:
         elif id(n) not in removed:
             result.graph.node.append(n)
     return result
+
+
+# ---------------------------------------------------------------------- padding mask
+
+# What an exporter writes between an integer attention_mask input and the scores it masks.
+_MASK_CHAIN = {"Cast", "Unsqueeze", "Reshape", "Sub", "Mul", "Add", "Div", "Neg", "Not", "Equal", "Where", "Identity",
+               "Squeeze", "Expand", "CastLike", "Less", "Greater"}
+# An additive mask at least this negative removes a key from the softmax (exp underflows to 0).
+MASK_FILL = -1e4
+
+
+def _mask_source(t: str, producer: dict[str, onnx.NodeProto], int_inputs: set[str], consts: set[str]
+                 ) -> tuple[str, list[onnx.NodeProto]] | None:
+    """(integer input, chain nodes) when `t` is computed from one integer model input and
+    constants only, through the elementwise and unsqueeze nodes a padding mask goes through."""
+    chain: list[onnx.NodeProto] = []
+    sources: set[str] = set()
+    stack, seen = [t], set()
+    while stack:
+        x = stack.pop()
+        if x in seen or x in consts or x == "":
+            continue
+        seen.add(x)
+        if x in int_inputs:
+            sources.add(x)
+            continue
+        p = producer.get(x)
+        if p is None or p.op_type not in _MASK_CHAIN:
+            return None
+        chain.append(p)
+        stack.extend(p.input)
+    if len(sources) != 1:
+        return None
+    return sources.pop(), chain
+
+
+def _eval_chain(model: onnx.ModelProto, chain: list[onnx.NodeProto], src: onnx.ValueInfoProto, out: str,
+                value: int, length: int) -> np.ndarray:
+    from onnx.reference import ReferenceEvaluator
+
+    needed = {i for n in chain for i in n.input}
+    inits = [i for i in model.graph.initializer if i.name in needed]
+    consts = [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] in needed]
+    dtype = helper.tensor_dtype_to_np_dtype(src.type.tensor_type.elem_type)
+    g = helper.make_graph(consts + chain, "mask", [helper.make_tensor_value_info(src.name, src.type.tensor_type.elem_type, [1, length])],
+                          [onnx.ValueInfoProto(name=out)], inits)
+    m = helper.make_model(g, opset_imports=list(model.opset_import))
+    return np.asarray(ReferenceEvaluator(m).run(None, {src.name: np.full((1, length), value, dtype)})[0])
+
+
+def fuse_key_mask(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Add(scores, mask_bias) or Where(mask, scores, fill) feeding a Softmax over the keys, with
+    the bias or condition computed from an integer attention_mask input (0 = padding), ->
+    one `MaskedSoftmax(scores, attention_mask)` node: the padded keys drop out of the softmax
+    exactly (probability 0), which is what the float model computes (exp(-1e4) is 0)."""
+    nodes = list(model.graph.node)
+    if not any(n.op_type == "Softmax" for n in nodes):
+        return model
+    inits = {i.name for i in model.graph.initializer}
+    int_inputs = {vi.name: vi for vi in model.graph.input if vi.name not in inits
+                  and helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type).kind in "iub"}
+    if not int_inputs:
+        return model
+    consts = inits | {o for n in nodes if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    removed: set[int] = set()
+    chain_ids: set[int] = set()
+    replacements: dict[int, onnx.NodeProto] = {}
+    for sm in nodes:
+        if sm.op_type != "Softmax" or next((a.i for a in sm.attribute if a.name == "axis"), -1) != -1:
+            continue
+        merge = producer.get(sm.input[0])
+        if merge is None or merge.op_type not in ("Add", "Where") or len(consumers.get(merge.output[0], [])) != 1:
+            continue
+        found = None
+        for k, t in enumerate(merge.input):
+            src = _mask_source(t, producer, set(int_inputs), consts)
+            if src is None:
+                continue
+            vi = int_inputs[src[0]]
+            length = vi.type.tensor_type.shape.dim[-1].dim_value
+            if len(vi.type.tensor_type.shape.dim) != 2 or length <= 0:
+                continue
+            order = {id(n): j for j, n in enumerate(nodes)}
+            try:
+                ordered = sorted(src[1], key=lambda n: order[id(n)])
+                on, off = (_eval_chain(model, ordered, vi, t, v, length) for v in (1, 0))
+            except Exception:  # not evaluable on its own: not a padding mask we recognise
+                continue
+            if on.ndim == 0 or on.shape[-1] != length or any(d != 1 for d in on.shape[:-1]):
+                continue
+            if merge.op_type == "Add" and k in (0, 1):
+                if np.all(on == 0) and np.all(off <= MASK_FILL):
+                    found = (merge.input[1 - k], src)
+            elif merge.op_type == "Where" and k == 0:
+                fill = [i for i in merge.input[1:] if i in consts]
+                scores = [i for i in merge.input[1:] if i not in consts]
+                if len(fill) != 1 or len(scores) != 1:
+                    continue
+                keep_when_true = merge.input[1] == scores[0]
+                if np.all(on.astype(bool) == keep_when_true) and np.all(off.astype(bool) != keep_when_true):
+                    fv = _const_arrays(model).get(fill[0])
+                    if fv is not None and np.size(fv) == 1 and float(np.reshape(fv, -1)[0]) <= MASK_FILL:
+                        found = (scores[0], src)
+            if found:
+                break
+        if not found:
+            continue
+        scores, (mask_in, chain) = found
+        order = {id(n): k for k, n in enumerate(nodes)}
+        chain = sorted(chain, key=lambda n: order[id(n)])
+        fused = helper.make_node("MaskedSoftmax", [scores, mask_in], [sm.output[0]], name=sm.name or sm.output[0])
+        removed.update({id(merge), id(sm)})
+        replacements[id(sm)] = fused
+        chain_ids.update(id(n) for n in chain)
+        log.info("fused a padding mask from %s into the softmax %s", mask_in, sm.name)
+    if not replacements:
+        return model
+    # A mask chain goes when nothing else reads it (several layers share one chain).
+    changed = True
+    while changed:
+        changed = False
+        for n in nodes:
+            if id(n) in removed or id(n) not in chain_ids:
+                continue
+            readers = [c for o in n.output for c in consumers.get(o, [])]
+            if readers and all(id(c) in removed for c in readers) and not any(o in {x.name for x in model.graph.output} for o in n.output):
+                removed.add(id(n))
+                changed = True
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    for n in nodes:
+        if id(n) in replacements:
+            out.graph.node.append(replacements[id(n)])
+        elif id(n) not in removed:
+            out.graph.node.append(n)
+    return out

@@ -20,7 +20,8 @@ import onnx
 from onnx import numpy_helper
 
 from hwprune.errors import ModelLoadError, UnsupportedOpError
-from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_layernorm
+from hwprune.frontend.batch_axis import move_batch_first
+from hwprune.frontend.fusion import fuse_elementwise_functions, fuse_key_mask, fuse_layernorm
 from hwprune.ir.graph import Graph, Layer, Tensor, TensorKind
 from hwprune.ops.base import ONNX_IMPORTERS
 
@@ -289,8 +290,9 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
     source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
     proto = load_onnx(model)
     proto = _cleanup_qonnx(proto)
-    proto = fuse_layernorm(fuse_elementwise_functions(proto))
+    proto = fuse_key_mask(fuse_layernorm(fuse_elementwise_functions(proto)))
     _check_supported(proto)
+    proto = move_batch_first(proto)
     source_opset = _opset(proto)
     proto = _upgrade(proto)
     gname = name or (Path(source).stem if source != "<model>" else (proto.graph.name or "model"))

@@ -16,12 +16,12 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize, to_float
+from hwprune.fixed import FixedType, Overflow, Rounding, exact_ints, quantize, requantize, to_float
 from hwprune.ir.channels import ConstantChannels
-from hwprune.ir.graph import Graph, IOType, Layer
+from hwprune.ir.graph import Graph, IOType, Layer, TensorKind
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op, out_of_range,
-    render, requant, round_error,
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, auto_weight_type, onnx_op,
+    out_of_range, output_delay, process, render, requant, round_error, type_bits,
 )
 from hwprune.sim import resources as hw
 
@@ -63,26 +63,44 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TableIndex:
-    """idx = clamp(floor((x - lo) / bin), 0, n-1) on raw integers:
-    t = raw * 2**up - lo_raw; idx = t >> down (an arithmetic shift is a floor)."""
+    """idx = clamp(floor((x - lo) * 2**s), 0, n-1) for a table of n bins over [lo, hi)
+    (2**s = n / (hi - lo), lo * 2**s = lo_bin an integer), on raw integers:
+    idx = clamp(floor(raw * 2**-shift) - lo_bin, 0, n-1) with shift = frac - s.
 
-    lo_raw: int
-    up: int
-    down: int
+    Exact for any input width: values are clamped to a band well beyond the table before any
+    shift that could leave int64 (the clamped index does not change). The kernel computes the
+    same function as comparisons with lo and hi and a small shift (activation.h)."""
+
+    lo_bin: int
+    shift: int
     n: int
+    lo: int = 0
+    hi: int = 0
 
     @classmethod
     def make(cls, x_frac: int, lo: float, hi: float, n: int) -> "TableIndex":
         s = int(round(math.log2(n / (hi - lo))))  # bins per unit = 2**s
-        f = max(x_frac, s, 0)
-        return cls(lo_raw=int(lo * 2**f), up=f - x_frac, down=f - s, n=n)
+        return cls(lo_bin=int(lo * 2**s), shift=x_frac - s, n=n, lo=int(lo), hi=int(hi))
+
+    def bins(self, raw: np.ndarray) -> np.ndarray:
+        """floor(raw * 2**-shift), clamped to a band of +-2**40 around 0 (int64)."""
+        band = 1 << 40
+        r = np.asarray(raw)
+        if self.shift >= 0:
+            if r.dtype == object:
+                q = r >> self.shift
+            else:
+                q = r.astype(np.int64) >> min(self.shift, 63)
+        else:
+            q = np.clip(r, -band, band).astype(np.int64) << -self.shift
+        return np.clip(q, -band, band).astype(np.int64)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return np.clip(self.unclamped(raw), 0, self.n - 1)
+        return np.clip(self.bins(raw) - self.lo_bin, 0, self.n - 1)
 
     def unclamped(self, raw: np.ndarray) -> np.ndarray:
-        t = raw.astype(np.int64) * (1 << self.up) - self.lo_raw
-        return t >> self.down
+        """The bin before clamping (>= n exactly when x >= hi; the band keeps it int64)."""
+        return self.bins(raw) - self.lo_bin
 
 
 @dataclass
@@ -170,16 +188,20 @@ class Activation(OpMixin, Layer):
     def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
         """Exact value before the output rounding (piecewise-linear kinds)."""
         x_t = g.tensor(self.inputs[0]).type
-        x = x.astype(np.int64)
         if self.kind == "relu":
+            x = exact_ints(x, type_bits(x_t))
             return np.maximum(x, 0), x_t.frac
-        cr = quantize(self._slopes(x.shape[-1]), self.coef_t)
+        bits = type_bits(x_t) + type_bits(self.coef_t) + max(self.coef_t.frac, 0) + 1
+        x = exact_ints(x, bits)
+        cr = exact_ints(quantize(self._slopes(x.shape[-1]), self.coef_t), bits)
         frac = x_t.frac + self.coef_t.frac
+        if self.coef_t.frac < 0:  # slopes on a coarse grid: align x the other way
+            return np.where(x >= 0, x, x * (cr << -self.coef_t.frac)), x_t.frac
         return np.where(x >= 0, x << self.coef_t.frac, x * cr), frac
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         out_t = g.tensor(self.output).type
-        x = xs[0].astype(np.int64)
+        x = xs[0]
         if self.kind in ("relu", "leaky_relu", "prelu"):
             v, frac = self._pre_round(g, x)
             return requant(v, frac, out_t)
@@ -280,7 +302,7 @@ class Activation(OpMixin, Layer):
               "gelu_tanh": "gelu_op"}[self.kind]
         L = dict(cfg=f"{lname}_config", size=t.size, word=t.word, n_chan=n_chan, n_params=int(params.size),
                  param_t=param_t.cpp(), param_bits=param_t.width, param_signed="true" if param_t.signed else "false",
-                 lo_raw=idx.lo_raw, up=idx.up, down=idx.down, n_table=idx.n, op=op,
+                 lo=idx.lo, hi=idx.hi, lo_bin=idx.lo_bin, shift=idx.shift, n_table=idx.n, op=op,
                  in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
                  x=ctx.var(self.inputs[0]), y=ctx.var(self.output), p=f"{lname}_p")
         return HlsBinding("hwprune/activation.h", render("activation.j2", "config", L=L),
@@ -291,7 +313,12 @@ class Activation(OpMixin, Layer):
 class Softmax(OpMixin, Layer):
     """y_i = e_i / s with e_i = exp(x_i - max) from a table over [-R, 0] (left bin edges, so the
     maximum contributes exactly 1 and s >= 1) and 1/s = recip(m) * 2**-k, s = m * 2**k with m in
-    [1, 2) read from a second table. All steps are integer operations."""
+    [1, 2) read from a second table. All steps are integer operations.
+
+    An optional second input is a padding mask over the keys (the last axis; an integer model
+    input, 0 = padding, shared by every row of a sample): padded keys are left out of the max
+    and the sum and get probability exactly 0 — what an additive -1e4/-inf mask or a `Where`
+    computes in float. A row whose keys are all padding ignores the mask, as an additive mask does."""
 
     axis: int = -1
     table_size: int = 1024
@@ -300,9 +327,22 @@ class Softmax(OpMixin, Layer):
 
     def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
         t = g.tensor(self.inputs[0])
+        mask = [None] * (len(self.inputs) - 1)
         if t.perm[-1] == self.axis:
-            return [None]
-        return [tuple(a for a in range(t.rank) if a != self.axis) + (self.axis,)]
+            return [None, *mask]
+        return [tuple(a for a in range(t.rank) if a != self.axis) + (self.axis,), *mask]
+
+    @property
+    def masked(self) -> bool:
+        return len(self.inputs) == 2
+
+    def _keep(self, xs: list[np.ndarray]) -> np.ndarray | None:
+        """Which keys count, broadcast to the scores (batch, ..., keys); None without a mask."""
+        if not self.masked:
+            return None
+        keep = np.asarray(xs[1]).reshape(xs[1].shape[0], -1) != 0
+        keep = np.where(keep.any(axis=-1, keepdims=True), keep, True)
+        return keep.reshape((keep.shape[0],) + (1,) * (xs[0].ndim - 2) + (keep.shape[1],))
 
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
@@ -316,7 +356,9 @@ class Softmax(OpMixin, Layer):
         return g.tensor(self.inputs[0]).shape[self.axis]
 
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
-        z = xs[0] - xs[0].max(axis=-1, keepdims=True)
+        keep = self._keep(xs)
+        x = xs[0] if keep is None else np.where(keep, xs[0], -np.inf)
+        z = x - x.max(axis=-1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=-1, keepdims=True)
 
@@ -336,15 +378,19 @@ class Softmax(OpMixin, Layer):
     def _sum_bits(self, g: Graph) -> int:
         return EXP_TYPE.frac + max(int(math.ceil(math.log2(self._n(g) + 1))), 1) + 1
 
-    def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
-        x = x.astype(np.int64)
+    def _pre_round(self, g: Graph, x: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        x = exact_ints(x, type_bits(g.tensor(self.inputs[0]).type) + 1)
         n_tab = self.table_size
-        neg_d = x.max(axis=-1, keepdims=True) - x  # >= 0, exact
-        idx = self._exp_index(g)
-        e = self.exp_table()[idx(neg_d)]
-        # Beyond the range the exponential is taken as 0.
-        limit = int(SOFTMAX_EXP_RANGE * 2 ** g.tensor(self.inputs[0]).type.frac)
-        e = np.where(neg_d >= limit, 0, e)
+        if keep is None:
+            neg_d = x.max(axis=-1, keepdims=True) - x  # >= 0, exact
+        else:  # padded keys stand in as the row's minimum, so the max is over the kept keys
+            mx = np.where(keep, x, x.min(axis=-1, keepdims=True)).max(axis=-1, keepdims=True)
+            neg_d = np.where(keep, mx - x, 0)
+        q = self._exp_index(g).bins(neg_d)  # floor(-d * 2**s): the bin; >= n_tab beyond the range
+        e = self.exp_table()[np.minimum(q, n_tab - 1)]
+        e = np.where(q >= n_tab, 0, e)  # beyond the range the exponential is taken as 0
+        if keep is not None:
+            e = np.where(keep, e, 0)  # so is a padded key's
         s = e.sum(axis=-1, keepdims=True)  # raw with EXP_TYPE.frac fractional bits, >= 2**frac
         msb = (np.frexp(np.maximum(s, 1).astype(np.float64))[1] - 1).astype(np.int64)  # bit length - 1, exact
         log_n = int(round(math.log2(n_tab)))
@@ -357,7 +403,7 @@ class Softmax(OpMixin, Layer):
         return prod, EXP_TYPE.frac + RECIP_TYPE.frac + kmax
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
-        v, frac = self._pre_round(g, xs[0])
+        v, frac = self._pre_round(g, xs[0], self._keep(xs))
         return requant(v, frac, g.tensor(self.output).type)
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
@@ -386,6 +432,15 @@ class Softmax(OpMixin, Layer):
                          dsp=lanes * d, bram18=mem.bram18 * (copies + 1), lut=mem.lut * (copies + 1) + lanes * 60,
                          ff=lanes * 40)
 
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """softmax.h: a row (word) per trip; a mask is read once, with the first row."""
+        if not self.masked:
+            return OpMixin.stream_process(self, ctx, cost)
+        rows = ctx.words(self.inputs[0])
+        per = cost.ii // rows
+        d = per - 1 + output_delay(cost)
+        return process(Step(1, per, (0, 1), (0,), d), Step(rows - 1, per, (0,), (0,), d))
+
     def hls(self, ctx: HlsContext) -> HlsBinding:
         g = ctx.graph
         t = g.tensor(self.output)
@@ -394,14 +449,15 @@ class Softmax(OpMixin, Layer):
         lname = ctx.lname(self)
         kmax = self._sum_bits(g) - EXP_TYPE.frac
         L = dict(cfg=f"{lname}_config", size=t.size, n=n, n_table=self.table_size,
-                 log_n_table=int(round(math.log2(self.table_size))), lo_raw=idx.lo_raw, up=idx.up, down=idx.down,
-                 limit=int(SOFTMAX_EXP_RANGE * 2 ** g.tensor(self.inputs[0]).type.frac),
+                 log_n_table=int(round(math.log2(self.table_size))), range=int(SOFTMAX_EXP_RANGE), shift=idx.shift,
                  exp_t=EXP_TYPE.cpp(), recip_t=RECIP_TYPE.cpp(), exp_bits=EXP_TYPE.width, recip_bits=RECIP_TYPE.width,
                  sum_t=FixedType(self._sum_bits(g), self._sum_bits(g) - EXP_TYPE.frac, False).cpp(),
                  sum_bits=self._sum_bits(g), exp_frac=EXP_TYPE.frac, kmax=kmax,
                  prod_t=FixedType(EXP_TYPE.width + RECIP_TYPE.width + kmax, EXP_TYPE.integer + RECIP_TYPE.integer, False).cpp(),
                  in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
                  x=ctx.var(self.inputs[0]), y=ctx.var(self.output), e=f"{lname}_exp", r=f"{lname}_recip")
+        L.update(masked=self.masked, m=ctx.var(self.inputs[1]) if self.masked else "",
+                 m_t=ctx.ctype(self.inputs[1]) if self.masked else "")
         return HlsBinding("hwprune/softmax.h", render("softmax.j2", "config", L=L), render("softmax.j2", "call", L=L),
                           weights=[WeightArray(f"{lname}_exp", self.exp_table(), EXP_TYPE),
                                    WeightArray(f"{lname}_recip", self.recip_table(), RECIP_TYPE)])
@@ -474,3 +530,14 @@ def _import_softmax(ctx: Any, node: Any) -> None:
     if axis == 0:
         raise ctx.error(node, "softmax over the batch axis is not supported")
     ctx.add(Softmax(ctx.layer_name(node), [node.input[0]], [node.output[0]], axis=axis - 1), shape)
+
+
+@onnx_op("MaskedSoftmax")
+def _import_masked_softmax(ctx: Any, node: Any) -> None:
+    """The fused padding mask (frontend/fusion.py fuse_key_mask): scores and the integer mask."""
+    shape = ctx.shape(node.input[0])
+    mask = ctx.tensor(node.input[1])
+    if mask.kind != TensorKind.INDEX or mask.shape != (shape[-1],):
+        raise ctx.error(node, f"the padding mask must be an integer input of {shape[-1]} keys per sample, got {mask.shape}")
+    mask.index_range = max(mask.index_range, 2)
+    ctx.add(Softmax(ctx.layer_name(node), [node.input[0], node.input[1]], [node.output[0]], axis=len(shape) - 1), shape)

@@ -7,7 +7,9 @@ cycle/resource model and its HLS binding (a Jinja2 template beside its kernel he
 
 Arrays passed to `float_forward`/`fixed_forward` are batches in the *physical* layout of the
 tensors: shape ``(batch, *tensor.physical_shape)``. Fixed-point arrays hold raw integers
-(int64): value = raw * 2**-type.frac.
+(int64; an object array of Python ints for types wider than 64 bits, see hwprune.fixed):
+value = raw * 2**-type.frac. Exact intermediate values that may need more than 62 bits (the
+accumulators of layers with wide operands) take the exact path (`exact_ints`, `exact_matmul`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 import jinja2
 import numpy as np
 
-from hwprune.fixed import FixedType, Overflow, Rounding, quantize, requantize
+from hwprune.fixed import FixedType, Overflow, Rounding, exact_ints, is_wide, quantize, requantize
 from hwprune.ir.graph import Graph, IOType, Layer, Tensor
 from hwprune.sim import resources as hw
 
@@ -255,16 +257,27 @@ def auto_weight_type(values: np.ndarray, width: int, rounding: Rounding = Roundi
     return FixedType(width, ib, True, rounding, Overflow.SAT)
 
 
+def cap_fraction(t: FixedType, frac: int) -> FixedType:
+    """t with at most `frac` fractional bits (a bias finer than its accumulator would be rounded
+    away): same integer bits, or — when that leaves fewer than two bits, the bias lying below
+    the accumulator's lsb — the two bits just above it."""
+    width = t.integer + frac
+    if width >= 2:
+        return FixedType(width, t.integer, True, t.rounding, t.overflow)
+    return FixedType(2, 2 - frac, True, t.rounding, t.overflow)
+
+
 def round_error(t: FixedType) -> float:
     """Worst |rounding error| of converting an exact value into type t (overflow excluded)."""
     return t.lsb / 2 if t.rounding not in (Rounding.TRN, Rounding.TRN_ZERO) else t.lsb
 
 
-def align(raw: np.ndarray, frac_from: int, frac_to: int) -> np.ndarray:
-    """Exactly rescale raw integers to more fractional bits."""
+def align(raw: np.ndarray, frac_from: int, frac_to: int, bits: int = 0) -> np.ndarray:
+    """Exactly rescale raw integers to more fractional bits (`bits`: the result's width, which
+    picks the exact representation)."""
     if frac_to < frac_from:
         raise ValueError("align only widens the fraction")
-    return raw.astype(np.int64) << (frac_to - frac_from)
+    return exact_ints(raw, bits) << (frac_to - frac_from)
 
 
 def value_bound(t: FixedType) -> float:
@@ -362,4 +375,65 @@ def quantize_input(x: np.ndarray, t: Tensor) -> np.ndarray:
 
 
 def requant(raw: np.ndarray, frac: int, t: FixedType) -> np.ndarray:
-    return requantize(np.asarray(raw, dtype=np.int64), frac, t)
+    raw = np.asarray(raw)
+    return requantize(raw if is_wide(raw) else np.asarray(raw, dtype=np.int64), frac, t)
+
+
+def type_bits(t: FixedType) -> int:
+    """Bits of an exact signed integer holding any raw of t (an unsigned type needs one more)."""
+    return t.width + (0 if t.signed else 1)
+
+
+def holds_exactly(acc: FixedType, exact: FixedType) -> bool:
+    """Every value of `exact` is a value of `acc` (so assigning it never rounds nor overflows,
+    whatever acc's modes)."""
+    if acc.frac < exact.frac:
+        return False
+    lo = exact.min_raw << (acc.frac - exact.frac)
+    hi = exact.max_raw << (acc.frac - exact.frac)
+    a_lo = -acc.max_raw if acc.overflow == Overflow.SAT_SYM and acc.signed and acc.width > 1 else acc.min_raw
+    return a_lo <= lo and hi <= acc.max_raw
+
+
+def capped_accumulate(products: np.ndarray, prod_frac: int, bias: np.ndarray, bias_frac: int, acc_t: FixedType,
+                      order: np.ndarray | None = None, with_overflow: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """What a kernel computes with a user-capped accumulator type (hls4ml's accum_t):
+
+        acc = (acc_t) bias;  for k in order: acc += (acc_t) (x[k] * w[k])
+
+    `products[..., o, k]` are the exact products of output o (prod_frac fractional bits),
+    `bias[o]` the raw bias; `order[o]` the order in which the kernel adds output o's products
+    (None: k ascending). Each product and the bias are assigned to acc_t (its rounding and
+    overflow modes), then every += applies acc_t's overflow mode to an exact sum. Under AP_WRAP
+    that is modular arithmetic, so the order does not matter; under the saturating modes it
+    does unless no partial sum can leave the range (checked on the data), and the sum is then
+    replayed in the kernel's order. Returns acc_t raws and, `with_overflow`, where (per output)
+    a cast or a partial sum left acc_t's range."""
+    from hwprune.fixed import overflow_mask
+
+    k = products.shape[-1]
+    bits = type_bits(acc_t) + max(k, 1).bit_length() + 1
+    lo = -acc_t.max_raw if acc_t.overflow == Overflow.SAT_SYM and acc_t.signed and acc_t.width > 1 else acc_t.min_raw
+
+    def cast(raw: np.ndarray, frac: int) -> tuple[np.ndarray, np.ndarray]:
+        return exact_ints(requantize(raw, frac, acc_t), bits), overflow_mask(raw, frac, acc_t)
+
+    p, p_over = cast(products, prod_frac)
+    a, a_over = cast(np.broadcast_to(bias, products.shape[:-1]), bias_frac)
+    over = np.asarray(a_over | p_over.any(axis=-1), dtype=bool)
+    limit = min(acc_t.max_raw, -lo)
+    if acc_t.overflow == Overflow.WRAP or k == 0 or bool(np.all(abs(a) + abs(p).sum(axis=-1) <= limit)):
+        # Modular, or no partial sum can overflow: one exact sum, one overflow check.
+        total = a + p.sum(axis=-1)
+        over = over | np.asarray((total < lo) | (total > acc_t.max_raw), dtype=bool)
+        acc = requantize(total, acc_t.frac, acc_t)
+    else:
+        if order is not None:
+            p = np.take_along_axis(p, np.broadcast_to(order, p.shape), axis=-1)
+        acc = a
+        for j in range(k):
+            s = acc + p[..., j]
+            over = over | np.asarray((s < lo) | (s > acc_t.max_raw), dtype=bool)
+            acc = exact_ints(requantize(s, acc_t.frac, acc_t), bits)
+        acc = requantize(acc, acc_t.frac, acc_t)
+    return (acc, over) if with_overflow else acc

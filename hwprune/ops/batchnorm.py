@@ -10,12 +10,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.fixed import MAX_WIDTH, FixedType, exact_ints, quantize, to_float
 from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op,
-    out_of_range, render, requant, round_error,
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, cap_fraction, WeightArray, auto_weight_type, onnx_op,
+    out_of_range, render, requant, round_error, type_bits,
 )
 from hwprune.sim import resources as hw
 
@@ -66,8 +66,14 @@ class ScaleShift(OpMixin, Layer):
         st = p.bias or auto_weight_type(self.shift, max(p.weight_width, 8))
         frac = x_t.frac + self.scale_t.frac
         if st.frac > frac:
-            st = FixedType(st.integer + frac, st.integer, True, st.rounding, st.overflow)
+            st = cap_fraction(st, frac)
         self.shift_t = st
+        integer = max(x_t.integer + self.scale_t.integer, st.integer) + 2
+        if integer + max(frac, st.frac) > MAX_WIDTH:
+            from hwprune.errors import ConfigError
+
+            raise ConfigError(f"layer '{self.name}' (ScaleShift): x * scale + shift needs {integer + max(frac, st.frac)} "
+                              f"bits, more than ap_fixed's {MAX_WIDTH}; use fewer fractional bits for its input or scale")
         g.tensor(self.output).type = p.result
 
     def _params(self, n_channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +90,10 @@ class ScaleShift(OpMixin, Layer):
         s, b = self._params(x.shape[-1])
         sr, br = quantize(s, self.scale_t), quantize(b, self.shift_t)
         frac = max(x_t.frac + self.scale_t.frac, self.shift_t.frac)
-        acc = (x.astype(np.int64) * sr) << (frac - x_t.frac - self.scale_t.frac)
-        return acc + (br << (frac - self.shift_t.frac)), frac
+        up, up_b = frac - x_t.frac - self.scale_t.frac, frac - self.shift_t.frac
+        bits = max(type_bits(x_t) + type_bits(self.scale_t) + up, type_bits(self.shift_t) + up_b) + 1
+        acc = (exact_ints(x, bits) * exact_ints(sr, bits)) << up
+        return acc + (exact_ints(br, bits) << up_b), frac
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         acc, frac = self._acc(g, xs[0])

@@ -11,7 +11,8 @@ the window engine of hls/hwprune/window.h with a dot product per output channel 
 
 Fixed point as in Dense: exact products, an accumulator sized from the actual weights of each
 output channel (sum |w_q| * max|x| + |b_q|, so it cannot overflow), zero padding contributes
-exact zeros, one rounding into the output type.
+exact zeros, one rounding into the output type. A user-capped accumulator (`accum`) rounds
+and overflows as the kernel does, product by product in its loop order (see dense.py).
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.fixed import FixedType, exact_ints, exact_matmul, quantize, to_float
 from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, ProcessModel, WeightArray, auto_weight_type, exact_type,
-    memories_cost,
-    int_bits_for, onnx_op, out_of_range, output_delay, process, render, requant, round_error, value_bound,
+    CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, ProcessModel, WeightArray, auto_weight_type,
+    cap_fraction, capped_accumulate, holds_exactly, memories_cost, onnx_op, out_of_range,
+    output_delay, process, render, requant, round_error, type_bits, value_bound,
 )
-from hwprune.ops.dense import check_accumulator, index_type
+from hwprune.ops.dense import check_cap, exact_accumulator, index_type
 from hwprune.ops.quant import FusedOutputQuant
 from hwprune.ops.window import Window, as_4d, channels_last, spatial, stream_steps, window_attrs
 from hwprune.sim import resources as hw
@@ -47,7 +48,8 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
     mult_impl: str = "auto"  # where the products go: auto | dsp | fabric
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
-    accum_t: FixedType | None = None
+    accum_t: FixedType | None = None  # what the kernel accumulates in (exact, or the user's cap)
+    exact_t: FixedType | None = None  # the exact accumulator (never overflows)
     # Declared sparsity pattern (set by the pruner); None: dense kernel, zeros are not skipped.
     sparsity: Sparsity | None = None
     # Exact types of weights/bias that came from QONNX Quant nodes (used unless configured).
@@ -145,14 +147,14 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         acc_frac = x_t.frac + self.weight_t.frac
         bt = p.bias or self.bias_hint or auto_weight_type(self.bias, max(p.weight_width, 8))
         if p.bias is None and self.bias_hint is None and bt.frac > acc_frac:
-            bt = FixedType(bt.integer + acc_frac, bt.integer, True, bt.rounding, bt.overflow)
+            bt = cap_fraction(bt, acc_frac)
         self.bias_t = bt
         wq = to_float(quantize(self.weight, self.weight_t), self.weight_t)
         bq = to_float(quantize(self.bias, self.bias_t), self.bias_t)
         per_channel = np.abs(wq).reshape(self.c_out, -1).sum(axis=1) * value_bound(x_t) + np.abs(bq)
         acc_frac = max(acc_frac, self.bias_t.frac)
-        self.accum_t = exact_type(int_bits_for(float(per_channel.max(initial=0.0)) + 2.0 ** -acc_frac), acc_frac)
-        check_accumulator(self, self.accum_t)
+        self.exact_t = exact_accumulator(self, float(per_channel.max(initial=0.0)), acc_frac)
+        self.accum_t = check_cap(self, p.accum, x_t, self.weight_t) or self.exact_t
         g.tensor(self.output).type = p.result
 
     # ------------------------------------------------------------------ semantics
@@ -160,8 +162,11 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         """(Cout, Cin/g, KH, KW) -> per group (KH*KW*Cin/g, Cout/g) matching patch order."""
         return np.transpose(w, (2, 3, 1, 0))  # (KH, KW, Cin/g, Cout)
 
-    def _conv(self, x: np.ndarray, w: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
-        """Grouped convolution as im2col + matmul on any numeric dtype (float or int64)."""
+    def _conv(self, x: np.ndarray, w: np.ndarray, out_shape: tuple[int, ...], matmul: Any = np.matmul,
+              products: bool = False) -> np.ndarray:
+        """Grouped convolution as im2col + matmul on any numeric dtype (float, int64 or exact
+        integers with `matmul=exact_matmul`). With `products`, the unsummed products instead:
+        (B, *out_shape, taps) with taps in the im2col order (kh, kw, c_in/groups)."""
         x4 = as_4d(x)
         p, _ = self.win.patches(x4, 0)  # (B, OH, OW, KH, KW, C)
         b = x.shape[0]
@@ -170,9 +175,10 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         outs = []
         for grp in range(self.groups):
             pg = p[..., grp * cg:(grp + 1) * cg].reshape(b, self.win.out_h, self.win.out_w, -1)
-            outs.append(pg @ m[..., grp * og:(grp + 1) * og].reshape(-1, og))
-        y = np.concatenate(outs, axis=-1)
-        return y.reshape((b, *out_shape))
+            mg = m[..., grp * og:(grp + 1) * og].reshape(-1, og)
+            outs.append(pg[..., None, :] * mg.T if products else matmul(pg, mg))
+        y = np.concatenate(outs, axis=-2 if products else -1)
+        return y.reshape((b, *out_shape, -1) if products else (b, *out_shape))
 
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         return self.fused_float(self._conv(xs[0], self.weight, g.tensor(self.output).physical_shape) + self.bias)
@@ -180,27 +186,88 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
     def _raw(self) -> tuple[np.ndarray, np.ndarray]:
         return quantize(self.weight, self.weight_t), quantize(self.bias, self.bias_t)
 
+    @property
+    def capped(self) -> bool:
+        """The accumulator is the user's cap and may round or overflow (else it is exact)."""
+        return not holds_exactly(self.accum_t, self.exact_t)
+
     def _acc(self, g: Graph, x: np.ndarray) -> np.ndarray:
+        """The accumulator's final values (raw, accum_t.frac fractional bits)."""
+        if self.capped:
+            return self._capped(g, x)[0]
         x_t = g.tensor(self.inputs[0]).type
         w, b = self._raw()
-        acc = self._conv(x.astype(np.int64), w, g.tensor(self.output).physical_shape)
-        acc <<= self.accum_t.frac - (x_t.frac + self.weight_t.frac)
-        return acc + (b << (self.accum_t.frac - self.bias_t.frac))
+        bits = self.exact_t.width
+        acc = self._conv(exact_ints(x, type_bits(x_t)), w, g.tensor(self.output).physical_shape,
+                         matmul=lambda a, m: exact_matmul(a, m, bits))
+        acc = exact_ints(acc, bits)
+        acc <<= self.exact_t.frac - (x_t.frac + self.weight_t.frac)
+        acc = acc + (exact_ints(b, bits) << (self.exact_t.frac - self.bias_t.frac))
+        return acc if self.accum_t == self.exact_t else requant(acc, self.exact_t.frac, self.accum_t)
+
+    def _capped(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x_t = g.tensor(self.inputs[0]).type
+        w, b = self._raw()
+        bits = type_bits(x_t) + type_bits(self.weight_t)
+        prods = self._conv(exact_ints(x, bits), exact_ints(w, bits), g.tensor(self.output).physical_shape, products=True)
+        return capped_accumulate(prods, x_t.frac + self.weight_t.frac, b, self.bias_t.frac, self.accum_t,
+                                 self.kernel_order(), with_overflow=True)
+
+    def kernel_order(self) -> np.ndarray | None:
+        """order[oc]: the taps (im2col order kh, kw, c_in/groups) in the order the kernel adds
+        their products into output channel oc. conv.h walks (kh, kw, ic): the im2col order
+        itself (None). conv_sparse.h walks bank, kept block, column, taps in (ic, kh, kw)
+        order; pruned taps add 0."""
+        sp = self.sparsity
+        if sp is None:
+            return None
+        kh, kw, c_in = self.win.kh, self.win.kw, self.c_in
+        taps = kh * kw * c_in
+        idx = sp.bank_lists()
+        br, bc = sp.block
+        seq: list[list[int]] = [[] for _ in range(self.c_out)]
+        for bank in range(idx.shape[0]):
+            for t in range(sp.per_bank):
+                sel = int(idx[bank, t])
+                rb = sel if sp.column_balanced else bank
+                cb = bank if sp.column_balanced else (t // sp.per_group) * sp.group + sel
+                for j in range(bc):
+                    tap = cb * bc + j  # (ic, kh, kw) order
+                    ic, i, jj = tap // (kh * kw), (tap // kw) % kh, tap % kw
+                    for r in range(br):
+                        seq[rb * br + r].append((i * kw + jj) * c_in + ic)
+        for oc in range(self.c_out):
+            seen = set(seq[oc])
+            seq[oc] += [k for k in range(taps) if k not in seen]
+        order = np.array(seq, dtype=np.int64).reshape(self.c_out, taps)
+        return order
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         return requant(self._acc(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
 
     def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
+        acc_over = 0
+        if self.capped:
+            acc, over = self._capped(g, xs[0])
+            acc_over = int(np.count_nonzero(over))  # the accumulator itself wrapped or saturated
+        else:
+            acc = self._acc(g, xs[0])
         if self.out_quant is not None:
-            return 0  # saturating is what the fused Quant asks for
-        return out_of_range(self._acc(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
+            return acc_over  # saturating the output is what the fused Quant asks for
+        return acc_over + out_of_range(acc, self.accum_t.frac, g.tensor(self.output).type)
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
         w, b = self._raw()
         wq, bq = to_float(w, self.weight_t), to_float(b, self.bias_t)
         shape = g.tensor(self.output).physical_shape
+        capped = 0.0
+        if self.capped:  # the cap's rounding of every product and of the bias (overflow: `saturation`)
+            x_t = g.tensor(self.inputs[0]).type
+            n = (self.taps if self.accum_t.frac < x_t.frac + self.weight_t.frac else 0) + (self.accum_t.frac < self.bias_t.frac)
+            capped = n * round_error(self.accum_t)
         return self.fused_error(g, self._conv(errs[0], np.abs(wq), shape)
-                                + self._conv(np.abs(xs[0]), np.abs(wq - self.weight), shape) + np.abs(bq - self.bias))
+                                + self._conv(np.abs(xs[0]), np.abs(wq - self.weight), shape) + np.abs(bq - self.bias)
+                                + capped)
 
     # ------------------------------------------------------------------ cost
     def cost(self, ctx: CostContext) -> LayerCost:
@@ -208,7 +275,7 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
 
         Work: per output pixel `macs_px = C_out * K * C_in/groups` MACs (K = kh*kw taps); the
         pixels are computed one after another, each on `ceil(macs_px / RF)` multipliers over RF
-        cycles (`matmul_cost`'s engine with one "word" per output pixel):
+        cycles (the dense engine's schedule with one "word" per output pixel):
 
         * io_parallel: II = positions * RF; latency = II + depth, depth = ceil(log2 taps) + 3
           (adder tree and registers), taps = K * C_in/groups.
@@ -219,7 +286,8 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
           Line buffer: `span` rows of W words of C_in*width bits, one bank per row
           (`memory_cost(span*W, C_in*width, span)`).
 
-        Weights: RF = 1 folds them into the multipliers as constants; RF > 1 spreads the ROM
+        Weights: RF = 1 folds them into the multipliers as constants (fabric products cost
+        `const_mult_luts`: zero weights and powers of two are free); RF > 1 spreads the ROM
         cyclically over one bank per multiplier, at most RF words each (`conv_memories`: a
         pixel reads every weight once in its RF cycles; the kernel's ARRAY_PARTITION). A sparse
         layer's block indices likewise go to ceil(kept blocks / RF) banks.
@@ -236,7 +304,13 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         kept_px = sp.kept_weights if sp is not None else macs_px
         n_mult = math.ceil(kept_px / rf)
         dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, self.mult_impl)
-        lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
+        if dsp_each:
+            mult_lut = 0.0
+        elif rf == 1:  # constants folded into the logic: zero weights and powers of two are free
+            mult_lut = hw.const_mult_luts(self.matrix_raw(), x_t.width)
+        else:
+            mult_lut = n_mult * hw.lut_per_multiplier(x_t.width, w_t.width, x_t.signed, True)
+        lut = mult_lut + n_mult * hw.lut_per_adder(acc_t.width)
         if rf > 1:
             lut += n_mult * hw.mux_luts(min(rf, self.taps), x_t.width)
         mems = list(conv_memories(self))

@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.fixed import MAX_WIDTH, FixedType, exact_ints, exact_matmul, quantize, to_float
 from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, WeightArray, auto_weight_type, memories_cost,
-    exact_type, int_bits_for, onnx_op, render, requant, round_error, value_bound,
+    CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, WeightArray, auto_weight_type, cap_fraction,
+    capped_accumulate, exact_type, holds_exactly, int_bits_for, memories_cost, onnx_op, render, requant, round_error,
+    type_bits, value_bound,
 )
 from hwprune.ops.quant import FusedOutputQuant
 from hwprune.sim import resources as hw
@@ -34,7 +35,8 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
     mult_impl: str = "auto"  # where the products go: auto | dsp | fabric
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
-    accum_t: FixedType | None = None
+    accum_t: FixedType | None = None  # what the kernel accumulates in (exact, or the user's cap)
+    exact_t: FixedType | None = None  # the exact accumulator (never overflows)
     # Declared sparsity pattern (set by the pruner); None: dense kernel, zeros are not skipped.
     sparsity: Sparsity | None = None
     # Exact types of weights/bias that came from QONNX Quant nodes (used unless configured).
@@ -118,13 +120,13 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
             bt = auto_weight_type(self.bias, max(p.weight_width, 8))
             # A bias finer than the accumulator would be rounded away: cap its fraction.
             if bt.frac > acc_frac:
-                bt = FixedType(bt.integer + acc_frac, bt.integer, True, bt.rounding, bt.overflow)
+                bt = cap_fraction(bt, acc_frac)
             self.bias_t = bt
         bq = to_float(quantize(self.bias, self.bias_t), self.bias_t)
         bound = value_bound(x_t) * float(np.max(np.sum(np.abs(wq), axis=0), initial=0.0)) + float(np.max(np.abs(bq), initial=0.0))
         acc_frac = max(acc_frac, self.bias_t.frac)
-        self.accum_t = exact_type(int_bits_for(bound + 2.0 ** -acc_frac), acc_frac)
-        check_accumulator(self, self.accum_t)
+        self.exact_t = exact_accumulator(self, bound, acc_frac)
+        self.accum_t = check_cap(self, p.accum, x_t, self.weight_t) or self.exact_t
         g.tensor(self.output).type = p.result
 
     # ------------------------------------------------------------------ semantics
@@ -136,13 +138,60 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         return quantize(self.weight, self.weight_t), quantize(self.bias, self.bias_t)
 
     def accumulate(self, g: Graph, x: np.ndarray) -> np.ndarray:
-        """Exact accumulator values (raw, accum_t.frac fractional bits)."""
+        """The accumulator's final values (raw, accum_t.frac fractional bits)."""
         x_t = g.tensor(self.inputs[0]).type
-        assert x_t and self.weight_t and self.bias_t and self.accum_t
+        assert x_t and self.weight_t and self.bias_t and self.accum_t and self.exact_t
         w, b = self._raw_weights()
-        acc = x.astype(np.int64) @ w
-        acc <<= self.accum_t.frac - (x_t.frac + self.weight_t.frac)
-        return acc + (b << (self.accum_t.frac - self.bias_t.frac))
+        if self.capped:
+            return self._capped(x_t, x, w, b)[0]
+        bits = self.exact_t.width
+        acc = exact_ints(exact_matmul(x, w, bits), bits)
+        acc <<= self.exact_t.frac - (x_t.frac + self.weight_t.frac)
+        acc = acc + (exact_ints(b, bits) << (self.exact_t.frac - self.bias_t.frac))
+        return acc if self.accum_t == self.exact_t else requant(acc, self.exact_t.frac, self.accum_t)
+
+    @property
+    def capped(self) -> bool:
+        """The accumulator is the user's cap and may round or overflow (else it is exact)."""
+        assert self.accum_t and self.exact_t
+        return not holds_exactly(self.accum_t, self.exact_t)
+
+    def _capped(self, x_t: FixedType, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.weight_t and self.bias_t and self.accum_t
+        bits = type_bits(x_t) + type_bits(self.weight_t)
+        prods = exact_ints(x, bits)[..., None, :] * exact_ints(w.T, bits)  # (..., n_out, n_in)
+        return capped_accumulate(prods, x_t.frac + self.weight_t.frac, b, self.bias_t.frac, self.accum_t,
+                                 self.kernel_order(), with_overflow=True)
+
+    def kernel_order(self) -> np.ndarray:
+        """order[o]: the inputs in the order the kernel adds their products into output o
+        (dense.h: weight k = i*n_out + o is served in cycle k % RF by multiplier k / RF;
+        dense_sparse.h: the kept weights in storage order, likewise; pruned ones add 0)."""
+        n_in, n_out, rf = self.n_in, self.n_out, self.reuse_factor
+        if self.sparsity is None:
+            k = np.arange(n_in)[None, :] * n_out + np.arange(n_out)[:, None]  # (n_out, n_in)
+            return np.argsort(k % rf * (n_in * n_out) + k // rf, axis=1, kind="stable")
+        sp = self.sparsity
+        idx = sp.bank_lists()
+        br, bc = sp.block
+        total = idx.size * br * bc
+        seq: list[list[int]] = [[] for _ in range(n_out)]
+        n_mult = -(-total // rf)
+        for r in range(rf):
+            for m in range(n_mult):
+                k = m * rf + r
+                if k >= total:
+                    continue
+                blk, i, j = k // (br * bc), (k // bc) % br, k % bc
+                bank, t = blk // sp.per_bank, blk % sp.per_bank
+                sel = int(idx.reshape(-1)[blk])
+                rb = sel if sp.column_balanced else bank
+                cb = bank if sp.column_balanced else (t // sp.per_group) * sp.group + sel
+                seq[rb * br + i].append(cb * bc + j)
+        for o in range(n_out):
+            seen = set(seq[o])
+            seq[o] += [i for i in range(n_in) if i not in seen]
+        return np.array(seq, dtype=np.int64).reshape(n_out, n_in)
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         assert self.accum_t
@@ -152,9 +201,16 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         from hwprune.ops.base import out_of_range
 
         assert self.accum_t
+        acc_over = 0
+        if self.capped:
+            w, b = self._raw_weights()
+            acc, over = self._capped(g.tensor(self.inputs[0]).type, xs[0], w, b)
+            acc_over = int(np.count_nonzero(over))  # the accumulator itself wrapped or saturated
+        else:
+            acc = self.accumulate(g, xs[0])
         if self.out_quant is not None:
-            return 0  # saturating is what the fused Quant asks for
-        return out_of_range(self.accumulate(g, xs[0]), self.accum_t.frac, g.tensor(self.output).type)
+            return acc_over  # saturating the output is what the fused Quant asks for
+        return acc_over + out_of_range(acc, self.accum_t.frac, g.tensor(self.output).type)
 
     def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
         assert self.weight_t and self.bias_t
@@ -162,7 +218,17 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         wq, bq = to_float(w, self.weight_t), to_float(b, self.bias_t)
         ew = np.abs(wq - self.weight)
         eb = np.abs(bq - self.bias)
-        return self.fused_error(g, errs[0] @ np.abs(wq) + np.abs(xs[0]) @ ew + eb)
+        return self.fused_error(g, errs[0] @ np.abs(wq) + np.abs(xs[0]) @ ew + eb + self._capped_rounding(g))
+
+    def _capped_rounding(self, g: Graph) -> float:
+        """A capped accumulator's rounding of every product and of the bias (its overflow is
+        not bounded: `saturation` reports it)."""
+        assert self.accum_t and self.weight_t and self.bias_t
+        if not self.capped:
+            return 0.0
+        x_t = g.tensor(self.inputs[0]).type
+        n = (self.n_in if self.accum_t.frac < x_t.frac + self.weight_t.frac else 0) + (self.accum_t.frac < self.bias_t.frac)
+        return n * round_error(self.accum_t)
 
     # ------------------------------------------------------------------ cost
     def n_words(self, g: Graph) -> int:
@@ -170,9 +236,20 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         return t.size // self.n_in
 
     def cost(self, ctx: CostContext) -> LayerCost:
-        if self.sparsity is not None:
+        if self.sparsity is not None and self.sparsity.column_balanced:
             return sparse_matmul_cost(ctx, self, self.n_words(ctx.graph), self.reuse_factor)
-        return matmul_cost(ctx, self, self.n_words(ctx.graph), self.n_in, self.n_out, self.reuse_factor)
+        return engine_layer_cost(ctx, self, self.n_words(ctx.graph))
+
+    def engine_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (Kp, N) raw weights and the input each multiplies, as the dense / row-balanced
+        sparse engine serves them (weight k = kk * N + o: multiplier k // RF, cycle k % RF)."""
+        w, _ = self._raw_weights()
+        w = np.asarray(w, dtype=np.int64)
+        if self.sparsity is None:
+            return w, np.broadcast_to(np.arange(self.n_in, dtype=np.int64)[:, None], w.shape)
+        from hwprune.rtl.engine import row_balanced_matrix
+
+        return row_balanced_matrix(self.sparsity, w.T)
 
     def refresh_sparsity(self) -> None:
         """Re-derive the balanced structure after a pass changed the weights (it may no
@@ -212,6 +289,9 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         assert sp is not None and self.weight_t and self.bias_t and self.accum_t
         w, b = self._raw_weights()
         blocks, idx = sp.gather(w.T)
+        # The weight ROM holds kept weight k where multiplier k // RF reads it in cycle k % RF:
+        # row-balanced output fastest (the engine's order), column-balanced in block order.
+        serve_order = blocks if sp.column_balanced else self.engine_matrices()[0]
         lname = ctx.lname(self)
         kept_macs = int(blocks.size)
         wm, im, _ = dense_memories(self)
@@ -229,7 +309,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
             include="hwprune/dense_sparse.h",
             config=render("dense_sparse.j2", "config", L=L),
             call=render("dense_sparse.j2", "call", L=L),
-            weights=[WeightArray(f"{lname}_w", _padded(blocks.reshape(-1), wm.words), self.weight_t),
+            weights=[WeightArray(f"{lname}_w", _padded(serve_order.reshape(-1), wm.words), self.weight_t),
                      WeightArray(f"{lname}_idx", _padded(idx.reshape(-1), im.words), index_type(sp)),
                      WeightArray(f"{lname}_b", b, self.bias_t)],
         )
@@ -281,9 +361,47 @@ def dense_memories(layer: "Dense") -> tuple[Memory, ...]:
         return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"), bias)
     bs = sp.block[0] * sp.block[1]
     n_mult, padded = reuse_banks(sp.kept_weights, rf)
+    if not sp.column_balanced:
+        # Row-balanced: the kept weights are served output fastest (hwprune.rtl.engine), so one
+        # cycle's multipliers read blocks all over the index ROM. It is partitioned completely:
+        # constants, and each multiplier's input selection is a function of the cycle counter
+        # alone (compile-time block indices, as the RTL engine decodes it).
+        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"),
+                Memory("idx", sp.kept_blocks, sp.index_bits, sp.kept_blocks, "complete", "const"), bias)
     ibanks, ipadded = index_banks(sp.kept_blocks, bs, rf)
     return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"),
             Memory("idx", ipadded, sp.index_bits, ibanks, "block", "const" if const else "rom"), bias)
+
+
+def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost:
+    """The dense / row-balanced sparse engine (dense.h, dense_sparse.h; its RTL reference is
+    hwprune.rtl.engine): n_mult = ceil(Kp * N / RF) multipliers, RF cycles per word, latency
+    RF + depth. Resources are counted from the schedule with the measured primitives
+    (hwprune.rtl.cost.engine_cost): multipliers (by-constant at RF = 1, where zero weights cost
+    nothing), input multiplexers over the inputs each multiplier reads in its RF cycles, weight
+    ROMs, lane adder trees, the accumulator ring, output rounding/saturation."""
+    from hwprune.rtl.cost import engine_cost
+
+    g = ctx.graph
+    x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
+    out_t = g.tensor(layer.output).type
+    rf = layer.reuse_factor
+    weights, in_idx = layer.engine_matrices()
+    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
+    c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, acc_t.frac - x_t.frac - w_t.frac,
+                    select_table=layer.sparsity is not None)
+    dense_macs = words * layer.n_in * layer.n_out
+    sp = layer.sparsity
+    if sp is not None:
+        kept = weights.size
+        note = f"{sp.pattern} sparse kernel: {sp.kept_blocks} blocks kept, {sp.kept_blocks * sp.index_bits} index bits"
+        skipped = dense_macs - words * kept
+    else:
+        note = "dense kernel: zero weights are not skipped" if zero_fraction(layer.weight) else ""
+        skipped = 0
+    return LayerCost(latency=words * rf + c.depth, ii=words * rf, dsp=c.dsp, lut=c.lut, ff=c.ff, bram18=c.bram18,
+                     uram=c.uram, multipliers=c.multipliers, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
+                     macs_skipped=skipped, note=note, memories=dense_memories(layer))
 
 
 def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) -> LayerCost:
@@ -325,64 +443,65 @@ def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) ->
                      note=f"{sp.pattern} sparse kernel: {kept_blocks} blocks kept, {index_bits} index bits", memories=mems)
 
 
-def check_accumulator(layer: Layer, acc: FixedType) -> None:
+def exact_accumulator(layer: Layer, bound: float, frac: int) -> FixedType:
+    """The accumulator type that holds every partial sum of a layer exactly: `frac` fractional
+    bits, integer bits for |values| <= bound (computed in floats: a relative margin keeps a
+    bound rounded down across a power of two from costing the top bit). A clear error beyond
+    ap_fixed's MAX_WIDTH bits."""
     from hwprune.errors import ConfigError
 
-    if acc.width > 62:
+    int_bits = int_bits_for(bound * (1 + 2.0**-40) + 2.0 ** -frac) if math.isfinite(bound) else MAX_WIDTH + 1
+    if int_bits + frac > MAX_WIDTH:
         raise ConfigError(
-            f"layer '{layer.name}': its exact accumulator needs {acc.width} bits (> 62); "
-            f"use fewer fractional bits for its input or weights"
+            f"layer '{layer.name}': its exact accumulator needs {int_bits + frac} bits, more than ap_fixed's "
+            f"{MAX_WIDTH}; use fewer fractional bits for its input or weights"
         )
+    return exact_type(int_bits, frac)
 
 
-def matmul_cost(ctx: CostContext, layer: Any, words: int, n_in: int, n_out: int, rf: int,
-                positions_per_word: int = 1) -> LayerCost:
-    """Cost of `words` sequential matrix-vector products of n_in x n_out with reuse factor rf.
+def check_cap(layer: Layer, accum: FixedType | None, x_t: FixedType, w_t: FixedType) -> FixedType | None:
+    """A user's accumulator cap, if the kernel can use it: each product is assigned to it, and
+    the Xilinx headers abort such an assignment when the product's whole range lies below
+    half the cap's lsb (they read a bit past the product's MSB)."""
+    from hwprune.errors import ConfigError
 
-    Multipliers: ceil(n_in*n_out/rf), each mapped to DSPs or LUTs by operand width.
-    Cycles: rf per word (the reuse loop has II=1) plus the adder-tree depth.
-    Weights: with rf=1 they are constants folded into the multipliers (hls4ml's latency
-    strategy); with rf>1 each multiplier reads its own ROM bank of rf words (`reuse_banks`:
-    multipliers*rf words in multipliers banks, the ARRAY_PARTITION of dense.h).
-    """
-    g = ctx.graph
-    x_t = g.tensor(layer.inputs[0]).type
-    w_t = layer.weight_t
-    acc_t = layer.accum_t
-    n_mult = math.ceil(n_in * n_out / rf)
-    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
-    dsp = n_mult * dsp_each
-    lut = 0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)
-    # Each multiplier feeds an adder of accumulator width.
-    lut += n_mult * hw.lut_per_adder(acc_t.width)
-    mems = dense_memories(layer)
-    mem = memories_cost(mems)
-    bram, uram, lut = mem.bram18, mem.uram, lut + mem.lut
-    if rf > 1:
-        # Each multiplier picks its input among ceil(n_in/...) candidates over the reuse cycles.
-        lut += n_mult * hw.mux_luts(min(rf, n_in), x_t.width)
-    ff = n_mult * hw.ff_per_register(acc_t.width) + n_out * hw.ff_per_register(acc_t.width)
-    depth = int(math.ceil(math.log2(max(n_in, 2)))) + 3
-    latency = words * rf + depth
-    return LayerCost(latency=latency, ii=words * rf, dsp=dsp, lut=lut, ff=ff, bram18=bram, uram=uram,
-                     multipliers=n_mult, macs=words * n_in * n_out, weight_sparsity=zero_fraction(layer.weight),
-                     note="dense kernel: zero weights are not skipped" if zero_fraction(layer.weight) else "",
-                     memories=mems)
+    if accum is None:
+        return None
+    if x_t.integer + w_t.integer < -accum.frac and accum.rounding.value != "AP_TRN":
+        raise ConfigError(
+            f"layer '{layer.name}': the accumulator {accum} has its lsb (2^{-accum.frac}) above every product of "
+            f"{x_t} and {w_t}; give it more fractional bits"
+        )
+    return accum
+
+
+def check_accumulator(layer: Layer, acc: FixedType) -> None:
+    """Kept for callers of the old name: exact accumulators up to MAX_WIDTH bits are fine."""
+    from hwprune.errors import ConfigError
+
+    if acc.width > MAX_WIDTH:
+        raise ConfigError(f"layer '{layer.name}': its accumulator needs {acc.width} bits, more than {MAX_WIDTH}")
 
 
 # ---------------------------------------------------------------------- ONNX import
 
 @onnx_op("Gemm")
 def _import_gemm(ctx: Any, node: Any) -> None:
+    """Y = alpha * A' B' + beta * C with A the activation (its first axis the batch) and B, C
+    constants. C may be anything that broadcasts to (batch, N): a scalar, (N,), (1, N), (M, 1)
+    or a full (M, N) matrix — as long as it is the same for every sample (a Dense bias is)."""
     from hwprune.frontend.onnx_import import attrs
 
     a = attrs(node)
     if a.get("transA", 0):
-        raise ctx.error(node, "transA=1 is not supported (the activation must be the left operand)")
+        raise ctx.error(node, "transA=1 is not supported (the activation must be the left operand, its first axis "
+                              "the batch)")
     w = ctx.const(node.input[1])
     if w is None or ctx.is_const(node.input[0]):
         raise ctx.error(node, "only activation x constant-weight products are supported")
     w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 2:
+        raise ctx.error(node, f"B must be a 2-D matrix, got shape {w.shape}")
     if a.get("transB", 0):
         w = w.T
     w = w * float(a.get("alpha", 1.0))
@@ -392,15 +511,28 @@ def _import_gemm(ctx: Any, node: Any) -> None:
         c = ctx.const(node.input[2])
         if c is None:
             raise ctx.error(node, "the bias (C) must be a constant")
-        b = np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1) if np.size(c) in (1, n) else c, (n,)) * float(a.get("beta", 1.0))
+        b = _gemm_bias(ctx, node, np.asarray(c, dtype=np.float64), n) * float(a.get("beta", 1.0))
     x_shape = ctx.shape(node.input[0])
-    if x_shape[-1] != w.shape[0]:
-        raise ctx.error(node, f"input has {x_shape[-1]} features but the weight expects {w.shape[0]}")
+    if not x_shape or x_shape[-1] != w.shape[0]:
+        raise ctx.error(node, f"input of shape (N, {', '.join(map(str, x_shape))}) does not match B: Gemm multiplies "
+                              f"(N, {w.shape[0]}) by ({w.shape[0]}, {n})")
     layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.array(b, dtype=np.float64),
                   sparsity=_declared_sparsity(ctx, node.input[1], w),
                   weight_hint=ctx.const_type(node.input[1]) if a.get("alpha", 1.0) == 1.0 else None,
                   bias_hint=ctx.const_type(node.input[2]) if len(node.input) > 2 and a.get("beta", 1.0) == 1.0 else None)
     ctx.add(layer, (*x_shape[:-1], n))
+
+
+def _gemm_bias(ctx: Any, node: Any, c: np.ndarray, n: int) -> np.ndarray:
+    """Gemm's C as the (N,) bias of every sample: C broadcasts unidirectionally to (M, N), M the
+    batch; rows that differ would make the bias depend on the sample's position in the batch."""
+    if c.ndim > 2 or (c.ndim >= 1 and c.shape[-1] not in (1, n)):
+        raise ctx.error(node, f"the bias C of shape {c.shape} does not broadcast to (batch, {n})")
+    rows = c.reshape(-1, c.shape[-1]) if c.ndim == 2 else c.reshape(1, -1)
+    if rows.shape[0] > 1 and np.any(rows != rows[:1]):
+        raise ctx.error(node, f"the bias C of shape {c.shape} differs from row to row, i.e. from one sample of the "
+                              f"batch to the next; hwprune computes every sample alike (use a bias of shape ({n},))")
+    return np.broadcast_to(rows[0], (n,)).copy()
 
 
 @onnx_op("MatMul")

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType, quantize, to_float
+from hwprune.fixed import FAST_BITS, MAX_WIDTH, FixedType, exact_ints, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op, out_of_range,
@@ -76,18 +76,36 @@ class LayerNorm(OpMixin, Layer):
             from hwprune.errors import ConfigError
 
             raise ConfigError(f"layer {self.name}: table_size {self.table_size} must be a power of two >= 4")
-        self.gamma_t = p.weight or auto_weight_type(self.gamma, max(p.weight_width, 8))
-        self.beta_t = p.bias or auto_weight_type(self.beta, max(p.weight_width, 8))
         x_t = g.tensor(self.inputs[0]).type
         assert x_t is not None
         n = self._n(g)
-        # n*Q and S^2 must stay exact in the 64-bit integers both engines use.
-        if 2 * x_t.width + 2 * math.ceil(math.log2(n + 1)) + 1 > 62:
+        # z * gamma + beta is computed in 62-bit integers (acc_t): automatic parameter types
+        # stay narrow enough for it however wide the activations are.
+        width = min(max(p.weight_width, 8), 62 - self.z_type(g).width - 2)
+        self.gamma_t = p.weight or auto_weight_type(self.gamma, width)
+        self.beta_t = p.bias or auto_weight_type(self.beta, width)
+        frac = max(Z_FRAC + self.gamma_t.frac, self.beta_t.frac)
+        acc_bits = max(self.z_type(g).integer + self.gamma_t.integer, self.beta_t.integer) + 1 + frac
+        if acc_bits > 62:
             from hwprune.errors import ConfigError
 
-            raise ConfigError(f"layer {self.name}: a row of {n} values of {x_t.width} bits needs more than 62 bits for its "
-                              f"variance; narrow the input type (e.g. ap_fixed<16,6>) of this LayerNorm")
+            raise ConfigError(f"layer {self.name}: z * gamma + beta with gamma {self.gamma_t} and beta {self.beta_t} needs "
+                              f"{acc_bits} bits (> 62); give its weight and bias types fewer fractional bits")
+        if self.sums_bits(g) > MAX_WIDTH:
+            from hwprune.errors import ConfigError
+
+            raise ConfigError(f"layer {self.name}: a row of {n} values of {x_t.width} bits needs {self.sums_bits(g)} bits "
+                              f"for its variance, more than ap_fixed's {MAX_WIDTH}; narrow the input type of this LayerNorm")
         g.tensor(self.output).type = p.result
+
+    def sums_bits(self, g: Graph) -> int:
+        """Bits of the exact integers S, Q, V, D and D * inv (signed): up to 62 they are int64
+        here and long long in the kernel; beyond, Python integers here and ap_int there."""
+        x_t = g.tensor(self.inputs[0]).type
+        log_n = math.ceil(math.log2(self._n(g) + 1))
+        x_bits = x_t.width + (0 if x_t.signed else 1)
+        eps_bits = max(self._eps_raw(g), 1).bit_length() + 1
+        return max(2 * x_bits + 2 * log_n + 1, x_bits + log_n + 1 + INV_TYPE.width, eps_bits) + 1
 
     # ------------------------------------------------------------------ semantics
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
@@ -104,26 +122,36 @@ class LayerNorm(OpMixin, Layer):
 
     def _eps_raw(self, g: Graph) -> int:
         n, f = self._n(g), g.tensor(self.inputs[0]).type.frac
-        return int(round(n * n * self.epsilon * 2.0 ** (2 * f)))
+        return round(n * n * self.epsilon * 2.0 ** (2 * f))  # a Python int: exact however large
 
     def _normalised(self, g: Graph, x: np.ndarray) -> np.ndarray:
         """z raw (Z_FRAC fractional bits), physical layout."""
         n = self._n(g)
-        x = x.astype(np.int64)
+        wide = self.sums_bits(g) > FAST_BITS
+        x = exact_ints(x, self.sums_bits(g))
         s = x.sum(axis=-1, keepdims=True)
         q = (x * x).sum(axis=-1, keepdims=True)
         d = n * x - s
         v = np.maximum(n * q - s * s + self._eps_raw(g), 1)
-        msb = (np.frexp(v.astype(np.float64))[1] - 1).astype(np.int64)
-        msb -= (np.int64(1) << msb) > v  # the float may round v up to the next power of two
-        msb += (np.int64(1) << (msb + 1)) <= v
+        if wide:
+            msb = np.frompyfunc(int.bit_length, 1, 1)(v).astype(np.int64) - 1
+        else:
+            msb = (np.frexp(v.astype(np.float64))[1] - 1).astype(np.int64)
+            msb -= (np.int64(1) << msb) > v  # the float may round v up to the next power of two
+            msb += (np.int64(1) << (msb + 1)) <= v
         k = msb // 2  # v = m * 4**k, m in [1, 4)
         log_n = int(round(math.log2(self.table_size)))
         sh = 2 * k + 2 - log_n  # floor(m * N / 4) = v >> sh
-        j = np.where(sh >= 0, v >> np.maximum(sh, 0), v << np.maximum(-sh, 0))
+        if wide:
+            j = np.frompyfunc(lambda a, b: a >> b if b >= 0 else a << -b, 2, 1)(v, sh).astype(np.int64)
+        else:
+            j = np.where(sh >= 0, v >> np.maximum(sh, 0), v << np.maximum(-sh, 0))
         inv = self.inv_table()[j]
         # d * inv has INV_TYPE.frac + k fractional bits; z keeps Z_FRAC of them, truncated (an
         # arithmetic shift in both engines; |r| < sqrt(n) always fits z's integer bits).
+        if wide:
+            shift = np.broadcast_to(INV_TYPE.frac + k - Z_FRAC, d.shape)
+            return np.frompyfunc(lambda a, b: a >> b, 2, 1)(d * exact_ints(inv, self.sums_bits(g)), shift).astype(np.int64)
         return (d * inv) >> (INV_TYPE.frac + k - Z_FRAC)
 
     def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
@@ -162,8 +190,10 @@ class LayerNorm(OpMixin, Layer):
         gq = to_float(quantize(self.gamma, self.gamma_t), self.gamma_t)
         bq = to_float(quantize(self.beta, self.beta_t), self.beta_t)
         z_max = r_hat * (1 + rel) + 2.0**-Z_FRAC
-        return (np.abs(gq) * dz + z_max * np.abs(gq - self.gamma) + np.abs(bq - self.beta)
-                + round_error(g.tensor(self.output).type))
+        # An exactly representable gamma adds nothing, even where z is unbounded (inf * 0).
+        dg = np.abs(gq - self.gamma)
+        gamma_term = np.where(dg > 0, z_max * np.where(dg > 0, dg, 1.0), 0.0)
+        return np.abs(gq) * dz + gamma_term + np.abs(bq - self.beta) + round_error(g.tensor(self.output).type)
 
     # ------------------------------------------------------------------ cost
     def cost(self, ctx: CostContext) -> LayerCost:
@@ -205,7 +235,8 @@ class LayerNorm(OpMixin, Layer):
                  inv_t=INV_TYPE.cpp(), inv_bits=INV_TYPE.width, z_t=zt.cpp(),
                  gamma_t=self.gamma_t.cpp(), gamma_bits=self.gamma_t.width, beta_t=self.beta_t.cpp(),
                  beta_bits=self.beta_t.width,
-                 acc_t=FixedType(62, 62 - frac, True).cpp(), acc_frac=frac, z_frac=Z_FRAC, gamma_frac=self.gamma_t.frac,
+                 acc_t=FixedType(62, 62 - frac, True).cpp(), v_bits=self.sums_bits(g),
+                 sums_t="long long" if self.sums_bits(g) <= FAST_BITS else f"ap_int<{self.sums_bits(g)}>", acc_frac=frac, z_frac=Z_FRAC, gamma_frac=self.gamma_t.frac,
                  beta_frac=self.beta_t.frac, inv_frac=INV_TYPE.frac, in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
                  x=ctx.var(self.inputs[0]), y=ctx.var(self.output), tab=f"{lname}_inv", gm=f"{lname}_gamma",
                  bt=f"{lname}_beta")

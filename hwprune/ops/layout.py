@@ -229,6 +229,91 @@ class Clone(OpMixin, Layer):
                           render("reorder.j2", "clone_call", L=L))
 
 
+@dataclass
+class Slice(OpMixin, Layer):
+    """A contiguous range [start, stop) of one logical axis (ONNX Slice/Split, and Gather of an
+    activation by a constant index, followed by a Reshape dropping the axis). Real data
+    movement, but no buffer:
+    io_parallel wires the selected elements; io_stream passes the selected words on (slicing an
+    outer axis) or cuts every word (slicing the innermost physical axis), one word per cycle."""
+
+    axis: int = 0
+    start: int = 0
+    stop: int = 0
+
+    op_type: ClassVar[str] = "Slice"
+
+    def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
+        return [None]
+
+    def output_perm(self, g: Graph) -> tuple[int, ...]:
+        return g.tensor(self.inputs[0]).perm
+
+    def infer_types(self, g: Graph, prec: Any) -> None:
+        g.tensor(self.output).type = g.tensor(self.inputs[0]).type
+
+    def source_index(self, g: Graph) -> np.ndarray:
+        """For each output element (physical order), the flat physical input index it reads."""
+        src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
+        logical = np.transpose(np.arange(src.size).reshape(src.physical_shape), np.argsort(src.perm))
+        part = np.take(logical, np.arange(self.start, self.stop), axis=self.axis)
+        return np.ascontiguousarray(np.transpose(part, dst.perm)).reshape(-1)
+
+    def _stream_plan(self, g: Graph) -> tuple[np.ndarray, int]:
+        """io_stream: which input words are kept, and the element offset cut from each kept word."""
+        src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
+        idx = self.source_index(g).reshape(-1, max(dst.word, 1))
+        keep = np.zeros(src.words, dtype=np.int64)
+        keep[idx[:, 0] // src.word] = 1
+        offset = int(idx[0, 0] % src.word) if idx.size else 0
+        expect = (np.flatnonzero(keep)[:, None] * src.word + offset + np.arange(dst.word)[None, :])
+        if expect.shape != idx.shape or not (expect == idx).all():
+            raise AssertionError(f"slice {self.name}: the kept elements do not form whole words")
+        return keep, offset
+
+    def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
+        b = xs[0].shape[0]
+        flat = xs[0].reshape(b, -1)[:, self.source_index(g)]
+        return flat.reshape((b, *g.tensor(self.output).physical_shape))
+
+    fixed_forward = float_forward
+
+    def error_bound(self, g: Graph, xs: list[np.ndarray], errs: list[np.ndarray]) -> np.ndarray:
+        return self.float_forward(g, errs)
+
+    def cost(self, ctx: CostContext) -> LayerCost:
+        src = ctx.graph.tensor(self.inputs[0])
+        if ctx.io_type == IOType.PARALLEL:
+            return LayerCost(latency=0, ii=1, note="wires")
+        words = ctx.words(self.inputs[0])
+        return LayerCost(latency=words + 1, ii=words, ff=src.word * (src.type.width if src.type else 16), note="word select")
+
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """reorder.h slice: one trip per input word, writing the kept ones."""
+        keep, _ = self._stream_plan(ctx.graph)
+        d = output_delay(cost)
+        return process(*(Step(1, 1, (0,), (0,) if k else (), d) for k in keep))
+
+    def hls(self, ctx: HlsContext) -> HlsBinding:
+        g = ctx.graph
+        src, dst = g.tensor(self.inputs[0]), g.tensor(self.output)
+        lname = ctx.lname(self)
+        L = dict(cfg=f"{lname}_config", in_size=src.size, out_size=dst.size, in_word=src.word, out_word=dst.word,
+                 in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
+                 x=ctx.var(self.inputs[0]), y=ctx.var(self.output), rom=f"{lname}_sel")
+        if ctx.io_type == IOType.PARALLEL:
+            idx = self.source_index(g)
+            bits = max(int(np.ceil(np.log2(max(src.size, 2)))) + 1, 2)
+            L.update(index_bits=bits, offset=0)
+            rom = WeightArray(L["rom"], idx.astype(np.int64), FixedType(bits, bits, True))
+        else:
+            keep, offset = self._stream_plan(g)
+            L.update(index_bits=2, offset=offset)
+            rom = WeightArray(L["rom"], keep, FixedType(2, 2, True))
+        return HlsBinding("hwprune/reorder.h", render("reorder.j2", "slice_config", L=L),
+                          render("reorder.j2", "slice_call", L=L), weights=[rom])
+
+
 # ---------------------------------------------------------------------- ONNX import
 
 def _axes(ctx: Any, node: Any, rank: int) -> list[int] | None:
@@ -332,3 +417,84 @@ def _import_transpose(ctx: Any, node: Any) -> None:
     p = tuple(q - 1 for q in perm[1:])
     ctx.add(Reshape(ctx.layer_name(node), [node.input[0]], [node.output[0]], transpose=p),
             tuple(shape[q] for q in p))
+
+
+def _add_slice(ctx: Any, node: Any, out: str, axis: int, start: int, stop: int, squeeze: bool = False) -> None:
+    shape = list(ctx.shape(node.input[0]))
+    if not 0 <= start < stop <= shape[axis]:
+        raise ctx.error(node, f"the range [{start}, {stop}) of axis {axis + 1} is empty or outside its size {shape[axis]}")
+    shape[axis] = stop - start
+    name = ctx.layer_name(node) if out == node.output[0] else ctx.graph.unique_name(f"{node.name or node.op_type}_{out}")
+    sliced = ctx.graph.unique_name(f"{out}_slice") if squeeze else out
+    ctx.add(Slice(name, [node.input[0]], [sliced], axis=axis, start=start, stop=stop), tuple(shape))
+    if squeeze:  # the selected unit axis goes: a relabelling (or a stream repack)
+        del shape[axis]
+        ctx.add(Reshape(ctx.graph.unique_name(f"{name}_squeeze"), [sliced], [out]), tuple(shape))
+
+
+def _slice_axis(ctx: Any, node: Any, axis: int) -> int:
+    rank = len(ctx.shape(node.input[0])) + 1
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0 or not 0 < axis < rank:
+        raise ctx.error(node, f"axis {axis} is the batch axis or out of range; slice a per-sample axis")
+    return axis - 1
+
+
+@onnx_op("Slice")
+def _import_slice(ctx: Any, node: Any) -> None:
+    vals = [ctx.const(i) if k < len(node.input) and node.input[k] else None for k, i in enumerate(list(node.input) + [""] * 4)][:5]
+    if vals[1] is None or vals[2] is None or any(node.input[k] and vals[k] is None for k in range(3, len(node.input))):
+        raise ctx.error(node, "starts, ends, axes and steps must be constant")
+    starts, ends = np.asarray(vals[1]).reshape(-1), np.asarray(vals[2]).reshape(-1)
+    axes = np.asarray(vals[3]).reshape(-1) if vals[3] is not None else np.arange(len(starts))
+    steps = np.asarray(vals[4]).reshape(-1) if vals[4] is not None else np.ones(len(starts), np.int64)
+    shape = ctx.shape(node.input[0])
+    real = []
+    for a, st, en, sp in zip(axes, starts, ends, steps):
+        if int(sp) != 1:
+            raise ctx.error(node, f"step {int(sp)}: only contiguous slices (step 1) are supported")
+        ax = _slice_axis(ctx, node, int(a))
+        n = shape[ax]
+        st, en = int(np.clip(st + n if st < 0 else st, 0, n)), int(np.clip(en + n if en < 0 else en, 0, n))
+        if (st, en) != (0, n):
+            real.append((ax, st, en))
+    if not real:
+        ctx.alias(node.output[0], node.input[0])
+        return
+    if len(real) > 1:
+        raise ctx.error(node, "a slice of several axes at once is not supported; slice one axis per node")
+    _add_slice(ctx, node, node.output[0], *real[0])
+
+
+@onnx_op("Split")
+def _import_split(ctx: Any, node: Any) -> None:
+    from hwprune.frontend.onnx_import import attrs
+
+    at = attrs(node)
+    ax = _slice_axis(ctx, node, int(at.get("axis", 0)))
+    n = ctx.shape(node.input[0])[ax]
+    sizes = ctx.const(node.input[1]) if len(node.input) > 1 and node.input[1] else at.get("split")
+    if sizes is None:
+        parts = len(node.output)
+        chunk = -(-n // parts)
+        sizes = [min(chunk, n - k * chunk) for k in range(parts)]
+    sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
+    if sum(sizes) != n or len(sizes) != len(node.output):
+        raise ctx.error(node, f"split sizes {sizes} do not cover axis {ax + 1} of size {n}")
+    start = 0
+    for out, size in zip(node.output, sizes):
+        _add_slice(ctx, node, out, ax, start, start + size)
+        start += size
+
+
+def import_gather_select(ctx: Any, node: Any) -> None:
+    """Gather of an activation by a constant scalar index (or a run of consecutive indices)."""
+    from hwprune.frontend.onnx_import import attrs
+
+    idx = np.asarray(ctx.const(node.input[1]))
+    ax = _slice_axis(ctx, node, int(attrs(node).get("axis", 0)))
+    n = ctx.shape(node.input[0])[ax]
+    flat = [int(v) + n if int(v) < 0 else int(v) for v in idx.reshape(-1)]
+    if idx.ndim > 1 or not flat or flat != list(range(flat[0], flat[0] + len(flat))):
+        raise ctx.error(node, "selecting along an activation axis needs a scalar index or consecutive indices")
+    _add_slice(ctx, node, node.output[0], ax, flat[0], flat[0] + len(flat), squeeze=idx.ndim == 0)

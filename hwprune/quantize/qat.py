@@ -797,7 +797,7 @@ def check_fixed_point(proto: onnx.ModelProto) -> None:
 def record_sparsity(model: torch.nn.Module, proto: onnx.ModelProto) -> dict[str, str]:
     """Write `hwprune.sparsity.<initializer>` metadata for every pruned parameter
     (`model.hwprune_sparsity`): the initializer is the one holding exactly the parameter's
-    float values (the exporter renames them). Returns {initializer: pattern}."""
+    float values, or their transpose (the exporter renames them). Returns {initializer: pattern}."""
     from onnx import numpy_helper
 
     from hwprune.prune.onnx_prune import META_PREFIX
@@ -811,7 +811,9 @@ def record_sparsity(model: torch.nn.Module, proto: onnx.ModelProto) -> dict[str,
             log.warning("pruned parameter %s is not in the model; its pattern is not recorded", pname)
             continue
         v = params[pname].detach().cpu().numpy()
-        hits = [n for n, a in inits if a.shape == v.shape and a.dtype == v.dtype and np.array_equal(a, v)]
+        # A Linear applied to a sequence (N, L, C) exports as MatMul with the weight transposed.
+        hits = [n for n, a in inits if a.dtype == v.dtype and ((a.shape == v.shape and np.array_equal(a, v)) or
+                                                               (v.ndim == 2 and a.shape == v.T.shape and np.array_equal(a, v.T)))]
         if not hits:
             log.warning("no initializer of the export holds %s; its layer runs on the dense kernel", pname)
         for n in hits:

@@ -51,6 +51,8 @@ class TrainConfig:
     # "glove": GloVe 6B 50-d vectors (their leading `dim` principal components) initialise
     # the embedding; "random".
     embeddings: str = "glove"
+    # The split's seed (None: `seed`); a fixed split compares seeds of training on one test set.
+    split_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.embeddings not in EMBEDDINGS:
@@ -86,7 +88,7 @@ def textcnn_macs(cfg: TrainConfig, classes: int) -> int:
 
 def train_textcnn(data: TextDataset, cfg: TrainConfig, progress: bool = True) -> tuple[TrainResult, dict[str, np.ndarray]]:
     torch.manual_seed(cfg.seed)
-    idx_train, idx_val, idx_test = split(len(data.texts), cfg.seed)
+    idx_train, idx_val, idx_test = split(len(data.texts), cfg.seed if cfg.split_seed is None else cfg.split_seed)
     vocab = Vocabulary.build([data.texts[i] for i in idx_train], cfg.vocab_size)
     x = vocab.encode(data.texts, cfg.seq_len)
     y = data.labels
@@ -169,6 +171,14 @@ def load_model_dir(path: str | Path) -> ModelDir:
         raise ModelLoadError(f"{p} is not a trained model directory (no config.json); create one with hwprune train")
     try:
         d = json.loads((p / "config.json").read_text())
+        if d.get("model") == "transformer":
+            from hwprune.text.train_transformer import load_transformer
+
+            cfg, vocab, model = load_transformer(p, d)
+            splits = dict(np.load(p / "split.npz"))
+            metrics = json.loads((p / "metrics.json").read_text())
+            model.eval()
+            return ModelDir(p, model, vocab, cfg, metrics, DataSpec(**d.get("data", {})), splits, None)
         d.setdefault("embeddings", "random")  # directories written before GloVe support
         cfg = TrainConfig(**{k: (tuple(v) if k == "widths" else v) for k, v in d.items() if k in TrainConfig.__dataclass_fields__})
         vocab = Vocabulary(json.loads((p / "vocab.json").read_text()))

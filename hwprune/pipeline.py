@@ -79,13 +79,22 @@ def input_raw(g: Graph, name: str, x: np.ndarray) -> np.ndarray:
     if t.kind == TensorKind.INDEX:
         return phys.astype(np.int64)
     assert t.type is not None
-    return quantize(phys.astype(np.float64), t.type)
+    return quantize(host_divide(phys, t.scale), t.type)
+
+
+def host_divide(x: np.ndarray, scale: float) -> np.ndarray:
+    """A graph input's value in the units of its type: x / scale, divided in float32 exactly as
+    QONNX's Quant divides (so the integer codes the host sends are QONNX's); scale 1: x."""
+    if scale == 1.0:
+        return np.asarray(x, dtype=np.float64)
+    return (np.asarray(x, dtype=np.float32) / np.float32(scale)).astype(np.float64)
 
 
 def output_float(g: Graph, name: str, raw: np.ndarray) -> np.ndarray:
     t = g.tensor(name)
     assert t.type is not None
-    return t.to_logical(to_float(raw, t.type))
+    y = to_float(raw, t.type)
+    return t.to_logical(y * t.scale if t.scale != 1.0 else y)
 
 
 @dataclass
@@ -160,7 +169,7 @@ def _float_values(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarra
     for name, x in zip(g.inputs, inputs):
         t = g.tensor(name)
         phys = t.to_physical(np.asarray(x))
-        vals[name] = phys.astype(np.int64) if t.kind == TensorKind.INDEX else phys.astype(np.float64)
+        vals[name] = phys.astype(np.int64) if t.kind == TensorKind.INDEX else host_divide(phys, t.scale)
     for layer in g.layers:
         _store(vals, layer, layer.float_forward(g, [vals[i] for i in layer.inputs]))
     return vals
@@ -169,7 +178,7 @@ def _float_values(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarra
 def run_float(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """The IR's float semantics (no quantization), logical-layout outputs."""
     vals = _float_values(g, inputs)
-    return [g.tensor(o).to_logical(vals[o]) for o in g.outputs]
+    return [g.tensor(o).to_logical(vals[o] * g.tensor(o).scale) for o in g.outputs]
 
 
 def error_bounds(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -188,7 +197,7 @@ def error_bounds(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         e = layer.error_bound(g, [vals[i] for i in layer.inputs], [errs[i] for i in layer.inputs])
         for out, ek in zip(layer.outputs, e if isinstance(e, list) else [e]):
             errs[out] = np.broadcast_to(ek, vals[out].shape)
-    return [g.tensor(o).to_logical(np.asarray(errs[o])) for o in g.outputs]
+    return [g.tensor(o).to_logical(np.asarray(errs[o]) * g.tensor(o).scale) for o in g.outputs]
 
 
 def _store(values: dict[str, np.ndarray], layer: Any, result: Any) -> None:
@@ -218,15 +227,18 @@ def _ort_message(e: BaseException) -> str:
 
 
 def run_onnx(model: str | Path | Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The float engine: onnxruntime on the original model (an independent reference). A model
+    """The float engine: onnxruntime on the original model (an independent reference; QONNX and
+    FINN graphs: qonnx's executor, `_run_qonnx`). A model
     exported with a static batch (torch exports a batch of 1 unless told otherwise) runs on any
     batch, in chunks of its batch size; onnxruntime's errors are input errors (exit code 2)."""
-    import onnxruntime as ort
-
     from hwprune.errors import HwpruneInputError
     from hwprune.frontend.onnx_import import load_onnx
 
     proto = load_onnx(model)
+    if any(n.domain not in ("", "ai.onnx") for n in proto.graph.node):
+        return _run_qonnx(proto, inputs)
+    import onnxruntime as ort
+
     ort.set_default_logger_severity(4)  # errors are raised (and reported once), not also logged
     so = ort.SessionOptions()
     so.log_severity_level = 4
@@ -267,6 +279,51 @@ def run_onnx(model: str | Path | Any, inputs: Sequence[np.ndarray]) -> list[np.n
         take = min(chunk, n - start)
         parts.append([o[:take] for o in run(f)])
     return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
+def _run_qonnx(proto: Any, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The float engine for QONNX/FINN graphs (Quant, MultiThreshold: ops onnxruntime does not
+    have): qonnx's own executor (qonnx.core.onnx_exec) on its cleaned-up model, one sample at
+    a time (it needs concrete shapes)."""
+    import warnings
+
+    import onnx
+
+    from hwprune.errors import HwpruneInputError
+
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    for vi in (*m.graph.input, *m.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = 1
+    init = {i.name for i in m.graph.initializer}
+    n_in = sum(vi.name not in init for vi in m.graph.input)
+    xs = [np.asarray(x) for x in inputs]
+    if len(xs) != n_in:
+        raise ShapeError(f"the model has {n_in} input(s); got {len(xs)} array(s)")
+    try:
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.core.onnx_exec import execute_onnx
+        from qonnx.util.cleanup import cleanup_model
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # qonnx warns about the old-style domains it renames
+            mw = cleanup_model(ModelWrapper(m))
+            # The clean-up renames the graph's inputs and outputs (global_in, global_out...).
+            kept = {i.name for i in mw.graph.initializer}
+            specs = [vi for vi in mw.graph.input if vi.name not in kept]
+            outs = [o.name for o in mw.graph.output]
+            dtypes = [np.int64 if vi.type.tensor_type.elem_type == onnx.TensorProto.INT64 else np.float32 for vi in specs]
+            per_sample = [execute_onnx(mw, {vi.name: x[k:k + 1].astype(dt) for vi, x, dt in zip(specs, xs, dtypes)})
+                          for k in range(xs[0].shape[0])]
+    except ImportError:
+        raise HwpruneInputError("the float engine needs qonnx to run a QONNX model (pip install qonnx)") from None
+    except Exception as e:  # qonnx raises many unrelated types on a graph it cannot run
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise HwpruneInputError(f"qonnx could not run the model: {first}") from None
+    return [np.concatenate([np.asarray(r[o]) for r in per_sample]) for o in outs]
 
 
 def clone(g: Graph) -> Graph:

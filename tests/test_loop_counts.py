@@ -119,17 +119,27 @@ def zoo() -> onnx.ModelProto:
 
 
 def quantized() -> onnx.ModelProto:
-    """QONNX quantizers on activations (Quantize layers) around a Dense over 5 words."""
-    def quant(inp: str, out: str) -> onnx.NodeProto:
-        return helper.make_node("Quant", [inp, "q_scale", "q_zero", "q_bits"], [out], domain=QDOMAIN, signed=1,
+    """QONNX quantizers on activations (Quantize layers) around a Dense over 5 words; beside it
+    a quantizer with a scale that is not a power of two after a sigmoid (a Rescale: the
+    requantization nothing absorbs) and a FINN MultiThreshold per channel (a Threshold)."""
+    def quant(inp: str, out: str, scale: str = "q_scale") -> onnx.NodeProto:
+        return helper.make_node("Quant", [inp, scale, "q_zero", "q_bits"], [out], domain=QDOMAIN, signed=1,
                                 narrow=0, rounding_mode="ROUND")
 
     init = dict(q_scale=np.array(2.0**-4, np.float32), q_zero=np.array(0.0, np.float32),
-                q_bits=np.array(8.0, np.float32), wq=(RNG.normal(size=(12, 6)) * 0.3).astype(np.float32))
+                q_bits=np.array(8.0, np.float32), wq=(RNG.normal(size=(12, 6)) * 0.3).astype(np.float32),
+                s_sig=np.array(0.0071, np.float32),
+                thr=np.sort(RNG.normal(size=(12, 3)), axis=1).astype(np.float32))
     g = helper.make_graph(
-        [quant("xq", "a"), helper.make_node("MatMul", ["a", "wq"], ["h"]), quant("h", "yq")], "quantized",
+        [quant("xq", "a"), helper.make_node("MatMul", ["a", "wq"], ["h"]), quant("h", "yq"),
+         helper.make_node("Sigmoid", ["a"], ["sg"]), quant("sg", "zq", "s_sig"),
+         helper.make_node("MultiThreshold", ["a", "thr"], ["tq"], domain=QDOMAIN, out_dtype="UINT2",
+                          data_layout="NWC")],
+        "quantized",
         [helper.make_tensor_value_info("xq", TensorProto.FLOAT, ["N", 5, 12])],
-        [helper.make_tensor_value_info("yq", TensorProto.FLOAT, ["N", 5, 6])],
+        [helper.make_tensor_value_info("yq", TensorProto.FLOAT, ["N", 5, 6]),
+         helper.make_tensor_value_info("zq", TensorProto.FLOAT, ["N", 5, 12]),
+         helper.make_tensor_value_info("tq", TensorProto.FLOAT, ["N", 5, 12])],
         [numpy_helper.from_array(v, k) for k, v in init.items()])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(QDOMAIN, 1)])
     m.ir_version = 8
@@ -187,7 +197,7 @@ def designs(request, tmp_path_factory) -> list[Design]:
 
 # Every kernel the model instantiates, by the IR op type of its layers (checked for coverage).
 KINDS = ["Dense", "Conv", "Pool", "GlobalPool", "Activation", "Softmax", "Add", "Concat", "ScaleShift", "Quantize",
-         "Embedding", "Reorder", "Reshape", "Clone"]
+         "Rescale", "Threshold", "Embedding", "Reorder", "Reshape", "Clone"]
 
 
 @pytest.mark.slow  # the designs fixture builds counting binaries of every kernel (~20 s)

@@ -1,5 +1,6 @@
 """QONNX Quant nodes with power-of-two scales map exactly onto fixed point: the C simulation
-equals QONNX's own execution bit for bit (hand-built graphs and a Brevitas export)."""
+equals QONNX's own execution bit for bit (hand-built graphs and a Brevitas export). Other
+scales: tests/test_qonnx_scales.py."""
 
 from __future__ import annotations
 
@@ -80,13 +81,23 @@ def test_hand_built_qonnx_is_bit_exact(tmp_path, mode, narrow):
         np.testing.assert_array_equal(hwprune.run(prj, [x], engine="csim")[0], ref)
 
 
-@pytest.mark.parametrize("scale,why", [(0.3, "power of two"), (np.array([0.5, 0.25]), "per-tensor")])
-def test_non_power_of_two_scales_are_refused(scale, why):
+def test_other_scales_import_and_malformed_ones_are_refused():
+    """A scale that is not a power of two imports (as a requantization: see
+    tests/test_qonnx_scales.py); one that does not broadcast to its tensor is refused."""
+    from hwprune.ops.rescale import Rescale
+
     m = qonnx_model()
     for init in m.graph.initializer:
         if init.name == "s_act":
-            init.CopyFrom(numpy_helper.from_array(np.asarray(scale, dtype=np.float32), "s_act"))
-    with pytest.raises(UnsupportedOpError, match=why):
+            init.CopyFrom(numpy_helper.from_array(np.asarray(0.3, dtype=np.float32), "s_act"))
+    g = compile_graph(m)
+    assert any(isinstance(l, Rescale) for l in g.layers)
+    x = (RNG.normal(size=(16, 10)) * 3).astype(np.float32)
+    np.testing.assert_array_equal(run_fixed(g, [x])[0].astype(np.float32), qonnx_reference(m, x))
+    for init in m.graph.initializer:
+        if init.name == "s_act":
+            init.CopyFrom(numpy_helper.from_array(np.asarray([0.5, 0.25], dtype=np.float32), "s_act"))
+    with pytest.raises(UnsupportedOpError, match="broadcast"):
         compile_graph(m)
 
 

@@ -37,7 +37,7 @@ def port_spec(g: Graph, name: str) -> drv.PortSpec:
     return drv.PortSpec(name=name, shape=tuple(t.shape), perm=tuple(t.perm),
                         kind="index" if t.kind == TensorKind.INDEX else "fixed", ctype=ft.cpp(), width=ft.width,
                         frac=ft.frac, signed=ft.signed, rounding=ft.rounding.value, overflow=ft.overflow.value,
-                        index_range=int(t.index_range or 0))
+                        index_range=int(t.index_range or 0), scale=float(t.scale))
 
 
 def accelerator_spec(g: Graph, board: str, clock_mhz: float, top: str) -> drv.AcceleratorSpec:

@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 from hwprune.errors import BuildError, HwpruneInputError, ShapeError
-from hwprune.fixed import to_float
 
 CXXFLAGS = ["-std=c++14", "-O1", "-w"]
 PCH_STALE_S = 300.0
@@ -429,8 +428,10 @@ def _execute(project: Path, inputs: list[np.ndarray], count: bool = False) -> tu
 
 def run_csim(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Run the project's C simulation on a batch; returns logical-layout float outputs."""
+    from hwprune.pipeline import output_float
+
     g, raws, _ = _execute(Path(project), inputs)
-    return [g.tensor(o).to_logical(to_float(raw, g.tensor(o).type)) for o, raw in zip(g.outputs, raws)]
+    return [output_float(g, o, raw) for o, raw in zip(g.outputs, raws)]
 
 
 def raw_outputs(project: str | Path, inputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -83,11 +83,14 @@ class PortSpec:
     kind: str  # "fixed" (fixed-point values) or "index" (unsigned token ids)
     ctype: str  # the C++ element type, for messages
     width: int
-    frac: int  # value = raw * 2**-frac
+    frac: int  # value = raw * 2**-frac (times `scale`)
     signed: bool
     rounding: str = "AP_TRN"
     overflow: str = "AP_WRAP"
     index_range: int = 0
+    # Scaled-integer (QONNX) ports: the model's value is scale * raw * 2**-frac. Inputs are
+    # divided by it in float32 (as QONNX's Quant does) before conversion; outputs multiplied.
+    scale: float = 1.0
 
     @property
     def size(self) -> int:
@@ -119,13 +122,14 @@ class PortSpec:
         return cls(name=str(d["name"]), shape=tuple(int(v) for v in d["shape"]), perm=tuple(int(v) for v in d["perm"]),
                    kind=str(d["kind"]), ctype=str(d["type"]), width=int(d["width"]), frac=int(d["frac"]),
                    signed=bool(d["signed"]), rounding=str(d.get("rounding", "AP_TRN")),
-                   overflow=str(d.get("overflow", "AP_WRAP")), index_range=int(d.get("index_range", 0)))
+                   overflow=str(d.get("overflow", "AP_WRAP")), index_range=int(d.get("index_range", 0)),
+                   scale=float(d.get("scale", 1.0)))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(name=self.name, shape=list(self.shape), perm=list(self.perm), physical_shape=list(self.physical_shape),
                     kind=self.kind, type=self.ctype, width=self.width, frac=self.frac, signed=self.signed,
                     rounding=self.rounding, overflow=self.overflow, index_range=self.index_range,
-                    fields_per_word=self.fields_per_word, words_per_sample=self.words)
+                    scale=self.scale, fields_per_word=self.fields_per_word, words_per_sample=self.words)
 
 
 @dataclass
@@ -188,6 +192,8 @@ def quantize(x: np.ndarray, port: PortSpec) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise InputError(f"input '{port.name}' holds NaN or infinite values")
+    if port.scale != 1.0:
+        x = (x.astype(np.float32) / np.float32(port.scale)).astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         s = np.ldexp(x, port.frac)  # scaling by a power of two is exact (barring overflow)
         fl = np.floor(s)
@@ -230,7 +236,8 @@ def to_float(raw: np.ndarray, port: PortSpec) -> np.ndarray:
     a = np.asarray(raw)
     if not port.signed and port.width == 64:
         a = a.astype(np.int64).view(np.uint64)  # 64-bit unsigned raws travel as their bit pattern
-    return np.ldexp(a.astype(np.float64), -port.frac)
+    y = np.ldexp(a.astype(np.float64), -port.frac)
+    return y * port.scale if port.scale != 1.0 else y
 
 
 def pack_words(raw: np.ndarray, width: int) -> np.ndarray:

@@ -11,6 +11,7 @@ dropped: IR shapes are per sample.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,15 @@ class ImportContext:
     source_opset: int = MIN_OPSET
     # Exact fixed-point types of constants that came out of a QONNX Quant (weights, biases).
     const_types: dict[str, Any] = field(default_factory=dict)
+    # Constants that came out of a Quant with another scale: (codes' grid, scale broadcast to
+    # the constant's shape); the constant's value is codes * scale.
+    const_scales: dict[str, Any] = field(default_factory=dict)
 
     def const_type(self, onnx_name: str) -> Any:
         return self.const_types.get(self.name(onnx_name)) if onnx_name else None
+
+    def const_scale(self, onnx_name: str) -> Any:
+        return self.const_scales.get(self.name(onnx_name)) if onnx_name else None
 
     # -- lookups -------------------------------------------------------------------------
     def name(self, onnx_name: str) -> str:
@@ -108,7 +115,7 @@ def attrs(node: Any) -> dict[str, Any]:
 
 def load_onnx(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
-        return model
+        return normalize_domains(model)
     path = Path(model)
     if not path.exists():
         raise ModelLoadError(f"model file {path} does not exist")
@@ -123,12 +130,52 @@ def load_onnx(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
         raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__}); is the file truncated?") from None
     if not proto.graph.node:
         raise ModelLoadError(f"{path} is not a readable ONNX model (no graph nodes); is the file truncated or not ONNX?")
+    proto = normalize_domains(proto)
     try:
         onnx.checker.check_model(proto)
     except Exception as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"{path} is not a valid ONNX model: {first}") from None
     return proto
+
+
+# Old custom-op domains of QONNX files as the QONNX model zoo and FINN's test data still
+# publish them (Brevitas' FINN-era export, FINN before the qonnx split). qonnx's ModelWrapper
+# renames them on load (`temporary_fix_oldstyle_domain`; its registry aliases onnx.brevitas).
+QONNX_DOMAIN = "qonnx.custom_op.general"
+_OLD_DOMAINS = {"finn": QONNX_DOMAIN, "finn.custom_op.general": QONNX_DOMAIN, "onnx.brevitas": QONNX_DOMAIN}
+
+
+def normalize_domains(model: onnx.ModelProto) -> onnx.ModelProto:
+    """What qonnx's own loading does before anything checks the model: old-style domains
+    become qonnx.custom_op.general (a "finn" node with backend=fpgadataflow is a FINN hardware
+    layer and keeps its domain), and every custom domain a node uses gets an opset import
+    (version 1) if the file has none, so onnx.checker accepts it. Returns a copy when it
+    changes anything; the model is left as is otherwise."""
+    renames: dict[int, str] = {}
+    for k, n in enumerate(model.graph.node):
+        new = _OLD_DOMAINS.get(n.domain)
+        if new is None:
+            continue
+        if n.domain == "finn":
+            backend = next((onnx.helper.get_attribute_value(a) for a in n.attribute if a.name == "backend"), b"")
+            if (backend.decode() if isinstance(backend, bytes) else str(backend)) == "fpgadataflow":
+                continue
+        renames[k] = new
+    used = {renames.get(k, n.domain) for k, n in enumerate(model.graph.node)} - {"", "ai.onnx"}
+    imported = {imp.domain for imp in model.opset_import}
+    missing = sorted(used - imported)
+    if not renames and not missing:
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for k, d in renames.items():
+        out.graph.node[k].domain = d
+    for d in missing:
+        out.opset_import.append(onnx.helper.make_opsetid(d, 1))
+    if renames:
+        log.info("renamed old-style custom-op domains of %d node(s) to %s", len(renames), QONNX_DOMAIN)
+    return out
 
 
 def _foreign_format(path: Path) -> str | None:
@@ -199,14 +246,17 @@ def source_module(node: Any) -> str:
     return ""
 
 
-def _check_supported(model: onnx.ModelProto) -> None:
+def _check_supported(model: onnx.ModelProto, custom_only: bool = False) -> None:
     """Refuse a model with ops hwprune cannot implement, naming all of them at once (each op
     type with its nodes and the source modules), before any work. Constant sub-graphs (weight
     preprocessing, shape arithmetic: per-sample shapes are static) are folded at import, so
-    only ops that touch the data count."""
+    only ops that touch the data count. `custom_only`: check only custom-domain ops (before
+    qonnx's clean-up, whose shape inference cannot handle ops it does not know)."""
     consts = {i.name for i in model.graph.initializer}
     bad: dict[str, list[Any]] = {}
     for node in model.graph.node:
+        if custom_only and _is_standard(node):
+            continue
         ins = [i for i in node.input if i]
         all_const = all(i in consts for i in ins)
         # CastLike(constant, activation) casts a constant to the activation's (float) type.
@@ -235,10 +285,19 @@ def _cleanup_qonnx(model: onnx.ModelProto) -> onnx.ModelProto:
     """QONNX graphs (Brevitas export) need qonnx's cleanup so Quant parameters are constants."""
     if not any(n.domain.startswith("qonnx") or n.op_type == "Quant" for n in model.graph.node):
         return model
+    import warnings
+
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
-    return cleanup_model(ModelWrapper(model)).model
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # qonnx warns about the domains it renames
+            # A copy: the clean-up transforms the proto it is given, and this one is the caller's.
+            return cleanup_model(ModelWrapper(model, make_deepcopy=True)).model
+    except Exception as e:  # shape inference and constant folding of a malformed graph
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"qonnx's clean-up of the model failed: {first}") from None
 
 
 def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -282,6 +341,40 @@ def _input_shape(vi: Any, what: str) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(dims), onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
 
 
+_FINN_INT = re.compile(r"(U?INT)(\d+)$")
+
+
+def _integer_annotations(proto: onnx.ModelProto) -> dict[str, Any]:
+    """Exact integer types of initializers from FINN's datatype annotations
+    (`quantization_annotation`, key `finn_datatype`: INTk, UINTk, BIPOLAR, TERNARY, BINARY), as a
+    streamlined FINN graph declares its integer weights. An annotation the values do not satisfy
+    (not integers, out of range) is ignored: the precision configuration types them then."""
+    from hwprune.fixed import FixedType
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    out: dict[str, Any] = {}
+    for qa in proto.graph.quantization_annotation:
+        if qa.tensor_name not in inits:
+            continue
+        dt = next((p.value for p in qa.quant_parameter_tensor_names if p.key == "finn_datatype"), "")
+        m = _FINN_INT.match(dt)
+        if m:
+            bits, signed = int(m.group(2)), m.group(1) == "INT"
+        elif dt in ("BIPOLAR", "TERNARY"):
+            bits, signed = 2, True
+        elif dt == "BINARY":
+            bits, signed = 1, False
+        else:
+            continue
+        if not 1 <= bits <= 32 or (signed and bits < 2):
+            continue
+        t = FixedType(bits, bits, signed)
+        v = numpy_helper.to_array(inits[qa.tensor_name]).astype(np.float64)
+        if v.size and np.all(v == np.round(v)) and v.min() >= t.min_value and v.max() <= t.max_value:
+            out[qa.tensor_name] = t
+    return out
+
+
 def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) -> Graph:
     """Build the IR of an ONNX model (channels-first logical shapes, identity layouts)."""
     # Importing the op package registers every op's ONNX importer.
@@ -289,7 +382,9 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
 
     source = str(model) if not isinstance(model, onnx.ModelProto) else "<model>"
     proto = load_onnx(model)
+    _check_supported(proto, custom_only=True)  # before qonnx's clean-up, which cannot infer FINN's hardware layers
     proto = _cleanup_qonnx(proto)
+    annotated = _integer_annotations(proto)
     proto = fuse_key_mask(fuse_layernorm(fuse_elementwise_functions(proto)))
     _check_supported(proto)
     proto = move_batch_first(proto)
@@ -301,6 +396,7 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
 
     for init in proto.graph.initializer:
         ctx.consts[init.name] = numpy_helper.to_array(init)
+    ctx.const_types.update(annotated)
     init_names = set(ctx.consts)
     for vi in proto.graph.input:
         if vi.name in init_names:
@@ -328,9 +424,13 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
             if node.op_type in _FOLDABLE or node.op_type == "Constant" or node.op_type not in ONNX_IMPORTERS:
                 for out, val in zip(node.output, _fold(node, ins, ctx.opset)):
                     ctx.consts[out] = np.asarray(val)
-                # Layout-only folds keep a quantized constant's exact type.
+                # Layout-only folds keep a quantized constant's exact type, or move its scale along.
                 if node.op_type in _TYPE_PRESERVING and node.input and ctx.const_type(node.input[0]) is not None:
                     ctx.const_types[node.output[0]] = ctx.const_type(node.input[0])
+                if node.op_type in _TYPE_PRESERVING and node.input and ctx.const_scale(node.input[0]) is not None:
+                    code, sc = ctx.const_scale(node.input[0])
+                    moved = _fold(node, [sc, *ins[1:]], ctx.opset)[0]
+                    ctx.const_scales[node.output[0]] = (code, np.asarray(moved, dtype=np.float64))
                 continue
         if node.op_type in _PASS_THROUGH or (node.op_type == "Cast" and _is_float_cast(node, ctx)):
             ctx.alias(node.output[0], node.input[0])
@@ -354,6 +454,9 @@ def import_onnx(model: str | Path | onnx.ModelProto, name: str | None = None) ->
             raise UnsupportedOpError(f"output '{vi.name}' is a constant; hwprune needs outputs computed from inputs")
         g.outputs.append(out)
     _drop_dead_layers(g)
+    from hwprune.passes.scales import lower_scales
+
+    lower_scales(g)
     log.info("imported %s: %d layers", g.name, len(g.layers))
     return g
 

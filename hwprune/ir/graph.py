@@ -45,6 +45,10 @@ class Tensor:
     kind: TensorKind = TensorKind.FIXED
     # Number of distinct index values (vocabulary size) for INDEX tensors.
     index_range: int = 0
+    # Host-side scale of a graph input or output (scaled-integer QONNX graphs): the model's
+    # value is scale x the tensor's fixed-point value. The host divides an input by it before
+    # converting it to the input's type, and multiplies an output by it (see passes/scales.py).
+    scale: float = 1.0
     # io_stream: depth of the FIFO carrying this tensor between two kernels, as the design
     # declares it (written by passes.fifo.set_fifo_depths; read by the HLS writer, the
     # estimate and the simulator). None: not sized yet.

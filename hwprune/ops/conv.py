@@ -33,7 +33,7 @@ from hwprune.ops.base import (
     output_delay, process, render, requant, round_error, type_bits, value_bound,
 )
 from hwprune.ops.dense import check_cap, exact_accumulator, index_type
-from hwprune.ops.quant import FusedOutputQuant
+from hwprune.ops.quant import FusedOutputQuant, add_weight_layer
 from hwprune.ops.window import Window, as_4d, channels_last, spatial, stream_steps, window_attrs
 from hwprune.sim import resources as hw
 
@@ -448,4 +448,4 @@ def _import_conv(ctx: Any, node: Any) -> None:
                  weight_hint=ctx.const_type(node.input[1]),
                  bias_hint=ctx.const_type(node.input[2]) if len(node.input) > 2 else None)
     out = (w.shape[0], win.out_w) if len(shape) == 2 else (w.shape[0], win.out_h, win.out_w)
-    ctx.add(layer, out)
+    add_weight_layer(ctx, layer, out, node.input[1], 0)

@@ -23,7 +23,7 @@ from hwprune.ops.base import (
     capped_accumulate, exact_type, holds_exactly, int_bits_for, memories_cost, onnx_op, render, requant, round_error,
     type_bits, value_bound,
 )
-from hwprune.ops.quant import FusedOutputQuant
+from hwprune.ops.quant import FusedOutputQuant, add_weight_layer
 from hwprune.sim import resources as hw
 
 
@@ -520,7 +520,7 @@ def _import_gemm(ctx: Any, node: Any) -> None:
                   sparsity=_declared_sparsity(ctx, node.input[1], w),
                   weight_hint=ctx.const_type(node.input[1]) if a.get("alpha", 1.0) == 1.0 else None,
                   bias_hint=ctx.const_type(node.input[2]) if len(node.input) > 2 and a.get("beta", 1.0) == 1.0 else None)
-    ctx.add(layer, (*x_shape[:-1], n))
+    add_weight_layer(ctx, layer, (*x_shape[:-1], n), node.input[1], 0 if a.get("transB", 0) else 1, float(a.get("alpha", 1.0)))
 
 
 def _gemm_bias(ctx: Any, node: Any, c: np.ndarray, n: int) -> np.ndarray:
@@ -554,7 +554,7 @@ def _import_matmul(ctx: Any, node: Any) -> None:
     layer = Dense(ctx.layer_name(node), [node.input[0]], [node.output[0]], weight=w, bias=np.zeros(w.shape[1]),
                   sparsity=_declared_sparsity(ctx, node.input[1], w),
                   weight_hint=ctx.const_type(node.input[1]))
-    ctx.add(layer, (*x_shape[:-1], w.shape[1]))
+    add_weight_layer(ctx, layer, (*x_shape[:-1], w.shape[1]), node.input[1], 1)
 
 
 def declared_pattern(ctx: Any, weight_name: str) -> str | None:

@@ -167,9 +167,34 @@ def _import_gather(ctx: Any, node: Any) -> None:
     if ids.kind != TensorKind.INDEX:
         raise ctx.error(node, "embedding indices must be an integer model input")
     ids.index_range = max(ids.index_range, int(np.shape(table)[0]))
-    layer = Embedding(ctx.layer_name(node), [node.input[1]], [node.output[0]], table=np.asarray(table, dtype=np.float64),
-                      table_hint=ctx.const_type(node.input[0]))
-    ctx.add(layer, (*ids.shape, int(np.shape(table)[1])))
+    out_shape = (*ids.shape, int(np.shape(table)[1]))
+    scaled = ctx.const_scale(node.input[0])
+    if scaled is None:
+        layer = Embedding(ctx.layer_name(node), [node.input[1]], [node.output[0]], table=np.asarray(table, dtype=np.float64),
+                          table_hint=ctx.const_type(node.input[0]))
+        ctx.add(layer, out_shape)
+        return
+    _import_scaled_table(ctx, node, np.asarray(table, dtype=np.float64), scaled, out_shape)
+
+
+def _import_scaled_table(ctx: Any, node: Any, table: np.ndarray, scaled: Any, out_shape: tuple[int, ...]) -> None:
+    """A table out of a Quant whose scale is not one power of two (Brevitas' float default):
+    the lookup returns the integer codes (their exact type) and a Rescale after it multiplies
+    each column by its scale, which the import's clean-up then moves into the next layer
+    (hwprune/passes/scales.py). A scale per row (token) cannot follow the lookup."""
+    from hwprune.ops.rescale import Rescale, frac_array
+
+    code, s_full = scaled
+    if not np.all(s_full == s_full[:1, :]):
+        raise ctx.error(node, "the table's quantizer has one scale per row (token), which cannot follow the lookup; "
+                              "use a per-tensor (or per-column) weight scale")
+    s = s_full[0]
+    name = ctx.layer_name(node)
+    codes = f"{node.output[0]}__codes"
+    ctx.add(Embedding(name, [node.input[1]], [codes], table=np.round(table / s_full), table_hint=code), out_shape)
+    r = Rescale(ctx.graph.unique_name(f"{name}_scale"), [codes], [node.output[0]], axis=len(out_shape) - 1)
+    r.set_params(frac_array(s), frac_array([0]))
+    ctx.add(r, out_shape)
 
 
 def absorb_position_add(ctx: Any, node: Any, x: str, c: np.ndarray) -> bool:

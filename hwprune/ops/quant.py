@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hwprune.errors import UnsupportedOpError
 from hwprune.fixed import FixedType, Overflow, Rounding, quantize, to_float
 from hwprune.ir.channels import ConstantChannels
 from hwprune.ir.graph import Graph, IOType, Layer
@@ -33,22 +34,47 @@ ROUNDING = {"ROUND": Rounding.RND_CONV, "HALF_EVEN": Rounding.RND_CONV, "FLOOR":
             "DOWN": Rounding.TRN_ZERO, "HALF_UP": Rounding.RND_INF, "HALF_DOWN": Rounding.RND_ZERO}
 
 
-def quant_type(ctx: Any, node: Any) -> FixedType:
-    """The ap_fixed type a QONNX Quant node stands for, or a clear error."""
+@dataclass(frozen=True)
+class QuantSpec:
+    """What a QONNX Quant node asks for: integer codes q = clip(round(x / scale)) on the grid
+    `code` (an ap_int/ap_uint type: its rounding mode is the node's, its overflow saturates),
+    and the real value scale * q. `scale` keeps the model's broadcast shape (float64 of the
+    float32 constant: exact)."""
+
+    code: FixedType
+    scale: np.ndarray
+
+    @property
+    def pow2_exponent(self) -> int | None:
+        """k when the scale is one power of two 2**-k (the exact ap_fixed path), else None."""
+        if self.scale.size != 1:
+            return None
+        s = float(self.scale.reshape(-1)[0])
+        m, e = math.frexp(s)
+        return 1 - e if m == 0.5 else None
+
+    def fixed_type(self) -> FixedType | None:
+        """The ap_fixed type of the real values when the scale is a power of two."""
+        k = self.pow2_exponent
+        if k is None:
+            return None
+        c = self.code
+        return FixedType(c.width, c.width - k, c.signed, c.rounding, c.overflow)
+
+
+def quant_spec(ctx: Any, node: Any) -> QuantSpec:
+    """Parse a QONNX Quant node (any positive scale, scalar or per channel), or a clear error."""
     from hwprune.frontend.onnx_import import attrs
 
     a = attrs(node)
-    scale, zero, bits = (ctx.const(node.input[i]) for i in (1, 2, 3))
+    scale, zero, bits = (ctx.const(node.input[i]) if len(node.input) > i and node.input[i] else None for i in (1, 2, 3))
     if scale is None or zero is None or bits is None:
         raise ctx.error(node, "scale, zero point and bit width must be constants")
     scale, zero, bits = np.asarray(scale, dtype=np.float64), np.asarray(zero), np.asarray(bits)
-    if scale.size != 1 or zero.size != 1 or bits.size != 1:
-        raise ctx.error(node, "only per-tensor (scalar) scales map exactly onto fixed point; "
-                              "use a per-tensor power-of-two quantizer")
-    s = float(scale.reshape(-1)[0])
-    k = -math.log2(s) if s > 0 else float("nan")
-    if not (s > 0 and k == round(k)):
-        raise ctx.error(node, f"scale {s:g} is not a power of two; only power-of-two scales map exactly onto fixed point")
+    if zero.size != 1 or bits.size != 1:
+        raise ctx.error(node, "the zero point and the bit width must be scalars")
+    if not (scale.size and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ctx.error(node, "the scale must be positive and finite")
     if float(zero.reshape(-1)[0]) != 0:
         raise ctx.error(node, "a non-zero zero point is not supported (use symmetric quantization)")
     b = float(bits.reshape(-1)[0])
@@ -63,15 +89,99 @@ def quant_type(ctx: Any, node: Any) -> FixedType:
         raise ctx.error(node, "narrow unsigned ranges have no ap_fixed equivalent")
     overflow = Overflow.SAT_SYM if (narrow and signed) else Overflow.SAT
     b = int(b)
-    return FixedType(b, b - int(round(k)), signed, ROUNDING[mode], overflow)
+    return QuantSpec(FixedType(b, b, signed, ROUNDING[mode], overflow), scale)
+
+
+def quant_type(ctx: Any, node: Any) -> FixedType:
+    """The ap_fixed type a QONNX Quant node with one power-of-two scale stands for, or a clear
+    error (other scales are imported through `quant_spec` and hwprune/ops/rescale.py)."""
+    spec = quant_spec(ctx, node)
+    if spec.scale.size != 1:
+        raise ctx.error(node, "only per-tensor (scalar) scales map exactly onto fixed point; "
+                              "use a per-tensor power-of-two quantizer")
+    t = spec.fixed_type()
+    if t is None:
+        s = float(spec.scale.reshape(-1)[0])
+        raise ctx.error(node, f"scale {s:g} is not a power of two; only power-of-two scales map exactly onto fixed point")
+    return t
 
 
 def fold_constant_quant(ctx: Any, node: Any) -> np.ndarray:
-    """Quantize a constant exactly as QONNX would; remember its type for the consumer."""
-    t = quant_type(ctx, node)
+    """Quantize a constant exactly as QONNX would. A power-of-two scale records the exact type
+    for the consumer (`ctx.const_types`); any other scale records the codes' grid and the scale
+    broadcast to the constant's shape (`ctx.const_scales`: value = codes * scale exactly), so
+    that a Dense/Conv can keep the integer codes as its weights and apply the scale after the
+    accumulator (`add_weight_layer`)."""
+    spec = quant_spec(ctx, node)
     x = np.asarray(ctx.const(node.input[0]), dtype=np.float64)
-    ctx.const_types[node.output[0]] = t
-    return to_float(quantize(x, t), t)
+    t = spec.fixed_type()
+    if t is not None:
+        ctx.const_types[node.output[0]] = t
+        return to_float(quantize(x, t), t)
+    try:
+        s = np.broadcast_to(spec.scale, x.shape) if spec.scale.ndim <= x.ndim else None
+    except ValueError:
+        s = None
+    if s is None:
+        raise ctx.error(node, f"the scale of shape {spec.scale.shape} does not broadcast to the constant's {x.shape}")
+    # QONNX: q = clip(round(x / s)) in float32; float64 holds every float32 quotient's inputs
+    # exactly, and x / s is rounded once either way.
+    q = quantize((x.astype(np.float32) / s.astype(np.float32)).astype(np.float64), spec.code).astype(np.float64)
+    ctx.const_scales[node.output[0]] = (spec.code, np.ascontiguousarray(s, dtype=np.float64))
+    return q * s  # exact: codes of <= 32 bits times a float32 scale fit a double's mantissa
+
+
+def add_weight_layer(ctx: Any, layer: Any, out_shape: tuple[int, ...], weight: str, out_axis: int,
+                     gain: float = 1.0) -> None:
+    """Add a Dense/Conv whose weights may come out of a Quant with a non-power-of-two or
+    per-channel scale. Without one this is `ctx.add`. With one, the layer keeps the integer
+    codes as its weights (exact, typed by the Quant's grid) and writes its accumulator to a
+    Rescale (hwprune/ops/rescale.py) that multiplies each output channel by its scale
+    (x `gain`, Gemm's alpha) and adds the bias: y = (x @ q) * s + b equals x @ (q * s) + b.
+
+    `out_axis` is the axis of the ONNX weight constant that indexes output channels (Gemm:
+    0 with transB, else 1; MatMul: 1; Conv: 0); the scale may vary along it only."""
+    from fractions import Fraction
+
+    from hwprune.ops.rescale import Rescale, frac_array
+
+    entry = ctx.const_scale(weight)
+    if entry is None:
+        ctx.add(layer, out_shape)
+        return
+    code, s_full = entry
+    varying = [a for a in range(s_full.ndim) if s_full.shape[a] != 1 and not np.all(
+        s_full == np.take(s_full, [0], axis=a))]
+    if varying and varying != [out_axis]:
+        raise UnsupportedOpError(
+            f"layer '{layer.name}': its weight scale varies along an input axis of the weight (axes {varying}); "
+            f"only per-output-channel scales can be applied after the accumulator")
+    n_out = int(layer.weight.shape[0 if layer.op_type == "Conv" else -1])
+    if varying:
+        idx = [0] * s_full.ndim
+        idx[out_axis] = slice(None)
+        s = np.broadcast_to(s_full[tuple(idx)].reshape(-1), (n_out,))
+    else:
+        s = s_full.reshape(-1)[:1]
+    axis_shape = [1] * layer.weight.ndim
+    axis_shape[0 if layer.op_type == "Conv" else -1] = s.size
+    ratio = layer.weight / (s.reshape(axis_shape) * gain)
+    codes = np.round(ratio)
+    if not np.all(np.abs(ratio - codes) < 1e-6):  # pragma: no cover - the fold makes them integers
+        raise UnsupportedOpError(f"layer '{layer.name}': its weights are not integer codes of their scale")
+    layer.weight = codes
+    layer.weight_hint = code
+    bias = np.broadcast_to(np.asarray(layer.bias, dtype=np.float64).reshape(-1), (n_out,))
+    layer.bias = np.zeros(n_out)
+    layer.bias_hint = None
+    acc = f"{layer.outputs[0]}__acc"
+    final = layer.outputs[0]
+    layer.outputs = [acc]
+    ctx.add(layer, out_shape)
+    axis = 0 if layer.op_type == "Conv" else len(out_shape) - 1
+    g = Fraction(gain)
+    ctx.add(Rescale(ctx.graph.unique_name(f"{layer.name}_scale"), [acc], [final], axis=axis,
+                    scale=frac_array([Fraction(float(v)) * g for v in s]), shift=frac_array(bias)), out_shape)
 
 
 def union_type(types: list[FixedType]) -> FixedType:
@@ -103,7 +213,8 @@ def sum_type(types: list[FixedType]) -> FixedType:
 
 def dictated_type(g: Graph, name: str) -> FixedType | None:
     """The exact type QONNX dictates for tensor `name`, or None if the precision configuration
-    decides it. Dictated: the output of a Quantize; of an embedding whose table came out of a
+    decides it. Dictated: the output of a Quantize (or of a Rescale that absorbed one, or a
+    Threshold's count); of an embedding whose table came out of a
     Quant; and, recursively, of ops that pass such values on unchanged (layout moves, clones,
     max pooling) or side by side (concatenation: the union of the inputs' types). A tensor
     whose assigned type differs from that (a layer the user configured explicitly) is not
@@ -115,12 +226,19 @@ dictated type. Layers are typed in order, so this is valid while the types pass 
     from hwprune.ops.merge import Add, Concat
     from hwprune.ops.pool import GlobalPool, Pool
 
+    from hwprune.ops.rescale import Rescale
+    from hwprune.ops.threshold import Threshold
+
     p = g.producer(name)
     if p is None:
         return None
     t: FixedType | None = None
     if isinstance(p, Quantize):
         t = p.type
+    elif isinstance(p, Rescale) and p.out_quant is not None:
+        t = p.out_quant
+    elif isinstance(p, Threshold):
+        t = p.out_type()
     elif isinstance(p, Embedding):
         t = p.table_hint
     elif isinstance(p, (Reshape, Reorder, Clone)) or (isinstance(p, (Pool, GlobalPool)) and p.kind == "max"):
@@ -283,5 +401,27 @@ def keep_exact_before_quantize(g: Graph) -> Graph:
 
 @onnx_op("Quant")
 def _import_quant(ctx: Any, node: Any) -> None:
-    t = quant_type(ctx, node)
-    ctx.add(Quantize(ctx.layer_name(node), [node.input[0]], [node.output[0]], type=t), ctx.shape(node.input[0]))
+    """A power-of-two Quant is a Quantize into its exact ap_fixed type. Any other scale s
+    (scalar or per channel) becomes Rescale(1/s) -> Quantize(codes) -> Rescale(s): the
+    codes are exact integers and the real value is s * q, as in QONNX. The import's clean-up
+    (hwprune/passes/scales.py) then moves the two multipliers into their neighbours: the
+    producer's requantization, the consumer's weights, the host's conversion of a graph
+    input or output; what cannot move stays a Rescale whose width meets the stated bound."""
+    from fractions import Fraction
+
+    from hwprune.ops.rescale import Rescale, frac_array, param_axis
+
+    spec = quant_spec(ctx, node)
+    shape = ctx.shape(node.input[0])
+    t = spec.fixed_type()
+    if t is not None:
+        ctx.add(Quantize(ctx.layer_name(node), [node.input[0]], [node.output[0]], type=t), shape)
+        return
+    axis, s = param_axis(ctx, node, spec.scale, shape)
+    base = ctx.layer_name(node)
+    pre, codes = f"{node.output[0]}__pre", f"{node.output[0]}__codes"
+    ctx.add(Rescale(ctx.graph.unique_name(f"{base}_requant"), [node.input[0]], [pre], axis=axis,
+                    scale=frac_array([1 / Fraction(float(v)) for v in s])), shape)
+    ctx.add(Quantize(base, [pre], [codes], type=spec.code), shape)
+    ctx.add(Rescale(ctx.graph.unique_name(f"{base}_dequant"), [codes], [node.output[0]], axis=axis,
+                    scale=frac_array([Fraction(float(v)) for v in s])), shape)

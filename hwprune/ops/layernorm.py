@@ -13,6 +13,9 @@ the fractional bits cancel in r_i. 1/sqrt(V) comes from one table: V = m * 4^k w
 in ap_ufixed<18,1>. r_i is truncated once to Z_FRAC fractional bits (z; |r_i| < sqrt(n)), then
 y_i = z_i * gamma_i + beta_i exactly and rounded once into the output type. docs/activations.md
 derives the error bound `error_bound` implements.
+
+The layer's reuse factor time-shares the three per-element multipliers: ceil(n / RF) lanes, each
+serving ceil(n / lanes) elements of a row; the numerics do not change (docs/estimate.md).
 """
 
 from __future__ import annotations

@@ -126,20 +126,59 @@ def test_dynamo_export():
     np.testing.assert_allclose(run_float(g, [X[:1]])[0], run_onnx(model, [X[:1]])[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("io", ["parallel", "stream"])
-def test_csim_is_bit_exact_and_the_kernel_runs_the_estimated_cycles(tmp_path, io):
+@pytest.mark.parametrize("io,rf", [("parallel", 1), ("stream", 1), ("parallel", 3), ("stream", 3)])
+def test_csim_is_bit_exact_and_the_kernel_runs_the_estimated_cycles(tmp_path, io, rf):
+    """At reuse factor 3 the 32-element rows take ceil(32 / 3) = 11 lanes over 3 cycles (one
+    lane slot idle); the sums of a token and the outputs of the one before share a step: 6 + 1
+    steps of 3 cycles. The numerics do not change with the reuse factor."""
     model = _export(_Block(), 17)
-    prj = hwprune.export(model, tmp_path / io, io_type=io)
+    prj = hwprune.export(model, tmp_path / io, io_type=io, precision=PREC.with_overrides(reuse_factor=rf))
     g = load_project_graph(prj)
     x = X[:4] * 3  # wider rows: larger variances exercise more of the table
     np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g, [x]).values[g.outputs[0]])
     counts = count_loops(prj, [x])
     ln = next(l for l in g.layers if l.op_type == "LayerNorm")
+    assert ln.reuse_factor == rf
     est = next(l for l in estimate(g, hwprune.board.load_board("pynq-z2"), 100.0).layers if l.name == ln.name)
     c = counts[ln.name]
-    assert c.calls == len(x) and c.cycles / c.calls == est.cost.ii  # one row per cycle: 6 tokens
+    assert c.calls == len(x) and c.cycles / c.calls == est.cost.ii == (6 if rf == 1 else 7 * 3)
     if io == "stream":
         assert c.reads / c.calls == c.writes / c.calls == 6
+
+
+def _ln_cost(rf: int, n: int = 96, tokens: int = 48):
+    from onnx import helper
+
+    from conftest import fin, make_model
+
+    rng = np.random.default_rng(1)
+    m = make_model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"])], [fin("x", tokens, n)],
+                   [fin("y", tokens, n)], [("g", rng.uniform(0.5, 1.5, n)), ("b", rng.uniform(-0.2, 0.2, n))])
+    g = compile_graph(m, PrecisionConfig().with_overrides(reuse_factor=rf), "stream")
+    return g.layers[0], estimate(g, hwprune.board.load_board("pynq-z2"), 100.0).layers[0].cost
+
+
+def test_reuse_factor_time_shares_the_multipliers():
+    """A 96-wide LayerNorm over 48 tokens (ap_fixed<16,6> in and out, 16-bit gamma and beta) on
+    pynq-z2's DSP48E1 (25 x 18): x*x (16 x 16), (n x - S) * inv (24 x 18) and z * gamma (20 x 16)
+    each take one DSP.
+    RF 1: 96 lanes, 288 DSPs, a token per cycle. RF 64: ceil(96 / 64) = 2 lanes, so 6 DSPs, and
+    the row is served in ceil(96 / 2) = 48 cycles (not 64): (48 + 1) * 48 cycles per sample.
+    RF 8: 12 lanes, 36 DSPs, (48 + 1) * 8 cycles."""
+    by_rf = {rf: _ln_cost(rf) for rf in (1, 8, 64)}
+    (l1, c1), (l8, c8), (l64, c64) = by_rf[1], by_rf[8], by_rf[64]
+    assert (l1.reuse_factor, l8.reuse_factor, l64.reuse_factor) == (1, 8, 48)
+    assert (c1.dsp, c8.dsp, c64.dsp) == (288, 36, 6)
+    assert (c1.multipliers, c8.multipliers, c64.multipliers) == (288, 36, 6)
+    assert (c1.ii, c8.ii, c64.ii) == (48, 49 * 8, 49 * 48)
+    assert c64.latency > c8.latency > c1.latency
+    # LUTs by hand from the primitives (an adder 1 LUT/bit; an 8:1 / 64:1 mux 3 / 25.5 LUT/bit;
+    # LUTRAM 64 bits/LUT), d = 24 bits, V = 48 bits. RF 8, 12 lanes: lane trees 11 * (24 + 48),
+    # accumulators 24 + 48, per lane subtractor 24 + output adder 16 + two 8:1 muxes of 16 bits
+    # (12 * 136), variance 2 * 48 + leading-one shifter 64:1 of 48 bits (1320), gamma and beta
+    # 12 banks of 8 x 16 bits each (24 + 24): 3864. RF 64 (2 lanes, 48 cycles): 72 + 72
+    # + 2 * (40 + 2 * 408) + 1320 + 2 banks of 48 x 16 bits each (24 + 24) = 3224. RF 1 stays 12000.
+    assert (c1.lut, c8.lut, c64.lut) == (12000, 3864, 3224)
 
 
 def test_constant_rows_take_epsilon():

@@ -80,7 +80,7 @@ class Embedding(OpMixin, Layer):
         return requant(y + self._position_physical(g, True)[None], t.frac, t)
 
     def saturation(self, g: Graph, xs: list[np.ndarray]) -> int:
-        from hwprune.fixed import quantize_overflow_count
+        from hwprune.fixed import overflow_count, quantize_overflow_count
 
         t = g.tensor(self.output).type
         if self.position is not None:

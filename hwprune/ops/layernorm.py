@@ -13,6 +13,9 @@ the fractional bits cancel in r_i. 1/sqrt(V) comes from one table: V = m * 4^k w
 in ap_ufixed<18,1>. r_i is truncated once to Z_FRAC fractional bits (z; |r_i| < sqrt(n)), then
 y_i = z_i * gamma_i + beta_i exactly and rounded once into the output type. docs/activations.md
 derives the error bound `error_bound` implements.
+
+The layer's reuse factor time-shares the three per-element multipliers: ceil(n / RF) lanes, each
+serving ceil(n / lanes) elements of a row; the numerics do not change (docs/estimate.md).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import numpy as np
 from hwprune.fixed import FAST_BITS, MAX_WIDTH, FixedType, exact_ints, quantize, to_float
 from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ops.base import (
-    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, WeightArray, auto_weight_type, onnx_op, out_of_range,
-    render, requant, round_error,
+    CostContext, HlsBinding, HlsContext, LayerCost, OpMixin, ProcessModel, Step, WeightArray, auto_weight_type,
+    onnx_op, out_of_range, output_delay, process, render, requant, round_error,
 )
 from hwprune.sim import resources as hw
 
@@ -43,6 +46,9 @@ class LayerNorm(OpMixin, Layer):
     table_size: int = 1024
     gamma_t: FixedType | None = None
     beta_t: FixedType | None = None
+    # Cycles each of the lanes' multipliers is shared over: ceil(n / lanes) for the layer's
+    # reuse factor (lanes = ceil(n / RF)); 1 = a whole row per cycle.
+    reuse_factor: int = 1
 
     op_type: ClassVar[str] = "LayerNorm"
 
@@ -72,6 +78,10 @@ class LayerNorm(OpMixin, Layer):
     def infer_types(self, g: Graph, prec: Any) -> None:
         p = prec.resolve(self.name, self.op_type)
         self.table_size = p.table_size
+        # The fewest cycles per row that keep ceil(n / RF) lanes busy: RF 64 over 96 elements
+        # gives 2 lanes and 48 cycles, not 64 cycles with idle lanes.
+        lanes = -(-self._n(g) // max(p.reuse_factor, 1))
+        self.reuse_factor = -(-self._n(g) // lanes)
         if self.table_size < 4 or self.table_size & (self.table_size - 1):
             from hwprune.errors import ConfigError
 
@@ -196,6 +206,9 @@ class LayerNorm(OpMixin, Layer):
         return np.abs(gq) * dz + gamma_term + np.abs(bq - self.beta) + round_error(g.tensor(self.output).type)
 
     # ------------------------------------------------------------------ cost
+    def lanes(self, g: Graph) -> int:
+        return -(-self._n(g) // self.reuse_factor)
+
     def cost(self, ctx: CostContext) -> LayerCost:
         g = ctx.graph
         t = g.tensor(self.output)
@@ -204,23 +217,66 @@ class LayerNorm(OpMixin, Layer):
         rows = t.size // n
         zt = self.z_type(g)
         d_bits = x_t.width + int(math.ceil(math.log2(n + 1))) + 1
+        v_bits = 2 * d_bits
+        rf = self.reuse_factor
         mults = [(x_t.width, x_t.width), (d_bits, INV_TYPE.width), (zt.width, self.gamma_t.width)]
+        mem = hw.memory_cost(self.table_size, INV_TYPE.width, 1)
+        depth = 2 * int(math.ceil(math.log2(max(n, 2)))) + 8
+        if rf > 1:
+            return self._reuse_cost(ctx, n, rows, zt, d_bits, v_bits, mults, mem, depth)
         dsp = lut = 0.0
         for a, b in mults:
             per = hw.dsps_per_multiplier(a, b, ctx.dsp_kind)
             dsp += n * per
             lut += 0 if per else n * hw.lut_per_multiplier(a, b)
-        v_bits = 2 * d_bits
         # Two adder trees (S, Q), the n*x - S subtractors, the variance, the leading-one detector
         # and its shifter, the output adders.
         lut += (n - 1) * (hw.lut_per_adder(d_bits) + hw.lut_per_adder(v_bits)) + n * hw.lut_per_adder(d_bits)
         lut += 2 * hw.lut_per_adder(v_bits) + hw.mux_luts(v_bits, v_bits) + n * hw.lut_per_adder(t.type.width)
-        mem = hw.memory_cost(self.table_size, INV_TYPE.width, 1)
         words = rows if ctx.io_type == IOType.STREAM else 1
-        depth = 2 * int(math.ceil(math.log2(max(n, 2)))) + 8
         return LayerCost(latency=words + depth, ii=words if ctx.io_type == IOType.STREAM else rows,
                          dsp=dsp, lut=lut + mem.lut, bram18=mem.bram18, ff=n * (2 * d_bits + zt.width + t.type.width),
                          multipliers=3 * n * rows if ctx.io_type == IOType.PARALLEL else 3 * n, macs=3 * n * rows)
+
+    def _reuse_cost(self, ctx: CostContext, n: int, rows: int, zt: FixedType, d_bits: int, v_bits: int,
+                    mults: list[tuple[int, int]], mem: Any, depth: int) -> LayerCost:
+        """The time-shared kernel (layernorm.h, layernorm_step): `lanes` copies of the three
+        multipliers, each serving `reuse_factor` elements of a row; the sums of row t and the
+        outputs of row t-1 share each step of reuse_factor cycles, so a call takes rows + 1 steps."""
+        g = ctx.graph
+        x_t, out_t = g.tensor(self.inputs[0]).type, g.tensor(self.output).type
+        rf, lanes = self.reuse_factor, self.lanes(g)
+        dsp = lut = 0.0
+        for a, b in mults:
+            per = hw.dsps_per_multiplier(a, b, ctx.dsp_kind)
+            dsp += lanes * per
+            lut += 0 if per else lanes * hw.lut_per_multiplier(a, b)
+        # Lane adder trees and the S, Q accumulators; per lane the n*x - S subtractor, the output
+        # adder and the two RF:1 multiplexers reading its elements of the two row buffers; the
+        # variance, leading-one detector and shifter once.
+        lut += (lanes - 1) * (hw.lut_per_adder(d_bits) + hw.lut_per_adder(v_bits))
+        lut += hw.lut_per_adder(d_bits) + hw.lut_per_adder(v_bits)
+        lut += lanes * (hw.lut_per_adder(d_bits) + hw.lut_per_adder(out_t.width) + 2 * hw.mux_luts(rf, x_t.width))
+        lut += 2 * hw.lut_per_adder(v_bits) + hw.mux_luts(v_bits, v_bits)
+        # gamma and beta in one bank per lane (the lane reads one word a cycle).
+        gm = hw.memory_cost(lanes * rf, self.gamma_t.width, lanes)
+        bm = hw.memory_cost(lanes * rf, self.beta_t.width, lanes)
+        steps = rows + 1
+        ff = 2 * n * x_t.width + n * out_t.width + lanes * (2 * d_bits + zt.width) + 2 * v_bits
+        return LayerCost(latency=steps * rf + depth, ii=steps * rf, dsp=dsp, lut=lut + mem.lut + gm.lut + bm.lut,
+                         bram18=mem.bram18 + gm.bram18 + bm.bram18, ff=ff, multipliers=3 * lanes, macs=3 * n * rows,
+                         note=f"{lanes} lanes x {rf} cycles per row")
+
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
+        """layernorm.h in io_stream: at reuse factor 1 a word per cycle; beyond, rows + 1 steps
+        of reuse_factor cycles, the first only reading, the last only writing (the previous
+        row's outputs leave at the end of the step that reads the next row)."""
+        rf = self.reuse_factor
+        rows = ctx.graph.tensor(self.output).size // self._n(ctx.graph)
+        if rf == 1:
+            return process(Step(rows, 1, (0,), (0,), output_delay(cost)))
+        late = rf - 1 + output_delay(cost)
+        return process(Step(1, rf, (0,), ()), Step(rows - 1, rf, (0,), (0,), late), Step(1, rf, (), (0,), late))
 
     # ------------------------------------------------------------------ HLS
     def hls(self, ctx: HlsContext) -> HlsBinding:
@@ -230,7 +286,8 @@ class LayerNorm(OpMixin, Layer):
         lname = ctx.lname(self)
         zt = self.z_type(g)
         frac = max(Z_FRAC + self.gamma_t.frac, self.beta_t.frac)
-        L = dict(cfg=f"{lname}_config", size=t.size, n=n, n_table=self.table_size,
+        L = dict(cfg=f"{lname}_config", size=t.size, n=n, n_table=self.table_size, reuse_factor=self.reuse_factor,
+                 lanes=self.lanes(g),
                  log_n_table=int(round(math.log2(self.table_size))), eps_raw=self._eps_raw(g),
                  inv_t=INV_TYPE.cpp(), inv_bits=INV_TYPE.width, z_t=zt.cpp(),
                  gamma_t=self.gamma_t.cpp(), gamma_bits=self.gamma_t.width, beta_t=self.beta_t.cpp(),

@@ -96,7 +96,7 @@ def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type:
     """Write a Vitis HLS project for `model`. Returns the project directory (`fit(project)`
     says whether it fits the board). `embedding_on_ps`: the embedding lookups run on the
     board's ARM side and the accelerator receives the embedded sequence (the manifest
-    records it; docs/deploy.md)."""
+    records it; docs/hardware.md)."""
     return export_graph(model, out, board, io_type, precision, clock_mhz, force, example_input, sample_inputs,
                         embedding_on_ps)[0]
 

@@ -121,10 +121,11 @@ class FixedTrace:
 
 
 def trace_fixed(g: Graph, inputs: Sequence[np.ndarray], count_saturation: bool = False) -> FixedTrace:
+    inputs = check_inputs(g, inputs)
     tr = FixedTrace()
-    for name, raw in zip(g.inputs, accelerator_inputs_raw(g, inputs)):
-        tr.values[name] = raw
-    for layer in g.layers:
+    for name, x in zip(g.model_inputs, inputs):
+        tr.values[name] = input_raw(g, name, x)
+    for layer in [*g.host_layers, *g.layers]:  # the host's lookups (embedding on the PS) first
         xs = [tr.values[i] for i in layer.inputs]
         _store(tr.values, layer, layer.fixed_forward(g, xs))
         if count_saturation:
@@ -149,7 +150,7 @@ def saturation_report(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, int]:
         return sat
     floats = _float_values(g, inputs)
     for name, n in sat.items():
-        out = g.tensor(g.layer(name).outputs[0])
+        out = g.tensor(next(l for l in [*g.host_layers, *g.layers] if l.name == name).outputs[0])
         v = floats.get(out.name)
         log.warning("%s", overflow_message(name, out.type, n, 0 if v is None else int(v.size),
                                            None if v is None else float(np.max(np.abs(v), initial=0.0))))

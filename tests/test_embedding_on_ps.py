@@ -22,11 +22,11 @@ from hwprune.backend.deploy import write_package
 from hwprune.cli import main
 from hwprune.errors import HwpruneInputError
 from hwprune.fixed import FixedType
-from hwprune.pipeline import compile_graph, run_fixed
+from hwprune.pipeline import compile_graph, run_fixed, saturation_report
 from hwprune.precision import PrecisionConfig
 
 VOCAB, SEQ, DIM, OUT = 4000, 8, 16, 4
-PREC = PrecisionConfig().with_overrides(result=FixedType.parse("ap_fixed<8,3>"))
+PREC = PrecisionConfig().with_overrides(result=FixedType.parse("ap_fixed<8,3,AP_RND_CONV,AP_SAT>"))
 
 
 def embedding_model():
@@ -81,6 +81,10 @@ def test_driver_and_csim_equal_the_fixed_reference_with_the_lookup_on_the_host(p
     assert emb.saturation(g, [x]) > 0  # the driver's saturating add is exercised
     assert json.loads((prj / "hwprune_project.json").read_text())["embedding_on_ps"] is True
     np.testing.assert_array_equal(hwprune.run(prj, [x], engine="fixed")[0], want)  # reloaded, option re-applied
+    from hwprune.project import load_project_graph
+
+    # The host's saturating add is still reported by layer name on the reloaded project.
+    assert saturation_report(load_project_graph(prj), [x])[emb.name] == emb.saturation(g, [x])
     np.testing.assert_array_equal(hwprune.run(prj, [x], engine="csim")[0], want)  # the PL part, g++
     acc, _ = drv.open_accelerator(pkg, sim=True)
     assert [p.name for p in acc.spec.model_inputs] == ["ids"] and acc.spec.inputs[0].kind == "fixed"

@@ -230,7 +230,7 @@ def _estimate_graph(model_or_project: Any, board: str | Board = "pynq-z2", preci
 
 def fit(model_or_project: Any, board: str | Board | None = None, headroom: Any = None,
         precision: PrecisionConfig | None = None, io_type: str = "parallel", clock_mhz: float | None = None,
-        example_input: Any = None, shell: bool = True) -> Any:
+        example_input: Any = None, shell: bool = True, embedding_on_ps: bool = False) -> Any:
     """The fit verdict (hwprune.verdict.Verdict) of a model or project on a board: fits or not
     within the routing headroom, the binding resource and its share, and — when it does not
     fit — the smallest reuse factor that does (or a larger board). A project's own board is
@@ -243,7 +243,8 @@ def fit(model_or_project: Any, board: str | Board | None = None, headroom: Any =
         if prj is None:
             raise HwpruneInputError("fit() of a model needs a board, e.g. board='pynq-z2'")
         board = prj.board
-    est, g = _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell)
+    est, g = _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell,
+                             embedding_on_ps)
     return fit_verdict(est, Headroom.parse(headroom), g)
 
 

@@ -91,7 +91,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.input:
         sample = [_load_npy(args.input, "--input")]
     out, g = export_graph(args.model, args.out, board=board, io_type=args.io, precision=prec,
-                          clock_mhz=args.clock_mhz, force=args.force, sample_inputs=sample)
+                          clock_mhz=args.clock_mhz, force=args.force, sample_inputs=sample,
+                          embedding_on_ps=args.embedding_on_ps)
     if sample is not None:
         _report_saturation(out, sample)
     # Whether it fits is the user's call to act on: the project is written either way (exit 0).
@@ -144,13 +145,15 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     board = _board(args.board)
     est, g = _estimate_graph(args.model, board=board, precision=_precision(args), io_type=args.io,
-                             clock_mhz=args.clock_mhz, shell=not args.no_shell)
+                             clock_mhz=args.clock_mhz, shell=not args.no_shell, embedding_on_ps=args.embedding_on_ps)
     verdict = est.verdict(_headroom(args), g)
     if args.json:
         print(json.dumps(dict(est.as_dict(), verdict=verdict.as_dict()), indent=2))
     else:
         print(format_estimate(est))
         print(f"latency: {est.latency_source}")
+        on_ps = f" (on the PS: {', '.join(est.on_ps)})" if est.on_ps else ""
+        print(f"AXI DMA: {est.axi_bytes_per_sample} bytes per sample{on_ps}")
         _say_verdict(verdict)
     return 0
 
@@ -581,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     e.add_argument("--input", metavar="X.npy", help="sample inputs stored as the testbench data")
     e.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    e.add_argument("--embedding-on-ps", action="store_true",
+                    help="look the embedding up on the board's ARM side; the accelerator receives the embedded "
+                         "sequence (no table in BRAM, more bytes per sample over AXI)")
     fit_opts(e)
     e.set_defaults(func=cmd_export)
 
@@ -602,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board", required=True, help=BOARD_HELP)
     model_opts(s)
     s.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
+    s.add_argument("--embedding-on-ps", action="store_true",
+                    help="look the embedding up on the board's ARM side; the accelerator receives the embedded "
+                         "sequence (no table in BRAM, more bytes per sample over AXI)")
     fit_opts(s)
     s.set_defaults(func=cmd_estimate)
 

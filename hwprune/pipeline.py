@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def compile_graph(model: Any, precision: PrecisionConfig | None = None, io_type: IOType | str = IOType.PARALLEL,
-                  name: str | None = None) -> Graph:
-    """ONNX file/proto or torch module (with `example_input`) -> typed IR ready for export."""
+                  name: str | None = None, embedding_on_ps: bool = False) -> Graph:
+    """ONNX file/proto or torch module (with `example_input`) -> typed IR ready for export.
+    `embedding_on_ps`: the embedding lookups run on the host (passes/host_embedding.py)."""
     from hwprune.frontend.onnx_import import import_onnx
 
     g = import_onnx(model, name=name)
@@ -46,14 +47,20 @@ def compile_graph(model: Any, precision: PrecisionConfig | None = None, io_type:
     assign_types(g, precision or PrecisionConfig())
     keep_exact_before_quantize(g)
     fuse_relu_quantize(g)
+    if embedding_on_ps:
+        from hwprune.passes.host_embedding import move_embeddings_to_host
+
+        move_embeddings_to_host(g)
     return g
 
 
 def check_inputs(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    if len(inputs) != len(g.inputs):
-        raise ShapeError(f"the model has {len(g.inputs)} input(s) ({', '.join(g.inputs)}); got {len(inputs)} array(s)")
+    """The model's inputs (`g.model_inputs`: token ids where the host does the lookup)."""
+    names = g.model_inputs
+    if len(inputs) != len(names):
+        raise ShapeError(f"the model has {len(names)} input(s) ({', '.join(names)}); got {len(inputs)} array(s)")
     out = []
-    for name, x in zip(g.inputs, inputs):
+    for name, x in zip(names, inputs):
         t = g.tensor(name)
         x = np.asarray(x)
         if x.ndim == len(t.shape) and len(t.shape) > 0 and x.shape == t.shape:
@@ -82,6 +89,16 @@ def input_raw(g: Graph, name: str, x: np.ndarray) -> np.ndarray:
     return quantize(host_divide(phys, t.scale), t.type)
 
 
+def accelerator_inputs_raw(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The model's input batches -> the accelerator's inputs (`g.inputs`) as physical raw
+    integers: the host layers (an embedding on the ARM side) run first, in fixed point."""
+    inputs = check_inputs(g, inputs)
+    vals = {n: input_raw(g, n, x) for n, x in zip(g.model_inputs, inputs)}
+    for layer in g.host_layers:
+        _store(vals, layer, layer.fixed_forward(g, [vals[i] for i in layer.inputs]))
+    return [vals[n] for n in g.inputs]
+
+
 def host_divide(x: np.ndarray, scale: float) -> np.ndarray:
     """A graph input's value in the units of its type: x / scale, divided in float32 exactly as
     QONNX's Quant divides (so the integer codes the host sends are QONNX's); scale 1: x."""
@@ -106,9 +123,9 @@ class FixedTrace:
 def trace_fixed(g: Graph, inputs: Sequence[np.ndarray], count_saturation: bool = False) -> FixedTrace:
     inputs = check_inputs(g, inputs)
     tr = FixedTrace()
-    for name, x in zip(g.inputs, inputs):
+    for name, x in zip(g.model_inputs, inputs):
         tr.values[name] = input_raw(g, name, x)
-    for layer in g.layers:
+    for layer in [*g.host_layers, *g.layers]:  # the host's lookups (embedding on the PS) first
         xs = [tr.values[i] for i in layer.inputs]
         _store(tr.values, layer, layer.fixed_forward(g, xs))
         if count_saturation:
@@ -133,7 +150,7 @@ def saturation_report(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, int]:
         return sat
     floats = _float_values(g, inputs)
     for name, n in sat.items():
-        out = g.tensor(g.layer(name).outputs[0])
+        out = g.tensor(next(l for l in [*g.host_layers, *g.layers] if l.name == name).outputs[0])
         v = floats.get(out.name)
         log.warning("%s", overflow_message(name, out.type, n, 0 if v is None else int(v.size),
                                            None if v is None else float(np.max(np.abs(v), initial=0.0))))
@@ -166,11 +183,11 @@ def overflow_message(layer: str, t: Any, n: int, total: int, max_abs: float | No
 def _float_values(g: Graph, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     inputs = check_inputs(g, inputs)
     vals: dict[str, np.ndarray] = {}
-    for name, x in zip(g.inputs, inputs):
+    for name, x in zip(g.model_inputs, inputs):
         t = g.tensor(name)
         phys = t.to_physical(np.asarray(x))
         vals[name] = phys.astype(np.int64) if t.kind == TensorKind.INDEX else host_divide(phys, t.scale)
-    for layer in g.layers:
+    for layer in [*g.host_layers, *g.layers]:
         _store(vals, layer, layer.float_forward(g, [vals[i] for i in layer.inputs]))
     return vals
 
@@ -186,14 +203,14 @@ def error_bounds(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     (first order, using the float activations). Valid while no value overflows its type."""
     vals = _float_values(g, inputs)
     errs: dict[str, np.ndarray] = {}
-    for name in g.inputs:
+    for name in g.model_inputs:
         t = g.tensor(name)
         if t.kind == TensorKind.INDEX:
             errs[name] = np.zeros(vals[name].shape)
         else:
             assert t.type is not None
             errs[name] = np.abs(to_float(quantize(vals[name], t.type), t.type) - vals[name])
-    for layer in g.layers:
+    for layer in [*g.host_layers, *g.layers]:
         e = layer.error_bound(g, [vals[i] for i in layer.inputs], [errs[i] for i in layer.inputs])
         for out, ek in zip(layer.outputs, e if isinstance(e, list) else [e]):
             errs[out] = np.broadcast_to(ek, vals[out].shape)

@@ -80,26 +80,31 @@ def _project_of(model_or_project: Any) -> ProjectDir | None:
 
 
 def build_graph(model: Any, precision: PrecisionConfig | None = None, io_type: "str | IOType" = "parallel",
-                example_input: Any = None, name: str | None = None) -> "Graph":
+                example_input: Any = None, name: str | None = None, embedding_on_ps: bool = False) -> "Graph":
     from hwprune.pipeline import compile_graph
 
     proto = _model_proto(model, example_input)
     if name is None and isinstance(model, (str, Path)):
         name = Path(model).stem
-    return compile_graph(proto, precision, _io(io_type), name=name)
+    return compile_graph(proto, precision, _io(io_type), name=name, embedding_on_ps=embedding_on_ps)
 
 
 def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type: str = "parallel",
            precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
-           example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None) -> Path:
+           example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None,
+           embedding_on_ps: bool = False) -> Path:
     """Write a Vitis HLS project for `model`. Returns the project directory (`fit(project)`
-    says whether it fits the board)."""
-    return export_graph(model, out, board, io_type, precision, clock_mhz, force, example_input, sample_inputs)[0]
+    says whether it fits the board). `embedding_on_ps`: the embedding lookups run on the
+    board's ARM side and the accelerator receives the embedded sequence (the manifest
+    records it; docs/hardware.md)."""
+    return export_graph(model, out, board, io_type, precision, clock_mhz, force, example_input, sample_inputs,
+                        embedding_on_ps)[0]
 
 
 def export_graph(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type: str = "parallel",
                  precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
-                 example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None) -> "tuple[Path, Graph]":
+                 example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None,
+                 embedding_on_ps: bool = False) -> "tuple[Path, Graph]":
     """`export`, also returning the compiled graph the project was written from."""
     from hwprune.backend.hls_project import write_project
     from hwprune.fsutil import check_out_dir
@@ -112,7 +117,7 @@ def export_graph(model: Any, out: str | Path, board: str | Board = "pynq-z2", io
     name = Path(model).stem if isinstance(model, (str, Path)) else None
     from hwprune.pipeline import compile_graph
 
-    g = compile_graph(proto, precision, _io(io_type), name=name)
+    g = compile_graph(proto, precision, _io(io_type), name=name, embedding_on_ps=embedding_on_ps)
     prj = write_project(g, proto.SerializeToString(), out, b, clock_mhz, precision, force,
                         list(sample_inputs) if sample_inputs is not None else None, inputs=inputs)
     return prj, g
@@ -125,7 +130,8 @@ def _project_graph(path: str, stamp: float) -> "Graph":
 
     prj = ProjectDir(path)
     prec = PrecisionConfig.from_dict(prj.precision, where=str(prj.manifest_path))
-    g = compile_graph(prj.model_path, prec, IOType(prj.io_type), name=Path(path).name)
+    g = compile_graph(prj.model_path, prec, IOType(prj.io_type), name=Path(path).name,
+                      embedding_on_ps=bool(prj.get("embedding_on_ps", False)))
     declared = prj.get("fifo_depths")
     if declared:  # the depths the project declares (older projects: none recorded)
         from hwprune.passes.fifo import set_fifo_depths
@@ -196,30 +202,35 @@ def run(model_or_project: Any, inputs: "Sequence[np.ndarray]", engine: str = "fi
 
 def estimate(model_or_project: Any, board: str | Board = "pynq-z2", precision: PrecisionConfig | None = None,
              io_type: str = "parallel", clock_mhz: float | None = None, example_input: Any = None,
-             shell: bool = True) -> Any:
+             shell: bool = True, embedding_on_ps: bool = False) -> Any:
     """Analytical latency/resource estimate (see docs/estimate.md). `shell`: count the
-    deployment shell (AXI DMA, SmartConnect, AXI-Stream top) the bitstream project adds."""
-    return _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell)[0]
+    deployment shell (AXI DMA, SmartConnect, AXI-Stream top) the bitstream project adds.
+    `embedding_on_ps` (a model; a project keeps its own choice): the lookups on the host."""
+    return _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell,
+                           embedding_on_ps)[0]
 
 
 def _estimate_graph(model_or_project: Any, board: str | Board = "pynq-z2", precision: PrecisionConfig | None = None,
                     io_type: str = "parallel", clock_mhz: float | None = None, example_input: Any = None,
-                    shell: bool = True) -> "tuple[Any, Graph]":
+                    shell: bool = True, embedding_on_ps: bool = False) -> "tuple[Any, Graph]":
     from hwprune.sim.estimate import estimate as _estimate
 
     b = board if isinstance(board, Board) else load_board(board)
     prj = _project_of(model_or_project)
     if prj is not None:
+        if embedding_on_ps and not prj.get("embedding_on_ps", False):
+            raise HwpruneInputError(f"{prj.path} was exported with the embedding on the accelerator; a project keeps "
+                                    "its choice: re-export it with --embedding-on-ps, or estimate its model")
         g = load_project_graph(prj.path)
         clock = clock_mhz or prj.clock_mhz if b.name == prj.board else clock_mhz or b.default_clock_mhz
         return _estimate(g, b, clock, shell=shell), g
-    g = build_graph(model_or_project, precision, io_type, example_input)
+    g = build_graph(model_or_project, precision, io_type, example_input, embedding_on_ps=embedding_on_ps)
     return _estimate(g, b, clock_mhz or b.default_clock_mhz, shell=shell), g
 
 
 def fit(model_or_project: Any, board: str | Board | None = None, headroom: Any = None,
         precision: PrecisionConfig | None = None, io_type: str = "parallel", clock_mhz: float | None = None,
-        example_input: Any = None, shell: bool = True) -> Any:
+        example_input: Any = None, shell: bool = True, embedding_on_ps: bool = False) -> Any:
     """The fit verdict (hwprune.verdict.Verdict) of a model or project on a board: fits or not
     within the routing headroom, the binding resource and its share, and — when it does not
     fit — the smallest reuse factor that does (or a larger board). A project's own board is
@@ -232,7 +243,8 @@ def fit(model_or_project: Any, board: str | Board | None = None, headroom: Any =
         if prj is None:
             raise HwpruneInputError("fit() of a model needs a board, e.g. board='pynq-z2'")
         board = prj.board
-    est, g = _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell)
+    est, g = _estimate_graph(model_or_project, board, precision, io_type, clock_mhz, example_input, shell,
+                             embedding_on_ps)
     return fit_verdict(est, Headroom.parse(headroom), g)
 
 

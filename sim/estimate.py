@@ -59,6 +59,11 @@ class DesignEstimate:
     fifo_resources: dict[str, float] = field(default_factory=dict)  # what the FIFOs cost together
     top: dict[str, float] = field(default_factory=dict)  # the top function's fixed overhead
     critical_path: list[str] = field(default_factory=list)  # the layers on one longest path
+    # Bytes the AXI DMA moves per sample (both directions, whole 64-bit bus words): the
+    # accelerator's ports as pynq_driver packs them. With the embedding on the PS the input is
+    # the embedded sequence, not the token ids.
+    axi_bytes_per_sample: int = 0
+    on_ps: list[str] = field(default_factory=list)  # layers the host runs (the embedding on the PS)
 
     @property
     def latency_us(self) -> float:
@@ -128,6 +133,7 @@ class DesignEstimate:
             shell=None if self.shell is None else dict(
                 resources=shell_resources(self.shell).as_dict(), parts=[p.as_dict() for p in self.shell]),
             layers=[l.as_dict() for l in self.layers],
+            axi_bytes_per_sample=self.axi_bytes_per_sample, on_ps=list(self.on_ps),
         )
 
 
@@ -189,6 +195,11 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
     res = Resources(dsp=int(round(dsp)), lut=int(round(lut)), ff=int(round(ff)), bram18=int(round(bram + 0.499)),
                     uram=int(round(uram + 0.499)))
     path = dag.critical_path(lat)
+    from hwprune.backend.axis import accelerator_spec
+
+    bus = accelerator_spec(g, board.name, clock, "")
     return DesignEstimate(board.name, clock, g.io_type.value, int(latency), int(max(ii, 1)), res, layers, fifo,
                           board.resources, network, parts, dict(lut=fifo_lut, bram18=fifo_bram),
-                          dict(lut=float(TOP_LUT), ff=float(TOP_FF)), path)
+                          dict(lut=float(TOP_LUT), ff=float(TOP_FF)), path,
+                          axi_bytes_per_sample=8 * (bus.words_in + bus.words_out),
+                          on_ps=[l.name for l in g.host_layers])

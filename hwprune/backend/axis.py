@@ -75,11 +75,10 @@ def render_axis_files(g: Graph, env: Any, version: str, top: str, ports: Sequenc
 
 def write_axis_inputs(g: Graph, inputs: Sequence[np.ndarray], out_dir: Path) -> None:
     """tb_data/axis_in.bin: the sample inputs as bus words, for the AXI-Stream testbench."""
-    from hwprune.pipeline import check_inputs, input_raw
+    from hwprune.pipeline import accelerator_inputs_raw
 
-    inputs = check_inputs(g, list(inputs))
     spec = accelerator_spec(g, "", 1.0, "")
-    raws = [input_raw(g, n, x).reshape(np.asarray(x).shape[0], -1) for n, x in zip(g.inputs, inputs)]
+    raws = [r.reshape(r.shape[0], -1) for r in accelerator_inputs_raw(g, list(inputs))]
     np.ascontiguousarray(drv.pack_raw(spec, raws), dtype="<u8").tofile(out_dir / "axis_in.bin")
 
 

@@ -396,13 +396,13 @@ def evict(keep: Path | None = None, max_bytes: int | None = None) -> list[Path]:
 
 
 def write_inputs(g_or_manifest: object, inputs: list[np.ndarray], out_dir: Path) -> None:
-    from hwprune.pipeline import check_inputs, input_raw
+    from hwprune.pipeline import accelerator_inputs_raw
 
     g = g_or_manifest
-    inputs = check_inputs(g, inputs)  # type: ignore[arg-type]
+    raws = accelerator_inputs_raw(g, inputs)  # type: ignore[arg-type]
     out_dir.mkdir(parents=True, exist_ok=True)
-    for k, (name, x) in enumerate(zip(g.inputs, inputs)):  # type: ignore[attr-defined]
-        np.ascontiguousarray(input_raw(g, name, x), dtype="<i8").tofile(out_dir / f"input_{k}.bin")  # type: ignore[arg-type]
+    for k, raw in enumerate(raws):
+        np.ascontiguousarray(raw, dtype="<i8").tofile(out_dir / f"input_{k}.bin")
 
 
 def _execute(project: Path, inputs: list[np.ndarray], count: bool = False) -> tuple[object, list[np.ndarray], dict]:

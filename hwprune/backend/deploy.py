@@ -8,6 +8,7 @@
     PKG/<top>.bit/.hwh      when the project has been built (`hwprune build`)
     PKG/text.json           a text model: tokenizer, the design's vocabulary, remap from the original's
     PKG/x.npy, PKG/y.npy    sample inputs (in the design's ids) and their labels
+PKG/embedding_<k>_*.npy the embedding tables, raw integers, when the lookup runs on the ARM side
 
 text.json, x.npy and y.npy come from the design directory that holds the project (the pruner's
 DIR/ beside DIR/project; `hwprune demo` writes them) or from `write_package(text=, samples=)`.
@@ -33,7 +34,7 @@ DRIVER_NAME = "hwprune_driver.py"
 
 def accelerator_json(project: Path, man: dict[str, Any], board: Board, recorded: Path | None = None) -> dict[str, Any]:
     from hwprune.backend import pynq_driver as drv
-    from hwprune.backend.axis import accelerator_spec, axis_top
+    from hwprune.backend.axis import accelerator_spec, axis_top, port_spec
     from hwprune.backend.vivado import ACCEL_CELL, DMA_CELL, board_support
     from hwprune.project import load_project_graph
 
@@ -53,7 +54,21 @@ def accelerator_json(project: Path, man: dict[str, Any], board: Board, recorded:
         words_in_per_sample=spec.words_in, words_out_per_sample=spec.words_out,
         inputs=[p.to_dict() for p in spec.inputs], outputs=[p.to_dict() for p in spec.outputs],
         image=board_support(board).image, project_dir=str((recorded or project).resolve()),
+        host_embeddings=[dict(port=layer.output, ids=port_spec(g, layer.inputs[0]).to_dict(), table=f"embedding_{k}_table.npy",
+                              position=f"embedding_{k}_position.npy" if layer.position is not None else None)
+                         for k, layer in enumerate(g.host_layers)],
     )
+
+
+def host_tables(g: Any) -> dict[str, Any]:
+    """The .npy files of the host's lookups (accelerator.json's host_embeddings): raw
+    integers of the accelerator input's type, the position rows in the ids' physical order."""
+    out = {}
+    for k, layer in enumerate(g.host_layers):
+        out[f"embedding_{k}_table.npy"] = layer.raw_table(g)
+        if layer.position is not None:
+            out[f"embedding_{k}_position.npy"] = layer.raw_position(g)
+    return out
 
 
 DESIGN_EXTRAS = ("text.json", "x.npy", "y.npy", "texts.txt")
@@ -90,12 +105,21 @@ def write_package(project_dir: str | Path, board: str | Board | None, out: str |
     ctx = dict(version=__version__, board=b.name, top=man["top"], clock_mhz=f"{float(man['clock_mhz']):g}",
                image=spec["image"], bitfile=spec["overlay"]["bitfile"], hwh=spec["overlay"]["hwh"],
                has_bitstream=has_bitstream, package=out.name, project=spec["project_dir"],
-               inputs=spec["inputs"], outputs=spec["outputs"], family=b.family,
+               inputs=[next((h["ids"] for h in spec["host_embeddings"] if h["port"] == p["name"]), p)
+                       for p in spec["inputs"]],
+               outputs=spec["outputs"], family=b.family, host_embeddings=spec["host_embeddings"],
                has_text=text is not None or (project.resolve().parent / "text.json").is_file(),
                has_samples=samples is not None or (project.resolve().parent / "x.npy").is_file())
     env = _env()
     with atomic_directory(out, force, [project], kind="deploy") as tmp:
         (tmp / "accelerator.json").write_text(json.dumps(spec, indent=2))
+        if spec["host_embeddings"]:
+            import numpy as np
+
+            from hwprune.project import load_project_graph
+
+            for name, table in host_tables(load_project_graph(project)).items():
+                np.save(tmp / name, table)
         shutil.copyfile(Path(__file__).with_name("pynq_driver.py"), tmp / DRIVER_NAME)
         for name in ("validate.py", "throughput.py", "README.md"):
             (tmp / name).write_text(env.get_template(f"deploy/{name}.j2").render(**ctx))

@@ -200,6 +200,8 @@ def manifest(g: Graph, board: Board, clock_mhz: float, top: str, precision: Prec
         part=board.part, clock_mhz=clock_mhz, precision=precision.to_dict(),
         inputs=[port(n) for n in g.inputs], outputs=[port(n) for n in g.outputs],
         fifo_depths=_fifo_depths(g),
+        # The embedding lookups the host does (loading the project re-applies the option).
+        embedding_on_ps=bool(g.host_layers),
     )
 
 
@@ -249,7 +251,7 @@ def default_samples(g: Graph, n: int = DEFAULT_SAMPLES, seed: int = 0) -> list[n
     values drawn from N(0, 1) within the input type's range (the model's own layout, batch first)."""
     rng = np.random.default_rng(seed)
     out = []
-    for name in g.inputs:
+    for name in g.model_inputs:
         t = g.tensor(name)
         if t.kind == TensorKind.INDEX:
             out.append(rng.integers(0, max(int(t.index_range or 2), 1), size=(n, *t.shape), dtype=np.int64))

@@ -20,6 +20,11 @@ Bus packing (also described in accelerator.json, "bus"):
 
 The pynq objects (IP register access, DMA channels, `allocate`, `Clocks`) are passed to
 `Accelerator`, so the simulated overlay exercises every line of the board path.
+
+With the embedding on the ARM side (`hwprune export --embedding-on-ps`), accelerator.json's
+`host_embeddings` names, per accelerator input, the token-id input it is looked up from and the
+.npy tables (raw integers) beside it: `run` takes the token ids, looks them up here in numpy
+and adds the position rows with the accelerator type's overflow mode, as the kernel would.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -144,6 +149,13 @@ class AcceleratorSpec:
     overlay: dict[str, str] = field(default_factory=dict)  # bitfile, hwh, accel and dma cell names
     registers: dict[str, int] = field(default_factory=lambda: dict(ctrl=REG_CTRL, batch=REG_BATCH))
     extra: dict[str, Any] = field(default_factory=dict)  # everything else in the file
+    # Per accelerator input the host looks up (the embedding on the ARM side), by port name.
+    host: dict[str, "HostEmbedding"] = field(default_factory=dict)
+
+    @property
+    def model_inputs(self) -> list[PortSpec]:
+        """The inputs `run` takes: the token ids where the host does the lookup."""
+        return [self.host[p.name].ids if p.name in self.host else p for p in self.inputs]
 
     @property
     def words_in(self) -> int:
@@ -178,7 +190,49 @@ class AcceleratorSpec:
             raise DriverError(f"{p} not found: run from the deployment package written by `hwprune deploy`") from None
         except json.JSONDecodeError as e:
             raise DriverError(f"{p} is not valid JSON ({e})") from None
-        return cls.from_dict(d)
+        spec = cls.from_dict(d)
+        for h in d.get("host_embeddings", []):
+            spec.host[str(h["port"])] = HostEmbedding.load(h, p.parent, spec)
+        return spec
+
+
+@dataclass
+class HostEmbedding:
+    """A token (+ position) lookup done here instead of on the accelerator: token ids of port
+    `ids` -> raw integers of accelerator input `port` (physical order)."""
+
+    ids: PortSpec
+    port: PortSpec
+    table: np.ndarray  # (vocab, dim) raw integers of the port's type
+    position: np.ndarray | None  # (ids physical shape..., dim) raw integers, or None
+
+    @classmethod
+    def load(cls, d: dict[str, Any], directory: Path, spec: AcceleratorSpec) -> "HostEmbedding":
+        port = next((q for q in spec.inputs if q.name == d["port"]), None)
+        if port is None:
+            raise DriverError(f"accelerator.json: host embedding for unknown input {d['port']!r}")
+
+        def table(name: str) -> np.ndarray:
+            try:
+                return np.load(directory / name).astype(np.int64)
+            except (OSError, ValueError) as e:
+                raise DriverError(f"{directory / name}: cannot read the embedding table ({e}); "
+                                  "re-run hwprune deploy") from None
+
+        pos = d.get("position")
+        return cls(ids=PortSpec.from_dict(d["ids"]), port=port, table=table(d["table"]),
+                   position=table(pos) if pos else None)
+
+    def lookup_raw(self, x: np.ndarray) -> np.ndarray:
+        """Checked token ids (n, *ids.shape) -> (n, port.size) raw integers."""
+        ids = input_raw(x, self.ids).reshape((x.shape[0], *self.ids.physical_shape))
+        y = self.table[ids]
+        if self.position is not None:
+            # The kernel adds in a wider type and converts into the port's type: its overflow
+            # mode (saturation by default) decides what a sum out of range becomes.
+            acc = (y + self.position[None]).astype(np.float64)
+            y = quantize(np.ldexp(acc, -self.port.frac), replace(self.port, scale=1.0))
+        return y.reshape(x.shape[0], -1)
 
 
 # ---------------------------------------------------------------- values <-> raw integers
@@ -300,15 +354,17 @@ def input_raw(x: np.ndarray, port: PortSpec) -> np.ndarray:
 
 def pack_inputs(spec: AcceleratorSpec, inputs: Sequence[Any]) -> np.ndarray:
     """Logical input batches -> (n, words_in) uint64 bus words."""
-    if len(inputs) != len(spec.inputs):
-        raise InputError(f"the accelerator has {len(spec.inputs)} input(s) "
-                         f"({', '.join(p.name for p in spec.inputs)}); got {len(inputs)} array(s)")
-    xs = [check_input(x, p) for x, p in zip(inputs, spec.inputs)]
+    ports = spec.model_inputs
+    if len(inputs) != len(ports):
+        raise InputError(f"the accelerator has {len(ports)} input(s) "
+                         f"({', '.join(p.name for p in ports)}); got {len(inputs)} array(s)")
+    xs = [check_input(x, p) for x, p in zip(inputs, ports)]
     n = xs[0].shape[0]
-    for x, p in zip(xs, spec.inputs):
+    for x, p in zip(xs, ports):
         if x.shape[0] != n:
-            raise InputError(f"input '{p.name}' has {x.shape[0]} samples, input '{spec.inputs[0].name}' {n}")
-    return pack_raw(spec, [input_raw(x, p) for x, p in zip(xs, spec.inputs)])
+            raise InputError(f"input '{p.name}' has {x.shape[0]} samples, input '{ports[0].name}' {n}")
+    return pack_raw(spec, [spec.host[p.name].lookup_raw(x) if p.name in spec.host else input_raw(x, q)
+                           for x, p, q in zip(xs, spec.inputs, ports)])
 
 
 def pack_raw(spec: AcceleratorSpec, raws: Sequence[np.ndarray]) -> np.ndarray:

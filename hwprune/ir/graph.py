@@ -135,6 +135,16 @@ class Graph:
     io_type: IOType = IOType.PARALLEL
     # Where the ONNX model came from (for messages) and its opset after upgrade.
     source: str = ""
+    # Layers the host (the board's ARM side) runs before the accelerator, in order: their
+    # outputs are graph inputs of the accelerator (passes/host_embedding.py).
+    host_layers: list[Layer] = field(default_factory=list)
+
+    @property
+    def model_inputs(self) -> list[str]:
+        """The inputs the user gives: `inputs`, with each one a host layer makes replaced by
+        that layer's input."""
+        made = {l.output: l.inputs[0] for l in self.host_layers}
+        return [made.get(n, n) for n in self.inputs]
 
     def tensor(self, name: str) -> Tensor:
         return self.tensors[name]

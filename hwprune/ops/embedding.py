@@ -68,6 +68,14 @@ class Embedding(OpMixin, Layer):
         pos = np.transpose(pos, (*ids.perm, ids.rank))
         return quantize(pos, g.tensor(self.output).type) if raw else pos
 
+    def raw_table(self, g: Graph) -> np.ndarray:
+        """The table as raw integers of the output type (what the host ships when it does the lookup)."""
+        return self._table_raw(g)
+
+    def raw_position(self, g: Graph) -> np.ndarray:
+        """The position rows as raw integers, (ids physical shape..., dim)."""
+        return self._position_physical(g, True)
+
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         y = self.table[xs[0].astype(np.int64)]
         return y if self.position is None else y + self._position_physical(g, False)[None]

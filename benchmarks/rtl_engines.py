@@ -2,7 +2,10 @@
 DSP, BRAM18) and Verilator (cycles) of the RTL reference (hwprune.rtl), across reuse factors,
 sparsities and weight widths. Writes the `rtl` section of docs/benchmarks.md.
 
-    python benchmarks/rtl_engines.py [--jobs 2] [--quick]
+    python benchmarks/rtl_engines.py [--jobs 2] [--quick] [--only TEXT]
+
+--only measures just the rows whose configuration contains TEXT (e.g. ":col") and prints their
+table without rewriting docs/benchmarks.md.
 
 Measurements are cached in build/bench/rtl_engines.json (delete it to re-measure).
 """
@@ -33,6 +36,9 @@ CONFIGS = [
     ("dense", 0.0, 4, 16), ("dense", 0.0, 16, 16), ("block:4x4", 0.75, 8, 16), ("block:4x4", 0.75, 4, 4),
     ("block:4x4", 0.75, 16, 4), ("block:4x4", 0.5, 8, 8), ("bbs:8", 0.75, 8, 4), ("nm:2:4", 0.5, 8, 8),
     ("dense", 0.0, 8, 32), ("block:4x4", 0.75, 8, 2), ("dense", 0.0, 8, 1),
+    # Column-balanced (a bank is a block-column; its blocks add into the rows their indices say).
+    ("block:4x4:col", 0.75, 8, 4), ("block:4x4:col", 0.75, 8, 8), ("block:4x4:col", 0.5, 8, 4),
+    ("block:4x4:col", 0.5, 8, 8),
 ]
 QUICK = CONFIGS[:3]
 # Other shapes and types, not used to fit anything: (n_in, n_out, pattern, sparsity, x type,
@@ -126,8 +132,11 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--doc-only", action="store_true")
+    ap.add_argument("--only", help="only the rows whose configuration contains this text; prints, does not write the doc")
     a = ap.parse_args(argv)
     configs = QUICK if a.quick else CONFIGS + HOLDOUT
+    if a.only:
+        configs = [c for c in configs if a.only in key(c)]
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     t0 = time.perf_counter()
     if not a.doc_only:
@@ -150,7 +159,8 @@ def main(argv=None) -> int:
         specs.append(spec), xs.append(x), rows.append((c, layer, g, cost, x))
     results = vl.run(specs, xs, CACHE.parent / "vl")
     body = table(rows, results, cache, yosys_version())
-    write_section("rtl", body.replace("{minutes}", f"{(time.perf_counter() - t0) / 60:.0f}"))
+    if not a.only:
+        write_section("rtl", body.replace("{minutes}", f"{(time.perf_counter() - t0) / 60:.0f}"))
     print(body)
     return 0
 

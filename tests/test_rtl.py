@@ -25,6 +25,9 @@ pytestmark = pytest.mark.skipif(vl.verilator_binary() is None, reason="verilator
 # (pattern, sparsity, input multiple, output multiple): shapes the pattern divides.
 PATTERNS = [(None, 0.0, 1, 1), ("block:2x2", 0.5, 2, 2), ("block:1x4", 0.75, 4, 1), ("block:2x2", 0.75, 2, 2),
             ("bbs:4", 0.5, 4, 1), ("bbs:4", 0.75, 4, 1), ("nm:2:4", 0.5, 4, 1), ("block:4x2", 0.5, 2, 4)]
+# Column-balanced (dense_sparse.h, column_balanced): a bank is a block-column.
+COLUMN_PATTERNS = [("block:2x2:col", 0.5, 2, 2), ("block:2x1:col", 0.75, 1, 2), ("block:1x4:col", 0.5, 4, 1),
+                   ("block:4x2:col", 0.5, 2, 4)]
 
 
 def gemm(n_in: int, n_out: int, seed: int):
@@ -48,12 +51,15 @@ def dense_layer(n_in, n_out, pattern, sparsity, x_t, out_t, w_bits, rf, seed, re
 
 
 @st.composite
-def layer_case(draw):
-    pattern, sparsity, mi, mo = draw(st.sampled_from(PATTERNS))
-    # At least the block columns one kept block in a group needs (75%: 4, 50%: 2).
-    min_cols = round(1 / (1 - sparsity)) if pattern and pattern.startswith("block") else 1
+def layer_case(draw, patterns=PATTERNS + COLUMN_PATTERNS):
+    pattern, sparsity, mi, mo = draw(st.sampled_from(patterns))
+    # At least the blocks one kept block in a group needs (75%: 4, 50%: 2): block-columns,
+    # or block-rows when column-balanced.
+    column = bool(pattern) and pattern.endswith(":col")
+    need = round(1 / (1 - sparsity)) if pattern and pattern.startswith("block") else 1
+    min_cols, min_rows = (1, need) if column else (need, 1)
     n_in = mi * draw(st.integers(min_cols, max(min_cols, 12 // mi)))
-    n_out = mo * draw(st.integers(1, max(1, 8 // mo)))
+    n_out = mo * draw(st.integers(min_rows, max(min_rows, 8 // mo)))
     if pattern and pattern.startswith(("bbs", "nm")) and n_in < 4:
         n_in = 4
     x_t = FixedType(draw(st.integers(3, 10)), draw(st.integers(1, 4)), draw(st.booleans()))
@@ -92,9 +98,11 @@ def check_batch(cases, tmp_path):
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(st.lists(layer_case(), min_size=6, max_size=6))
-def test_engines_are_bit_exact_and_take_the_estimated_cycles(tmp_path_factory, cases):
-    check_batch(cases, tmp_path_factory.mktemp("vl"))
+@given(layer_case(COLUMN_PATTERNS), st.lists(layer_case(), min_size=5, max_size=5))
+def test_engines_are_bit_exact_and_take_the_estimated_cycles(tmp_path_factory, column_case, cases):
+    """Every batch holds a column-balanced layer; the batch size (one Verilator build) is
+    unchanged."""
+    check_batch([column_case] + cases, tmp_path_factory.mktemp("vl"))
 
 
 @pytest.mark.slow
@@ -104,10 +112,27 @@ def test_engines_sweep(tmp_path_factory, cases):
     check_batch(cases, tmp_path_factory.mktemp("vl"))
 
 
-def test_column_balanced_is_reported_unsupported():
-    g, layer, _, _ = dense_layer(8, 8, "block:2x2:col", 0.5, FixedType(8, 3), FixedType(8, 3), 8, 2, 0)
-    with pytest.raises(NotImplementedError, match="column-balanced"):
-        spec_from_dense(layer, g)
+def test_column_balanced_engine_follows_the_kernel_order():
+    """Hand-checked serving order of a column-balanced layer (dense_sparse.h: kept weight
+    k = ((bank * per_bank + t) * br + i) * bc + j reads input bank * bc + j and adds into
+    output idx[bank][t] * br + i), and a multiplier whose products reach several outputs."""
+    g, layer, _, _ = dense_layer(4, 8, "block:2x2:col", 0.5, FixedType(8, 3), FixedType(8, 3), 8, 8, 0)
+    spec = spec_from_dense(layer, g)
+    sp = layer.sparsity
+    assert spec.column and sp.column_balanced and sp.block == (2, 2) and sp.per_bank == 2
+    idx = sp.bank_lists()
+    w = layer._raw_weights()[0]  # (n_in, n_out)
+    k = 0
+    for bank in range(2):
+        for t in range(2):
+            for i in range(2):
+                for j in range(2):
+                    o, x = idx[bank, t] * 2 + i, bank * 2 + j
+                    assert (spec.in_idx[k], spec.out_idx[k], spec.weights[k]) == (x, o, w[x, o])
+                    k += 1
+    s = Schedule(spec)
+    assert s.n_mult == 2 and s.depth == 3
+    assert all(len(c) == 2 * 2 for c in s.out_candidates)  # RF 8 = two blocks, two rows each
 
 
 def test_capped_accumulator_is_reported_unsupported():
@@ -118,7 +143,8 @@ def test_capped_accumulator_is_reported_unsupported():
         spec_from_dense(g.layer("fc"), g)
 
 
-def test_verify_rtl_command(tmp_path, capsys):
+@pytest.mark.parametrize("pattern", ["block:2x2", "block:2x2:col"])
+def test_verify_rtl_command(tmp_path, capsys, pattern):
     """`hwprune verify-rtl`: per dense layer, estimate vs Verilator cycles (and yosys when asked)."""
     import json
 
@@ -126,12 +152,12 @@ def test_verify_rtl_command(tmp_path, capsys):
 
     from hwprune.cli import main
 
-    model, _ = prune_onnx(gemm(8, 4, 1), Pattern.parse("block:2x2"), 0.5)
+    model, _ = prune_onnx(gemm(8, 4, 1), Pattern.parse(pattern), 0.5)
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
     assert main(["verify-rtl", str(path), "--precision", "ap_fixed<8,3>", "--reuse-factor", "2", "--no-synth", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["layer"] == "fc" and row["kind"] == "block:2x2" and row["bit_exact"] is True
+    assert row["layer"] == "fc" and row["kind"] == pattern and row["bit_exact"] is True
     assert row["rtl_cycles"] == row["est_cycles"] and row["yosys"] == {}
     assert main(["verify-rtl", str(path), "--layers", "nope", "--no-synth"]) == 2
     assert "no dense layer named 'nope'" in capsys.readouterr().err

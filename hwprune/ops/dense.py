@@ -20,7 +20,7 @@ from hwprune.ir.graph import Graph, IOType, Layer
 from hwprune.ir.sparsity import Sparsity, balanced_structure, zero_fraction
 from hwprune.ops.base import (
     CostContext, HlsBinding, HlsContext, LayerCost, Memory, OpMixin, WeightArray, auto_weight_type, cap_fraction,
-    capped_accumulate, exact_type, holds_exactly, int_bits_for, memories_cost, onnx_op, render, requant, round_error,
+    capped_accumulate, exact_type, holds_exactly, int_bits_for, onnx_op, render, requant, round_error,
     type_bits, value_bound,
 )
 from hwprune.ops.quant import FusedOutputQuant, add_weight_layer
@@ -236,8 +236,6 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         return t.size // self.n_in
 
     def cost(self, ctx: CostContext) -> LayerCost:
-        if self.sparsity is not None and self.sparsity.column_balanced:
-            return sparse_matmul_cost(ctx, self, self.n_words(ctx.graph), self.reuse_factor)
         return engine_layer_cost(ctx, self, self.n_words(ctx.graph))
 
     def engine_matrices(self) -> tuple[np.ndarray, np.ndarray]:
@@ -374,7 +372,7 @@ def dense_memories(layer: "Dense") -> tuple[Memory, ...]:
 
 
 def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost:
-    """The dense / row-balanced sparse engine (dense.h, dense_sparse.h; its RTL reference is
+    """The dense / row- or column-balanced sparse engine (dense.h, dense_sparse.h; its RTL reference is
     hwprune.rtl.engine): n_mult = ceil(Kp * N / RF) multipliers, RF cycles per word, latency
     RF + depth. Resources are counted from the schedule with the measured primitives
     (hwprune.rtl.cost.engine_cost): multipliers (by-constant at RF = 1, where zero weights cost
@@ -386,10 +384,17 @@ def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost
     x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
     out_t = g.tensor(layer.output).type
     rf = layer.reuse_factor
-    weights, in_idx = layer.engine_matrices()
     dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
-    c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, acc_t.frac - x_t.frac - w_t.frac,
-                    select_table=layer.sparsity is not None)
+    shift = acc_t.frac - x_t.frac - w_t.frac
+    if layer.sparsity is not None and layer.sparsity.column_balanced:
+        from hwprune.rtl.engine import column_balanced_order
+
+        weights, in_idx, out_idx = column_balanced_order(layer.sparsity, np.asarray(layer._raw_weights()[0], dtype=np.int64).T)
+        c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, shift, select_table=True,
+                        out_idx=out_idx, n_out=layer.n_out)
+    else:
+        weights, in_idx = layer.engine_matrices()
+        c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, shift, select_table=layer.sparsity is not None)
     dense_macs = words * layer.n_in * layer.n_out
     sp = layer.sparsity
     if sp is not None:
@@ -402,45 +407,6 @@ def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost
     return LayerCost(latency=words * rf + c.depth, ii=words * rf, dsp=c.dsp, lut=c.lut, ff=c.ff, bram18=c.bram18,
                      uram=c.uram, multipliers=c.multipliers, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
                      macs_skipped=skipped, note=note, memories=dense_memories(layer))
-
-
-def sparse_matmul_cost(ctx: CostContext, layer: "Dense", words: int, rf: int) -> LayerCost:
-    """Balanced block-sparse product: only kept blocks are stored and multiplied.
-
-    Every bank (processing-element group) holds the same number of blocks, so the work splits
-    evenly: multipliers = ceil(kept MACs / RF), RF cycles per word — at equal DSPs the cycles
-    shrink by the density. The kernel (dense_sparse.h) serves kept weight k = m*RF + r with
-    multiplier m in cycle r of a PIPELINE II=1 loop of RF trips, as the dense kernel does.
-    Extra cost, counted: an index per kept block (log2 of its group's candidates, stored in a
-    ROM banked as `index_banks` says) and, per multiplier, a multiplexer picking its input among
-    those candidates — over its RF weights up to group * RF of them (at most the layer's inputs,
-    or outputs when column-balanced)."""
-    sp = layer.sparsity
-    g = ctx.graph
-    x_t, w_t, acc_t = g.tensor(layer.inputs[0]).type, layer.weight_t, layer.accum_t
-    kept_blocks = sp.kept_blocks
-    kept_macs = sp.kept_weights
-    n_mult = math.ceil(kept_macs / rf)
-    dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
-    lut = (0.0 if dsp_each else n_mult * hw.lut_per_multiplier(x_t.width, w_t.width)) + n_mult * hw.lut_per_adder(acc_t.width)
-    # Input selection: each multiplier's operand comes from one of `group` candidate blocks
-    # (column-balanced: its accumulator is one of `group` row-blocks — a demultiplexer), for
-    # each of the RF weights it serves in turn.
-    if sp.column_balanced:
-        lut += n_mult * hw.mux_luts(min(sp.group * rf, layer.n_out), acc_t.width)
-    else:
-        lut += n_mult * hw.mux_luts(min(sp.group * rf, layer.n_in), x_t.width)
-    index_bits = kept_blocks * sp.index_bits
-    mems = dense_memories(layer)
-    mem = memories_cost(mems)
-    bram, uram, lut = mem.bram18, mem.uram, lut + mem.lut
-    ff = n_mult * hw.ff_per_register(acc_t.width) + layer.n_out * hw.ff_per_register(acc_t.width)
-    depth = int(math.ceil(math.log2(max(sp.per_bank * sp.block[1], 2)))) + 4
-    dense_macs = words * layer.n_in * layer.n_out
-    return LayerCost(latency=words * rf + depth, ii=words * rf, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram,
-                     uram=uram, multipliers=n_mult, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
-                     macs_skipped=dense_macs - words * kept_macs,
-                     note=f"{sp.pattern} sparse kernel: {kept_blocks} blocks kept, {index_bits} index bits", memories=mems)
 
 
 def exact_accumulator(layer: Layer, bound: float, frac: int) -> FixedType:

@@ -1,4 +1,4 @@
-"""Resources of the dense / row-balanced sparse engine (hwprune.rtl.engine), counted from its
+"""Resources of the dense / row- and column-balanced sparse engine (hwprune.rtl.engine), counted from its
 schedule with the measured primitives of sim/resources.py. The layer cost model of Dense uses
 this, so the estimate and the RTL reference describe one circuit.
 
@@ -91,18 +91,28 @@ def requant_luts(acc_w: int, acc_frac: int, t) -> float:
 
 
 def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_t, out_t,
-                dsp_each: float, product_shift: int = 0, select_table: bool = False) -> EngineCost:
-    """weights/in_idx: (Kp, N) raw weights and their inputs (the EngineSpec matrices)."""
-    kp, n = weights.shape
-    total = kp * n
+                dsp_each: float, product_shift: int = 0, select_table: bool = False,
+                out_idx: np.ndarray | None = None, n_out: int = 0) -> EngineCost:
+    """weights/in_idx: (Kp, N) raw weights and their inputs (the EngineSpec matrices); or, for
+    the column-balanced engine, 1-D in serving order with out_idx (the output of each) and
+    n_out."""
+    column = out_idx is not None
+    total = weights.size
+    n = n_out if column else weights.shape[1]
     n_mult = max(1, math.ceil(total / rf))
     k = np.arange(n_mult * rf).reshape(n_mult, rf)
     valid = k < total
     kc = np.where(valid, k, 0)
-    kk, o = kc // n, kc % n
-    w = np.where(valid, weights[kk, o], 0)
-    nz = w != 0
-    idx = np.where(nz, in_idx[kk, o], -1)
+    if column:
+        w = np.where(valid, weights[kc], 0)
+        nz = w != 0
+        idx = np.where(nz, in_idx[kc], -1)
+        outs = np.where(nz, out_idx[kc], -1)
+    else:
+        kk, o = kc // n, kc % n
+        w = np.where(valid, weights[kk, o], 0)
+        nz = w != 0
+        idx = np.where(nz, in_idx[kk, o], -1)
     live = nz.any(axis=1)
     n_live = int(live.sum())
     xw, ww, aw, ow = x_t.width, w_t.width, acc_t.width, out_t.width
@@ -161,9 +171,10 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
         ff_w = 0.0 if (mem.bram18 or dsp_each) else float(min(int(varying.sum()), 2 ** min(rf, 40) - 2))
     else:
         parts["wrom"] = 0.0
-    # Lanes: pipelined adder trees, then one ring adder each.
-    lanes = n // math.gcd(rf, n)
-    sizes = np.bincount(np.flatnonzero(live) % lanes, minlength=lanes)
+    # Lanes: pipelined adder trees, then one ring adder each (column-balanced: no lanes; an
+    # accumulator per output adds the gated products of the multipliers that reach it).
+    lanes = 1 if column else n // math.gcd(rf, n)
+    sizes = np.bincount(np.flatnonzero(live) % lanes, minlength=lanes) if not column else np.zeros(1, dtype=np.int64)
     tree_lut = tree_ff = level1_ff = 0.0
     depth_levels = 0
     if rf == 1:
@@ -187,7 +198,7 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     # The timing counts every scheduled multiplier (Schedule.tree_levels); shallower lanes
     # are delayed to it.
     sched = np.bincount(np.arange(n_mult) % lanes, minlength=lanes)
-    depth_levels = max((tree_depth(int(v)) for v in np.unique(sched)), default=0)
+    depth_levels = 0 if column else max((tree_depth(int(v)) for v in np.unique(sched)), default=0)
     # Delay registers of shallower lanes.
     for sz, c in zip(svals, scounts):
         lv = len(tree_widths(int(sz), tree_pw, aw)) - 1
@@ -196,11 +207,17 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     parts["tree"] = tree_lut
     busy_lanes = int((sizes > 0).sum())
     parts["ring"] = busy_lanes * hw.lut_per_adder(max(aw - max(product_shift, 0), 1))
-    parts["requant"] = n * requant_luts(aw, acc_t.frac, out_t)
+    ff_rd = 0.0
+    if column:
+        parts["ring"], parts["osel"] = column_accumulate_luts(outs[live], n, aw, product_shift, rf)
+        ff_rd = 2.0 * rw
+    # Column-balanced, an output no kept block reaches is its bias: a constant, no hardware.
+    n_acc = int(np.unique(outs[outs >= 0]).size) if column else n
+    parts["requant"] = n_acc * requant_luts(aw, acc_t.frac, out_t)
     # Counter, handshakes, stall enable, and per output the ring's load / hold / rotate
     # choice: measured as what remains of yosys's count over the benchmark engines once the
     # parts above are taken away (60-390 LUTs for 16 outputs; 60 for 8).
-    parts["control"] = float(rw + 4 + ENGINE_CONTROL_LUTS_PER_OUTPUT * n)
+    parts["control"] = float(rw + 4 + ENGINE_CONTROL_LUTS_PER_OUTPUT * n_acc)
     lut = sum(parts.values())
     used_inputs = np.unique(idx[idx >= 0]).size
     if dsp_each:
@@ -218,7 +235,23 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     fixed_inputs = np.unique(idx[live][single].max(axis=1)).size if single.any() else 0
     ff_xs = float((int((~single).sum()) + fixed_inputs) * xw)
     ffp = {"x": float(used_inputs * xw), "xsel": ff_xs, "w": ff_w, "product": ff_product, "tree": tree_ff,
-           "ring": float(n * aw), "out": float(n * ow), "control": float(rw + 2 * (depth_levels + 2) + 2)}
+           "ring": float(n_acc * aw), "out": float(n_acc * ow), "control": float(rw + 2 * (depth_levels + 2) + 2 + ff_rd)}
     parts.update({f"ff_{k}": v for k, v in ffp.items()})
     return EngineCost(lut=lut, ff=sum(ffp.values()), dsp=n_live * dsp_each, bram18=bram, uram=uram,
                       multipliers=n_mult, live_multipliers=n_live, depth=depth_levels + 3, parts=parts)
+
+
+def column_accumulate_luts(outs: np.ndarray, n: int, aw: int, product_shift: int, rf: int) -> tuple[float, float]:
+    """Column-balanced accumulators: (adder LUTs, output-select LUTs). outs: (live multipliers,
+    RF) output of each product (-1: none). Output o adds one gated product per multiplier that
+    ever reaches it; a multiplier reaching c > 1 outputs decodes its choice from the cycle (a
+    table of RF words of ceil(log2 c) bits, as the input select)."""
+    width = max(aw - max(product_shift, 0), 1)
+    adds = 0
+    sel = 0.0
+    for row in outs:
+        c = np.unique(row[row >= 0]).size
+        adds += c
+        if c > 1:
+            sel += hw.rom_cost(rf, math.ceil(math.log2(c))).lut
+    return adds * hw.lut_per_adder(width), sel

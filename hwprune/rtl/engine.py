@@ -1,5 +1,5 @@
-"""The RTL reference of the dense and balanced block-sparse engines, generated from an IR
-Dense layer, and the schedule both it and the cost model read.
+"""The RTL reference of the dense and balanced block-sparse engines (row- and column-balanced),
+generated from an IR Dense layer, and the schedule both it and the cost model read.
 
 Schedule (hls/hwprune/dense.h, dense_sparse.h): the layer is a matrix of Kp x N weights, Kp
 inputs per output (dense: Kp = n_in; row-balanced sparse: Kp = per_bank * bc kept inputs, each
@@ -16,6 +16,14 @@ accumulator side: that is what the output-fastest order buys. At the end of a wo
 holds output o in slot (o - RF) mod N; the outputs are rounded and saturated into the output
 register and the ring reloads the biases. Stream: valid/ready on both sides; a word is taken
 every RF cycles; latency = RF + tree depth + 1 cycles (`Schedule.depth`).
+
+Column-balanced sparse (dense_sparse.h, column_balanced): the kept weights are served in block
+order, k = ((bank * per_bank + t) * br + i) * bc + j, multiplier k // RF in cycle k % RF; weight
+k reads input bank * bc + j and adds into output idx[bank][t] * br + i. Which output a product
+goes to is then a table of the cycle (compile-time block indices), so there are no lanes: every
+output has its own exact accumulator, adding in each cycle the products of the multipliers whose
+table says that output in that cycle (the others are gated to zero). Latency RF + 3: operand
+registers, products, accumulators, output register.
 """
 
 from __future__ import annotations
@@ -46,6 +54,13 @@ class EngineSpec:
     rf: int
     dsp: bool = False  # map products to DSP slices (else fabric)
     kind: str = "dense"
+    # Column-balanced: weights, in_idx and out_idx are 1-D, in the order they are served
+    # (weight k: multiplier k // RF, cycle k % RF); None for the (Kp, N) output-fastest engines.
+    out_idx: np.ndarray | None = None
+
+    @property
+    def column(self) -> bool:
+        return self.out_idx is not None
 
     @property
     def kp(self) -> int:
@@ -53,7 +68,12 @@ class EngineSpec:
 
     @property
     def n_out(self) -> int:
-        return int(self.weights.shape[1])
+        return int(self.bias.shape[0]) if self.column else int(self.weights.shape[1])
+
+    @property
+    def served(self) -> int:
+        """Weights served per word (padding excluded)."""
+        return int(self.weights.size)
 
     @property
     def product_shift(self) -> int:
@@ -67,7 +87,7 @@ class Schedule:
 
     @cached_property
     def n_mult(self) -> int:
-        return max(1, math.ceil(self.spec.kp * self.spec.n_out / self.spec.rf))
+        return max(1, math.ceil(self.spec.served / self.spec.rf))
 
     @cached_property
     def lanes(self) -> int:
@@ -80,12 +100,29 @@ class Schedule:
         s = self.spec
         rf, n = s.rf, s.n_out
         k = np.arange(self.n_mult * rf).reshape(self.n_mult, rf)
-        valid = k < s.kp * n
+        valid = k < s.served
+        if s.column:
+            kc = np.where(valid, k, 0)
+            w = np.where(valid, s.weights[kc], 0).astype(np.int64)
+            return w, np.where(w != 0, s.in_idx[kc], -1).astype(np.int64), valid
         kc = np.where(valid, k, 0)
         kk, o = kc // n, kc % n
         w = np.where(valid, s.weights[kk, o], 0).astype(np.int64)
         idx = np.where(valid & (w != 0), s.in_idx[kk, o], -1).astype(np.int64)
         return w, idx, valid
+
+    @cached_property
+    def out_table(self) -> np.ndarray:
+        """Column-balanced: (n_mult, RF) output each product adds into (-1: a zero weight)."""
+        s = self.spec
+        k = np.arange(self.n_mult * s.rf).reshape(self.n_mult, s.rf)
+        w = self.table[0]
+        return np.where(w != 0, s.out_idx[np.where(k < s.served, k, 0)], -1).astype(np.int64)
+
+    @cached_property
+    def out_candidates(self) -> list[list[int]]:
+        """Column-balanced, per live multiplier: the distinct outputs its products go to."""
+        return [sorted(set(int(o) for o in self.out_table[m] if o >= 0)) for m in self.live]
 
     @cached_property
     def live(self) -> np.ndarray:
@@ -112,7 +149,9 @@ class Schedule:
     def tree_levels(self) -> int:
         """Depth of the deepest lane's tree, counting every scheduled multiplier (a lane whose
         zero-weight multipliers were left out is delayed to it): the timing does not depend
-        on the weight values."""
+        on the weight values. Column-balanced: none (an accumulator per output)."""
+        if self.spec.column:
+            return 0
         sizes = np.bincount(np.arange(self.n_mult) % self.lanes, minlength=self.lanes)
         return max((tree_depth(int(n)) for n in sizes), default=0)
 
@@ -148,7 +187,7 @@ def tree_widths(n: int, w: int, cap: int) -> list[list[int]]:
 # ---------------------------------------------------------------------- from the IR
 
 def spec_from_dense(layer, graph, name: str | None = None) -> EngineSpec:
-    """The engine of a Dense layer (dense, or row-balanced sparse: block, bbs, nm)."""
+    """The engine of a Dense layer (dense, row-balanced sparse: block, bbs, nm, or column-balanced block)."""
     from hwprune.ir.graph import c_identifier
     from hwprune.sim import resources as hw
 
@@ -169,13 +208,31 @@ def spec_from_dense(layer, graph, name: str | None = None) -> EngineSpec:
         in_idx = np.broadcast_to(np.arange(n_in)[:, None], (n_in, n_out)).copy()
         kind = "dense"
     else:
-        if sp.column_balanced:
-            raise NotImplementedError("the RTL reference covers dense and row-balanced sparse layers, not column-balanced ones")
-        weights, in_idx = row_balanced_matrix(sp, np.asarray(w, dtype=np.int64).T)
         kind = sp.pattern
+        if sp.column_balanced:
+            weights, in_idx, out_idx = column_balanced_order(sp, np.asarray(w, dtype=np.int64).T)
+        else:
+            weights, in_idx = row_balanced_matrix(sp, np.asarray(w, dtype=np.int64).T)
     dsp = hw.multiplier_dsps(x_t.width, layer.weight_t.width, "dsp48e1", getattr(layer, "mult_impl", "auto")) > 0
     return EngineSpec(name or c_identifier(layer.name, "hwp_dense"), n_in, x_t, layer.weight_t, acc_t, out_t,
-                      weights, in_idx, bias, int(layer.reuse_factor), dsp, kind)
+                      weights, in_idx, bias, int(layer.reuse_factor), dsp, kind,
+                      out_idx if sp is not None and sp.column_balanced else None)
+
+
+def column_balanced_order(sp, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kept weights of a column-balanced pattern in dense_sparse.h's storage (= serving)
+    order, ((bank * per_bank + t) * br + i) * bc + j, with the input (bank * bc + j) and the
+    output (idx[bank, t] * br + i) of each, from the (outputs, inputs) matrix m."""
+    blocks, idx = sp.gather(m)  # (banks, per_bank, br, bc), (banks, per_bank)
+    banks, per_bank, br, bc = blocks.shape
+    shape = blocks.shape
+    bank = np.arange(banks)[:, None, None, None]
+    i = np.arange(br)[None, None, :, None]
+    j = np.arange(bc)[None, None, None, :]
+    inputs = np.broadcast_to(bank * bc + j, shape)
+    outputs = np.broadcast_to(idx[:, :, None, None] * br + i, shape)
+    return (blocks.reshape(-1).astype(np.int64), inputs.reshape(-1).astype(np.int64),
+            outputs.reshape(-1).astype(np.int64))
 
 
 def row_balanced_matrix(sp, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,8 +257,12 @@ def reference(spec: EngineSpec, x: np.ndarray) -> np.ndarray:
 
     x = np.asarray(x, dtype=np.int64)
     acc = np.zeros((x.shape[0], spec.n_out), dtype=np.int64)
-    for kk in range(spec.kp):
-        acc += x[:, spec.in_idx[kk]] * spec.weights[kk][None, :]
+    if spec.column:
+        for k in range(spec.served):
+            acc[:, spec.out_idx[k]] += x[:, spec.in_idx[k]] * spec.weights[k]
+    else:
+        for kk in range(spec.kp):
+            acc += x[:, spec.in_idx[kk]] * spec.weights[kk][None, :]
     acc = (acc << spec.product_shift) + spec.bias[None, :]
     return requantize(acc, spec.acc_t.frac, spec.out_t)
 
@@ -356,9 +417,10 @@ def verilog(spec: EngineSpec) -> str:
         a(f"    reg [{xw - 1}:0] xr{m};")
         a(f"    always @(posedge clk) if (en) xr{m} <= xs{m};")
         a(f"    always @(posedge clk) if (en) p{m} <= {xs % f'xr{m}'} * {wexpr};")
+    sh = spec.product_shift
     # Lane adder trees.
     lane_sum: dict[int, tuple[str, int]] = {}
-    for q, members in enumerate(s.lane_members):
+    for q, members in enumerate([] if spec.column else s.lane_members):
         if not members:
             continue
         levels = tree_widths(len(members), pw, aw)
@@ -385,11 +447,12 @@ def verilog(spec: EngineSpec) -> str:
             a(f"    always @(posedge clk) if (en) {nm} <= {name};")
             name = nm
         lane_sum[s.slot(q)] = (name, width)
-    # The accumulator ring.
-    sh = spec.product_shift
+    # The accumulator ring (column-balanced: the accumulators, in place).
     a(f"    reg signed [{aw - 1}:0] ring [0:{n - 1}];")
     a(f"    wire signed [{aw - 1}:0] nxt [0:{n - 1}];")
-    for p in range(n):
+    if spec.column:
+        _column_accumulators(a, spec, s, rw, pw)
+    for p in ([] if spec.column else range(n)):
         src = (p + 1) % n
         if src in lane_sum:
             nm, wd = lane_sum[src]
@@ -410,7 +473,7 @@ def verilog(spec: EngineSpec) -> str:
     for p in range(n):
         a(f"                    ring[{p}] <= {_sv(int(spec.bias[p]), aw)};")
     for p in range(n):
-        o = (p + rf) % n
+        o = p if spec.column else (p + rf) % n
         a(f"                    out_data[{o * ow + ow - 1}:{o * ow}] <= requant(nxt[{p}]);")
     a("                    out_valid <= 1'b1;")
     a("                end else begin")
@@ -422,3 +485,36 @@ def verilog(spec: EngineSpec) -> str:
     a("    end")
     a("endmodule")
     return "\n".join(L) + "\n"
+
+
+def _column_accumulators(a, spec: EngineSpec, s: Schedule, rw: int, pw: int) -> None:
+    """Column-balanced: nxt[o] = ring[o] + the products that go to output o in this cycle. The
+    cycle counter is delayed by the operand and product registers so that the output table is
+    read for the cycle the products were selected in."""
+    n, aw, sh = spec.n_out, spec.acc_t.width, spec.product_shift
+    a(f"    reg [{rw - 1}:0] rd0, rd1;")
+    a("    always @(posedge clk) if (en) begin rd0 <= r; rd1 <= rd0; end")
+    terms: list[list[str]] = [[] for _ in range(n)]
+    for j, m in enumerate(s.live):
+        m = int(m)
+        outs = s.out_candidates[j]
+        pm = f"p{m}" if sh == 0 else f"{{p{m}, {sh}'b0}}"
+        pmw = pw + max(sh, 0)
+        if len(outs) == 1:
+            terms[outs[0]].append(f"$signed({pm})")
+            continue
+        sb = max(1, math.ceil(math.log2(len(outs))))
+        a(f"    reg [{sb - 1}:0] osel{m};")
+        a("    always @* begin")
+        a("        case (rd1)")
+        for r, o in enumerate(s.out_table[m]):
+            a(f"            {rw}'d{r}: osel{m} = {sb}'d{outs.index(int(o)) if o >= 0 else 0};")
+        a(f"            default: osel{m} = {sb}'d0;")
+        a("        endcase")
+        a("    end")
+        for c, o in enumerate(outs):
+            g = f"g{m}_{o}"
+            a(f"    wire signed [{pmw - 1}:0] {g} = (osel{m} == {sb}'d{c}) ? $signed({pm}) : {pmw}'sd0;")
+            terms[o].append(g)
+    for o in range(n):
+        a(f"    assign nxt[{o}] = " + " + ".join([f"ring[{o}]"] + terms[o]) + ";")

@@ -166,7 +166,8 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
     def kernel_order(self) -> np.ndarray:
         """order[o]: the inputs in the order the kernel adds their products into output o
         (dense.h: weight k = i*n_out + o is served in cycle k % RF by multiplier k / RF;
-        dense_sparse.h: the kept weights in storage order, likewise; pruned ones add 0)."""
+        dense_sparse.h: the kept weights in the order they are served — row-balanced output
+        fastest, column-balanced in block order — likewise; pruned ones add 0)."""
         n_in, n_out, rf = self.n_in, self.n_out, self.reuse_factor
         if self.sparsity is None:
             k = np.arange(n_in)[None, :] * n_out + np.arange(n_out)[:, None]  # (n_out, n_in)
@@ -182,8 +183,13 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
                 k = m * rf + r
                 if k >= total:
                     continue
-                blk, i, j = k // (br * bc), (k // bc) % br, k % bc
-                bank, t = blk // sp.per_bank, blk % sp.per_bank
+                if sp.column_balanced:  # storage (block) order
+                    blk, i, j = k // (br * bc), (k // bc) % br, k % bc
+                    bank, t = blk // sp.per_bank, blk % sp.per_bank
+                else:  # row-balanced: output fastest, k = kk * n_out + o
+                    kk, o = k // n_out, k % n_out
+                    bank, i, t, j = o // br, o % br, kk // bc, kk % bc
+                    blk = bank * sp.per_bank + t
                 sel = int(idx.reshape(-1)[blk])
                 rb = sel if sp.column_balanced else bank
                 cb = bank if sp.column_balanced else (t // sp.per_group) * sp.group + sel

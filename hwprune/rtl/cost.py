@@ -126,7 +126,10 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     # synthesis folds into the multiplier (RF 2: about half of them).
     wl = w[live]
     if rf > 1:
-        wu = wl & ((1 << ww) - 1)
+        if ww >= 64 and wl.dtype != object:  # a 64-bit weight is all of its int64's bits
+            wu = wl.astype(np.int64).view(np.uint64)
+        else:
+            wu = wl & ((1 << ww) - 1)
         diff = np.bitwise_or.reduce(wu ^ wu[:, :1], axis=1)
         varying = np.array([bin(int(d)).count("1") for d in diff], dtype=np.int64)
     else:
@@ -179,8 +182,9 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     depth_levels = 0
     if rf == 1:
         # A product by a constant has the constant's significant bits only.
-        a = np.abs(wl[:, 0])
-        tz = np.zeros_like(a)
+        # (In float: exact below 2**53, and a 64-bit weight's abs or bit count must not wrap.)
+        a = np.abs(wl[:, 0].astype(np.float64))
+        tz = np.zeros(a.shape, dtype=np.int64)
         odd = a.copy()
         while np.any((odd > 0) & (odd % 2 == 0)):
             even = (odd > 0) & (odd % 2 == 0)

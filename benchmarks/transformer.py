@@ -358,13 +358,14 @@ simulator at 100 MHz, resources from hwprune's estimate (incl. FIFOs and the dep
 
 {chr(10).join(table)}
 
-Why nothing fits: at RF 64 the Dense/MatMul layers are a minority of the design; each LayerNorm
-instantiates 3 multipliers per element of a row (96 lanes, no reuse factor: 288 DSPs each, 5 of
-them), each GELU one table copy per two lanes of the 384-wide FFN, the attention scaling a
-ScaleShift per element, and the stream FIFOs ~360 BRAM18 (hwprune's estimate). Head pruning cuts
-latency (−27%: the attention engine serves fewer heads) and block pruning the Dense DSPs (−48%),
-but the elementwise kernels' parallelism keeps both boards out of reach; this is a kernel/cost
-model limit (LayerNorm/GELU/softmax without a reuse factor), not a search result.
+Why nothing fits: the table's hardware figures were measured before LayerNorm took a reuse
+factor (then 3 multipliers per element of a row: 288 DSPs each, 5 of them). With it, the dense
+8-bit design at RF 64 is estimated at 3,969 DSPs (was 5,379), LUT 439k, BRAM18 1,015, 355 µs on
+pynq-z2, and the Dense/MatMul layers are 3,456 of those DSPs (FFN 4 x 576, Q/K/V/O 8 x 144): the
+weights' products, not the elementwise kernels, keep both boards out of reach — pynq-z2's 220 DSPs
+need a reuse factor near 1,024, far heavier pruning, or narrower products on LUTs. The stream
+FIFOs take ~360 BRAM18 (hwprune's estimate). Head pruning cuts latency (−27%: the attention engine
+serves fewer heads) and block pruning the Dense DSPs (−48%).
 
 hls4ml 1.3.0 on the tiny BERT encoder (ONNX, after qonnx cleanup): {first.get('hls4ml', {}).get('transformer (encoder)', 'not run')}.
 The TextCNN (not re-run here): hls4ml's ONNX handler fails on its 1-D max pooling (measured for the team's brief, 2026-11).

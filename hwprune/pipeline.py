@@ -213,7 +213,10 @@ def error_bounds(g: Graph, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     for layer in [*g.host_layers, *g.layers]:
         e = layer.error_bound(g, [vals[i] for i in layer.inputs], [errs[i] for i in layer.inputs])
         for out, ek in zip(layer.outputs, e if isinstance(e, list) else [e]):
-            errs[out] = np.broadcast_to(ek, vals[out].shape)
+            # An unbounded input times a zero weight or slope (inf * 0) is NaN in first-order
+            # arithmetic: nothing is known there, so the bound is infinite, never NaN.
+            ek = np.asarray(ek, dtype=np.float64)
+            errs[out] = np.broadcast_to(np.where(np.isnan(ek), np.inf, ek), vals[out].shape)
     return [g.tensor(o).to_logical(np.asarray(errs[o]) * g.tensor(o).scale) for o in g.outputs]
 
 

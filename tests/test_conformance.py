@@ -6,7 +6,7 @@ within the error bound the chosen precision implies (propagated layer by layer, 
 `hwprune.pipeline.error_bounds`), with no saturation. Every other case must be refused with
 a clear UnsupportedOpError naming the node and its op type.
 
-The same holds at wide and wrapping precisions (WIDE): ap_fixed<32,16> (accumulators past 64
+The same holds at wide and wrapping precisions (PRECISIONS): ap_fixed<32,16> (accumulators past 64
 bits, the exact path) and ap_fixed<16,6> (AP_TRN/AP_WRAP, the ap_fixed default); 64-bit types
 (128-bit products) run in test_wide_ops.py and test_precision_strings.py. There the cases run batched: every case of the same opset is one model
 with one input and one output per case (prefixed names; the samples of each case repeated up
@@ -48,8 +48,9 @@ RANK_LIMIT = {"test_PixelShuffle"}  # reshapes to a 6-D tensor
 
 # Precision per case: the default, widened where the data needs more integer bits.
 PRECISION = {"default": "ap_fixed<18,8,AP_RND_CONV,AP_SAT>"}
-# Wide and wrapping precisions, every supported case batched (see the module docstring).
-WIDE = ["ap_fixed<32,16>", "ap_fixed<16,6>"]
+# Every supported case runs batched (see the module docstring) at the default and at wide and
+# wrapping precisions.
+PRECISIONS = [PRECISION["default"], "ap_fixed<32,16>", "ap_fixed<16,6>"]
 
 
 def _ops(case: str) -> set[str]:
@@ -73,12 +74,17 @@ def test_the_wheel_ships_the_cases():
     assert len(supported) >= 45, supported
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", [c for c in CASES if not expected_refusal(c)])
+# The user's path, one project per case, for one case per op family; every supported case runs
+# batched at every precision below (one C build per opset serves all its cases).
+USER_PATH_CASES = ["test_Conv2d", "test_Linear", "test_MaxPool2d"]
+
+
+@pytest.mark.parametrize("case", USER_PATH_CASES)
 @pytest.mark.parametrize("io", ["parallel", "stream"])
 def test_supported_case_matches_expected(case, io, tmp_path):
+    assert not expected_refusal(case)
     x, y = _load(case)
-    prec = PrecisionConfig().with_overrides(result=FixedType.parse(PRECISION.get(case, PRECISION["default"])))
+    prec = PrecisionConfig().with_overrides(result=FixedType.parse(PRECISION["default"]))
     model = DATA / case / "model.onnx"
     g = compile_graph(model, prec, io)
     assert saturation_report(g, [x]) == {}, "the chosen precision saturates on this data"
@@ -138,8 +144,8 @@ def test_batches_cover_every_supported_case():
 @pytest.mark.slow
 @pytest.mark.parametrize("batch", sorted(BATCHES))
 @pytest.mark.parametrize("io", ["parallel", "stream"])
-@pytest.mark.parametrize("precision", WIDE)
-def test_supported_cases_match_at_wide_precisions(batch, io, precision, tmp_path):
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_supported_cases_match_batched(batch, io, precision, tmp_path):
     cases = BATCHES[batch]
     data = [_load(c) for c in cases]
     n = max(x.shape[0] for x, _ in data)

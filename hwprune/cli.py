@@ -341,7 +341,8 @@ def _prune_to_budget(args: argparse.Namespace) -> int:
     _board(args.board)
     check_out_dir(Path(args.out), args.force, [args.model])
     cfg = BudgetConfig(board=args.board, budget=budget_from_args(args), bits=args.bits, io_type=args.io,
-                       clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed)
+                       clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, seed=args.seed,
+                       quantization=args.quantization)
     task = _task_source(args, args.model).load()
     quiet = bool(getattr(args, "json", False))
     res = prune_to_budget(task, cfg, args.out, args.force,
@@ -372,7 +373,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise HwpruneInputError("explore sweeps --latency-us; drop --latency-cycles")
     cfg = BudgetConfig(board=args.board, budget=budget_from_args(args, lats[0] if lats else None), bits=args.bits,
                        io_type=args.io, clock_mhz=args.clock_mhz, finetune_epochs=args.epochs, qat_epochs=args.qat_epochs,
-                       seed=args.seed)
+                       seed=args.seed, quantization=args.quantization)
     for lat in lats:  # every point's budget must make sense before any worker starts
         dataclasses.replace(cfg.budget, latency_us=lat).check(board, args.clock_mhz or board.default_clock_mhz)
     source = _task_source(args, args.model_dir)
@@ -639,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     bg.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     bg.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
     bg.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs (default 1)")
+    bg.add_argument("--quantization", choices=["auto", "qat", "ptq"], default="auto",
+                    help="qat (Brevitas), ptq (post-training: weights rounded per layer, activations ap_fixed<16,6>; "
+                         "for LayerNorm/GELU/attention models) or auto (qat where Brevitas can wrap the model)")
     bg.add_argument("--seed", type=int, default=0)
     fit_opts(bg, shell=False)
     pr.set_defaults(func=cmd_prune)
@@ -656,6 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--clock-mhz", type=float, help="design clock (default: the board's)")
     x.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per point (default 3)")
     x.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs per point (default 1)")
+    x.add_argument("--quantization", choices=["auto", "qat", "ptq"], default="auto",
+                   help="qat, ptq (post-training) or auto (qat where Brevitas can wrap the model)")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--force", action="store_true", help="replace a non-empty --out")
     fit_opts(x, shell=False, json_=False)

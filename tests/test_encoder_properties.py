@@ -89,7 +89,7 @@ def test_random_encoders_fixed_equals_csim(tmp_path, case, io, prec_t, rf):
 
 
 @pytest.mark.slow
-@_settings(20)
+@_settings(10)
 @given(case=encoders(), io=st.sampled_from(["parallel", "stream"]), prec_t=precisions(), rf=st.integers(1, 8))
 def test_random_encoders_fixed_equals_csim_sweep(tmp_path, case, io, prec_t, rf):
     _check(case, io, prec_t, rf, tmp_path, csim=True)

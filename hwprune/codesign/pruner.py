@@ -37,6 +37,23 @@ log = logging.getLogger(__name__)
 # Re-solve when the verified latency uses less than this share of the budget.
 SLACK = 0.85
 MAX_ROUNDS = 5
+QUANTIZATIONS = ("auto", "qat", "ptq")
+
+
+def choose_quantization(mode: str, model: torch.nn.Module, example: Any) -> tuple[str, str]:
+    """("qat" | "ptq", why): "auto" is QAT when Brevitas can wrap the model, else post-training
+    with the reason QAT refused it (a LayerNorm, GELU or softmax has no exact Brevitas layer)."""
+    if mode not in QUANTIZATIONS:
+        raise ConfigError(f"quantization {mode!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    if mode != "auto":
+        return mode, ""
+    from hwprune.quantize.qat import QuantConfig, quantize_model
+
+    try:
+        quantize_model(copy.deepcopy(model), example, QuantConfig())
+    except ConfigError as e:
+        return "ptq", str(e).splitlines()[0]
+    return "qat", ""
 
 
 @dataclass
@@ -53,8 +70,15 @@ class BudgetConfig:
     patterns: tuple[str, ...] | None = None  # None: the space's defaults
     sparsities: tuple[float, ...] | None = None
     batch: int = 16  # samples in the verifying simulation
+    # "qat" (Brevitas: calibrated, quantization-aware fine-tuning), "ptq" (post-training: weights
+    # rounded per layer, activations at the precision's result type; for models Brevitas cannot
+    # wrap, such as LayerNorm/GELU/attention) or "auto" (qat when Brevitas can wrap the model).
+    quantization: str = "auto"
 
     def space_config(self) -> SpaceConfig:
+        if self.quantization not in ("qat", "ptq"):
+            raise ConfigError(f"quantization {self.quantization!r}: the space needs 'qat' or 'ptq' ('auto' is resolved "
+                              "by choose_quantization when the run starts)")
         if self.bits == "auto":
             wbits, abits = (4, 6, 8), 8
         else:
@@ -65,7 +89,11 @@ class BudgetConfig:
             if not 2 <= b <= 16:
                 raise ConfigError(f"--bits {b} must be between 2 and 16")
             wbits, abits = (b,), b
-        sc = SpaceConfig(weight_bits=wbits, act_bits=abits, io_type=self.io_type)
+        if self.quantization == "ptq":  # activations at the result type; --bits sets the weights
+            from hwprune.precision import DEFAULT_RESULT
+
+            abits = DEFAULT_RESULT.width
+        sc = SpaceConfig(weight_bits=wbits, act_bits=abits, io_type=self.io_type, quantization=self.quantization)
         if self.patterns is not None:
             sc = replace(sc, patterns=tuple(self.patterns))
         if self.sparsities is not None:
@@ -116,6 +144,11 @@ class _Run:
         self.clock = cfg.clock_mhz or self.board.default_clock_mhz
         cfg.budget.check(self.board, self.clock)
         self.data = task.data()
+        self.quantization, why = choose_quantization(cfg.quantization, self.model, self.data.example())
+        if why:
+            say(f"quantization: post-training fixed point (QAT cannot wrap the model: {why})")
+        # The configuration as this run uses it: "auto" resolved.
+        self.cfg = cfg = replace(cfg, quantization=self.quantization)
         self.recipe = Recipe(cfg.finetune_epochs, cfg.qat_epochs, cfg.distill_alpha, seed=cfg.seed)
 
     # ---------------------------------------------------------------- realization
@@ -153,10 +186,19 @@ class _Run:
             from hwprune.prune.recipe import fit_epochs
 
             fit_epochs(student, data, recipe, recipe.finetune_epochs, teacher, self.say)
-        layers = {m: (c.weight_bits, None) for m, c in choices.items()}
-        quant = QuantConfig(weight_bits=max(c.weight_bits for c in choices.values()),
-                            act_bits=int(self.cfg.space_config().act_bits), layers=layers)
-        q, proto = quantize_finetune(student, data, quant, recipe, teacher if train else None, self.say)
+        if self.quantization == "ptq":
+            from hwprune.quantize.ptq import export_ptq
+
+            student.eval()
+            proto, widths = export_ptq(student, data.example(), {m: c.weight_bits for m, c in choices.items()},
+                                       default_bits=max(c.weight_bits for c in choices.values()))
+            q = student
+        else:
+            widths = None
+            layers = {m: (c.weight_bits, None) for m, c in choices.items()}
+            quant = QuantConfig(weight_bits=max(c.weight_bits for c in choices.values()),
+                                act_bits=int(self.cfg.space_config().act_bits), layers=layers)
+            q, proto = quantize_finetune(student, data, quant, recipe, teacher if train else None, self.say)
         layer_of = {m: l for l, m in module_map(proto).items()}
         missing = [s.module for s in space.sites if s.module not in layer_of]
         if missing:
@@ -164,6 +206,11 @@ class _Run:
         prec = PrecisionConfig(layer_name={layer_of[s.module]: LayerPrecision(reuse_factor=choices[s.module].reuse_factor,
                                                                               mult_impl=choices[s.module].mult_impl)
                                            for s in space.sites if s.kind != "embedding"})
+        if widths is not None:  # post-training: the weight widths live in the precision, not in Quant nodes
+            names = {**widths.layer_name}
+            for k, v in prec.layer_name.items():
+                names[k] = v.merged_over(names[k]) if k in names else v
+            prec = replace(prec, layer_name=names)
         g = compile_graph(proto, prec, self.cfg.io_type)
         figs = _figures(g, self.board, self.clock, self.cfg.batch)
         res = {k: int(round(figs[k])) for k in RESOURCES}
@@ -260,7 +307,7 @@ def prune_to_budget(task: Any, cfg: BudgetConfig, out: str | Path, force: bool =
     run = _Run(task, cfg, say)
     say(f"budget on {run.board.name} @ {run.clock:g} MHz: " + ", ".join(f"{k}={v}" for k, v in cfg.budget.as_dict().items()
                                                                       if v is not None and v != 1.0))
-    space = build_space(run.model, run.data, run.board, run.clock, cfg.space_config(), say)
+    space = build_space(run.model, run.data, run.board, run.clock, run.cfg.space_config(), say)
     quick = run.search(space)
     say("fine-tuning the chosen design: " + "; ".join(f"{s.module}: {o.choice.label()}"
                                                       for s, o in zip(space.sites, quick.solution.options)))

@@ -168,12 +168,20 @@ def output_layers(g: Graph) -> set[str]:
 
 # ---------------------------------------------------------------- IR side
 
-def cost_graph(model: torch.nn.Module, data: Any, weight_bits: int, act_bits: int, io_type: str) -> tuple[Graph, dict[str, str]]:
+def cost_graph(model: torch.nn.Module, data: Any, weight_bits: int, act_bits: int, io_type: str,
+               quantization: str = "qat") -> tuple[Graph, dict[str, str]]:
     """The IR of the model quantized at these bits (calibrated, no training), as the final
     design will be built: QONNX export, so types, quantizers and FIFOs are the real ones; and
-    {IR layer: torch module} of its weighted layers."""
+    {IR layer: torch module} of its weighted layers. "ptq": the post-training export
+    (hwprune.quantize.ptq; activations at the precision's result type)."""
     from hwprune.pipeline import compile_graph
     from hwprune.quantize.qat import QuantConfig, calibrate, export_qonnx, module_map, quantize_model
+
+    if quantization == "ptq":
+        from hwprune.quantize.ptq import export_ptq
+
+        proto, precision = export_ptq(model, data.example(), default_bits=weight_bits)
+        return compile_graph(proto, precision, io_type), module_map(proto)
 
     # An embedding's table is the next layer's input: it stays at the activation width so that
     # that layer's cost does not depend on another site's choice.
@@ -224,6 +232,7 @@ class SpaceConfig:
     reuse_factors: Sequence[int] = REUSE_FACTORS
     io_type: str = "stream"
     dsp_binding: bool = True  # let narrow products use DSP slices (BIND_OP impl=dsp)
+    quantization: str = "qat"  # qat | ptq: how the designs are quantized (hwprune.codesign.pruner)
 
 
 def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float, cfg: SpaceConfig,
@@ -240,7 +249,9 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
 
     model = copy.deepcopy(model).eval()
     example = data.example()
-    built = {b: cost_graph(model, data, b, cfg.act_bits, cfg.io_type) for b in cfg.weight_bits}
+    if cfg.quantization not in ("qat", "ptq"):
+        raise ConfigError(f"SpaceConfig.quantization {cfg.quantization!r}: expected 'qat' or 'ptq' (resolve 'auto' first)")
+    built = {b: cost_graph(model, data, b, cfg.act_bits, cfg.io_type, cfg.quantization) for b in cfg.weight_bits}
     graphs = {b: g for b, (g, _) in built.items()}
     g0, layer_of = built[max(cfg.weight_bits)]
     ctx = {b: CostContext(g, IOType(cfg.io_type), board.dsp_kind, board.resources.uram > 0) for b, g in graphs.items()}

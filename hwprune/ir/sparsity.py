@@ -71,11 +71,9 @@ class Sparsity:
         """(banks, per_bank) index of each kept block *within its group*, in group order."""
         k = self.kept.T if self.column_balanced else self.kept
         banks, cols = k.shape
-        out = np.zeros((banks, self.per_bank), dtype=np.int64)
-        for b in range(banks):
-            sel = np.flatnonzero(k[b])
-            out[b] = sel % self.group
-        return out
+        # Every bank keeps exactly per_bank blocks, so the kept positions reshape row by row.
+        _, sel = np.nonzero(k)
+        return (sel.reshape(banks, self.per_bank) % self.group).astype(np.int64)
 
 
 def zero_fraction(weight: np.ndarray) -> float:
@@ -120,11 +118,10 @@ def balanced_structure(matrix: np.ndarray, pattern_text: str) -> Sparsity | None
         return None  # nothing to skip
     # Top up every group to per_group kept blocks (the lowest free positions).
     g3 = k.reshape(banks, groups, group)
-    for b in range(banks):
-        for gi in range(groups):
-            free = np.flatnonzero(~g3[b, gi])
-            need = per_group - int(g3[b, gi].sum())
-            g3[b, gi, free[:need]] = True
+    free = ~g3
+    need = per_group - g3.sum(axis=2, keepdims=True)
+    # A free position is taken when fewer than `need` free positions come before it (inclusive).
+    g3 = g3 | (free & (np.cumsum(free, axis=2) <= need))
     kept = g3.reshape(banks, cand)
     kept = kept.T if col_balanced else kept
     return Sparsity(pattern_text, (br, bc), kept, group, per_group, col_balanced)

@@ -899,7 +899,9 @@ def export_qonnx(model: torch.nn.Module, example_input: Any) -> onnx.ModelProto:
 
         path = Path(d) / "model.onnx"
         try:
-            brevitas_export_qonnx(model, x, export_path=str(path))
+            # The TorchScript exporter: the same graph as the dynamo one after the clean-up, in a
+            # fifth of the time (0.4 s vs 2 s for a small CNN; the budget search exports often).
+            brevitas_export_qonnx(model, x, export_path=str(path), dynamo=False)
         except Exception as e:
             raise ConfigError(f"the QONNX export failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
                               "is every layer a Brevitas quantized layer or a plain op hwprune supports?") from e

@@ -1,0 +1,140 @@
+"""Post-training fixed point (hwprune.quantize.ptq) and the budget-driven pruner on a model
+Brevitas cannot wrap (a transformer encoder layer: LayerNorm, GELU, softmax attention): the
+export against qonnx's executor and the search's weight rounding, the C simulation bit for
+bit, and prune_to_budget choosing post-training by itself and writing a design that meets the
+budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hwprune
+from hwprune.backend.csim import raw_outputs
+from hwprune.codesign.budget import Budget
+from hwprune.codesign.pruner import BudgetConfig, choose_quantization, prune_to_budget
+from hwprune.codesign.space import fake_quantize
+from hwprune.errors import ConfigError
+from hwprune.pipeline import compile_graph, run_fixed, run_float, run_onnx, trace_fixed
+from hwprune.quantize.ptq import export_ptq, weight_scale
+
+SEQ, WIDTH, CLASSES = 6, 16, 3
+
+
+class Encoder(nn.Module):
+    """Embedded sequence -> one post-LN encoder layer (GELU FFN) -> mean over tokens -> classes."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        torch.backends.mha.set_fastpath_enabled(False)  # the fused kernel has no ONNX export
+        self.layer = nn.TransformerEncoderLayer(WIDTH, 2, 32, dropout=0.0, activation="gelu", batch_first=True)
+        self.fc = nn.Linear(WIDTH, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.layer(x).mean(dim=1))
+
+
+def _data(n: int = 480, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, SEQ, WIDTH)).astype(np.float32)
+    y = (x[:, :, :CLASSES].mean(axis=1)).argmax(axis=1).astype(np.int64)  # which of 3 channels is largest
+    return x, y
+
+
+def test_weight_scale_is_the_smallest_power_of_two_covering_the_weights():
+    w = np.array([0.3, -0.9, 0.1])
+    assert weight_scale(w, 4) == 0.25  # 7 levels: 7 * 2**-3 = 0.875 < 0.9 <= 7 * 2**-2
+    assert weight_scale(w, 8) == 2.0 ** -7  # 127 * 2**-7 = 0.99
+    assert weight_scale(np.zeros(3), 8) == 1.0
+
+
+def test_export_is_the_model_with_the_searchs_rounding():
+    """onnxruntime runs the export (an independent reference) as the torch model with its
+    Linear weights rounded by the search's fake_quantize (torch); the IR holds exactly those
+    weights at those widths."""
+    model = Encoder().eval()
+    x, _ = _data(8)
+    bits = {"fc": 4, "layer.linear1": 6}
+    proto, prec = export_ptq(model, x[:1], bits, default_bits=8)
+    rounded = Encoder().eval()
+    with torch.no_grad():
+        for name, mod in rounded.named_modules():
+            if isinstance(mod, nn.Linear):
+                mod.weight.copy_(fake_quantize(mod.weight, bits.get(name, 8)))
+        # nn.MultiheadAttention's packed Q/K/V projection is one weight of the export too
+        a = rounded.layer.self_attn
+        a.in_proj_weight.copy_(fake_quantize(a.in_proj_weight, 8))
+        want = rounded(torch.from_numpy(x)).numpy()
+    got = run_onnx(proto, [x])[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    g = compile_graph(proto, prec, "stream")
+    fc = [l for l in g.layers if type(l).__name__ == "Dense" and l.n_out == CLASSES]
+    assert len(fc) == 1 and fc[0].weight_t.width == 4
+    np.testing.assert_array_equal(fc[0].weight.T, fake_quantize(model.fc.weight.detach(), 4).numpy().astype(np.float64))
+
+
+def test_bad_bits_are_clear_errors():
+    model, (x, _) = Encoder().eval(), _data(2)
+    with pytest.raises(ConfigError, match="no such Linear/Conv"):
+        export_ptq(model, x[:1], {"nope": 4})
+    with pytest.raises(ConfigError, match="from 2 to 16"):
+        export_ptq(model, x[:1], {"fc": 1})
+
+
+@pytest.mark.parametrize("io", ["stream"])  # the attention kernels' own tests cover both io types
+def test_ptq_csim_is_bit_exact_and_close_to_float(tmp_path, io):
+    model, (x, _) = Encoder().eval(), _data(6)
+    proto, prec = export_ptq(model, x[:1], default_bits=8)
+    prj = hwprune.export(proto, tmp_path / io, io_type=io, precision=prec)
+    g = compile_graph(proto, prec, io)
+    np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g, [x]).values[g.outputs[0]])
+    # float vs fixed: only quantization apart (8-bit weights, ap_fixed<16,6> activations)
+    assert np.max(np.abs(run_fixed(g, [x])[0] - run_float(g, [x])[0])) < 0.25
+
+
+def test_auto_picks_post_training_for_layernorm_models_and_qat_otherwise():
+    x, _ = _data(2)
+    mode, why = choose_quantization("auto", Encoder(), torch.from_numpy(x[:1]))
+    assert mode == "ptq" and why
+    mlp = nn.Sequential(nn.Linear(WIDTH, 8), nn.ReLU(), nn.Linear(8, CLASSES))
+    assert choose_quantization("auto", mlp, torch.zeros(1, WIDTH)) == ("qat", "")
+    with pytest.raises(ConfigError, match="expected one of"):
+        choose_quantization("int8", mlp, torch.zeros(1, WIDTH))
+
+
+@pytest.mark.slow
+def test_budget_driven_pruner_on_an_encoder_layer(tmp_path):
+    """QAT refuses the encoder; the pruner says so, goes post-training, and writes a design
+    that meets the budget with its fixed-point accuracy measured on the bit-exact reference."""
+    from hwprune.task import Task
+    from hwprune.training import FitConfig, fit
+
+    x, y = _data()
+    idx = np.arange(len(x))
+    tr, va, te = idx[:320], idx[320:400], idx[400:]
+    model = Encoder()
+    fit(model, x, y, tr, va, FitConfig(epochs=6, batch_size=32, lr=3e-3, seed=0))
+    task = Task.from_split(model.eval(), x, y, tr, va, te, batch_size=32, name="encoder")
+    said: list[str] = []
+    cfg = BudgetConfig(board="zcu104", budget=Budget(latency_us=60), finetune_epochs=1, qat_epochs=0, seed=0,
+                       sparsities=(0.5, 0.75), patterns=("block:4x4", "nm:2:4"))
+    res = prune_to_budget(task, cfg, tmp_path / "design", say=said.append)
+    r = res.report
+    assert any("post-training" in m for m in said)
+    assert r["meets_budget"] and r["latency_us"] <= 60
+    assert {l["module"] for l in r["layers"]} >= {"layer.linear1", "layer.linear2", "fc"}
+    assert r["accuracy_before"] > 0.6  # the trained model learned the task (chance: 1/3)
+    assert r["accuracy_after"] > r["accuracy_before"] - 0.15
+    saved = json.loads((tmp_path / "design" / "report.json").read_text())
+    assert saved["accuracy_after"] == r["accuracy_after"]
+    # The design's graph (the written project) computes what the report's accuracy measured.
+    from hwprune.project import load_project_graph
+
+    g = load_project_graph(tmp_path / "design" / "project")
+    acc = float(np.mean(run_fixed(g, [x[te]])[0].argmax(1) == y[te]))
+    assert acc == pytest.approx(r["accuracy_after"])

@@ -111,15 +111,7 @@ def test_auto_picks_post_training_for_layernorm_models_and_qat_otherwise():
 def test_budget_driven_pruner_on_an_encoder_layer(tmp_path):
     """QAT refuses the encoder; the pruner says so, goes post-training, and writes a design
     that meets the budget with its fixed-point accuracy measured on the bit-exact reference."""
-    from hwprune.task import Task
-    from hwprune.training import FitConfig, fit
-
-    x, y = _data()
-    idx = np.arange(len(x))
-    tr, va, te = idx[:320], idx[320:400], idx[400:]
-    model = Encoder()
-    fit(model, x, y, tr, va, FitConfig(epochs=6, batch_size=32, lr=3e-3, seed=0))
-    task = Task.from_split(model.eval(), x, y, tr, va, te, batch_size=32, name="encoder")
+    task, x, y, te = _encoder_task()
     said: list[str] = []
     cfg = BudgetConfig(board="zcu104", budget=Budget(latency_us=60), finetune_epochs=1, qat_epochs=0, seed=0,
                        sparsities=(0.5, 0.75), patterns=("block:4x4", "nm:2:4"))
@@ -128,6 +120,8 @@ def test_budget_driven_pruner_on_an_encoder_layer(tmp_path):
     assert any("post-training" in m for m in said)
     assert r["meets_budget"] and r["latency_us"] <= 60
     assert {l["module"] for l in r["layers"]} >= {"layer.linear1", "layer.linear2", "fc"}
+    # the packed Q/K/V projection (a weight but no Linear module), 2 attention MatMuls, 2 LayerNorms
+    assert sum(l["kind"] == "engine" for l in r["layers"]) == 5
     assert r["accuracy_before"] > 0.6  # the trained model learned the task (chance: 1/3)
     assert r["accuracy_after"] > r["accuracy_before"] - 0.15
     saved = json.loads((tmp_path / "design" / "report.json").read_text())
@@ -138,3 +132,50 @@ def test_budget_driven_pruner_on_an_encoder_layer(tmp_path):
     g = load_project_graph(tmp_path / "design" / "project")
     acc = float(np.mean(run_fixed(g, [x[te]])[0].argmax(1) == y[te]))
     assert acc == pytest.approx(r["accuracy_after"])
+    for l in r["layers"]:  # the chosen reuse factors are the written project's
+        assert g.layer(l["layer"]).reuse_factor == l["reuse_factor"], l["layer"]
+
+
+def _encoder_task():
+    from hwprune.task import Task
+    from hwprune.training import FitConfig, fit
+
+    x, y = _data()
+    idx = np.arange(len(x))
+    tr, va, te = idx[:320], idx[320:400], idx[400:]
+    model = Encoder()
+    fit(model, x, y, tr, va, FitConfig(epochs=6, batch_size=32, lr=3e-3, seed=0))
+    return Task.from_split(model.eval(), x, y, tr, va, te, batch_size=32, name="encoder"), x, y, te
+
+
+def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
+    """The attention MatMuls and the LayerNorms have no weights but a reuse factor, and
+    nn.MultiheadAttention's packed Q/K/V projection is no Linear module: they are sites of the
+    search (reuse factors only), and what the solver predicts for every site is
+    what the realized design's estimate costs, layer by layer."""
+    from hwprune.codesign.pruner import _Run
+    from hwprune.codesign.solver import solve
+    from hwprune.codesign.space import build_space
+    from hwprune.sim.estimate import estimate
+
+    task, *_ = _encoder_task()
+    cfg = BudgetConfig(board="pynq-z2", budget=Budget(latency_us=40), finetune_epochs=0, qat_epochs=0,
+                       patterns=("block:4x4",), sparsities=(0.5,))
+    run = _Run(task, cfg, lambda m: None)
+    assert run.quantization == "ptq"
+    space = build_space(task.model, run.data, run.board, run.clock, run.cfg.space_config(), lambda m: None)
+    engines = [s for s in space.sites if s.kind == "engine"]
+    kinds = sorted(type(space_layer).__name__ for space_layer in
+                   (compile_graph(*export_ptq(task.model, run.data.example()), "stream").layer(s.layer) for s in engines))
+    assert kinds == ["Dense", "LayerNorm", "LayerNorm", "MatMul", "MatMul"]  # Dense: the packed Q/K/V projection
+    assert all(len(s.options) > 3 and all(o.loss == 0 for o in s.options) for s in engines)
+    sol = solve(space, cfg.budget)
+    r = run.realize(sol, space, train=False)
+    costs = {le.name: le.cost for le in estimate(r.graph, run.board).layers}
+    for site, o in zip(space.sites, sol.options):
+        real = costs[site.layer if site.kind == "engine" else r.layer_of[site.module]]
+        assert real.dsp == o.cost.dsp and real.ii == o.cost.ii and real.latency == o.cost.latency, site.layer
+        assert real.lut == pytest.approx(o.cost.lut, rel=0.02)
+    assert {r.graph.layer(s.layer).reuse_factor for s, o in zip(space.sites, sol.options) if s.kind == "engine"} \
+        == {o.choice.reuse_factor for s, o in zip(space.sites, sol.options) if s.kind == "engine"}
+    assert not r.violations

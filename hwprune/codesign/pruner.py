@@ -162,10 +162,13 @@ class _Run:
 
         model = copy.deepcopy(self.model)
         data = copy.copy(self.data)
-        choices = {site.module: o.choice for site, o in zip(space.sites, sol.options)}
+        choices = {site.module: o.choice for site, o in zip(space.sites, sol.options) if site.kind != "engine"}
+        engines = {site.layer: o.choice for site, o in zip(space.sites, sol.options) if site.kind == "engine"}
         teacher = self.model
         input_map = None
         for site in space.sites:
+            if site.kind == "engine":
+                continue
             ch = choices[site.module]
             emb = model.get_submodule(site.module)
             if site.kind == "embedding" and ch.vocab is not None and ch.vocab < emb.num_embeddings:
@@ -200,18 +203,24 @@ class _Run:
                                 act_bits=int(self.cfg.space_config().act_bits), layers=layers)
             q, proto = quantize_finetune(student, data, quant, recipe, teacher if train else None, self.say)
         layer_of = {m: l for l, m in module_map(proto).items()}
-        missing = [s.module for s in space.sites if s.module not in layer_of]
+        missing = [s.module for s in space.sites if s.kind != "engine" and s.module not in layer_of]
         if missing:
             raise ConfigError(f"the realized model has no exported layer for {', '.join(missing)}")
         prec = PrecisionConfig(layer_name={layer_of[s.module]: LayerPrecision(reuse_factor=choices[s.module].reuse_factor,
                                                                               mult_impl=choices[s.module].mult_impl)
-                                           for s in space.sites if s.kind != "embedding"})
+                                           for s in space.sites if s.kind not in ("embedding", "engine")})
+        for name, ch in engines.items():
+            prec.layer_name[name] = LayerPrecision(reuse_factor=ch.reuse_factor)
         if widths is not None:  # post-training: the weight widths live in the precision, not in Quant nodes
             names = {**widths.layer_name}
             for k, v in prec.layer_name.items():
                 names[k] = v.merged_over(names[k]) if k in names else v
             prec = replace(prec, layer_name=names)
         g = compile_graph(proto, prec, self.cfg.io_type)
+        absent = sorted(set(engines) - {layer.name for layer in g.layers})
+        if absent:
+            raise ConfigError(f"the realized model has no layer {', '.join(absent)} (the engines of the cost graph)")
+        layer_of.update({name: name for name in engines})  # an engine site is its own layer
         figs = _figures(g, self.board, self.clock, self.cfg.batch)
         res = {k: int(round(figs[k])) for k in RESOURCES}
         viol = self.cfg.budget.violations(self.board, self.clock, int(figs["latency_cycles"]), int(figs["interval_cycles"]), res)
@@ -309,7 +318,7 @@ def prune_to_budget(task: Any, cfg: BudgetConfig, out: str | Path, force: bool =
                                                                       if v is not None and v != 1.0))
     space = build_space(run.model, run.data, run.board, run.clock, run.cfg.space_config(), say)
     quick = run.search(space)
-    say("fine-tuning the chosen design: " + "; ".join(f"{s.module}: {o.choice.label()}"
+    say("fine-tuning the chosen design: " + "; ".join(f"{s.module or s.layer}: {o.choice.label()}"
                                                       for s, o in zip(space.sites, quick.solution.options)))
     final = run.realize(quick.solution, space, train=True)
     if final.violations:
@@ -361,9 +370,9 @@ def _report(task: Any, cfg: BudgetConfig, run: _Run, space: DesignSpace, r: Real
     layers = []
     costs = {le.name: le.cost for le in est.layers}
     for site, o in zip(space.sites, r.solution.options):
-        ir = r.layer_of[site.module]
+        ir = site.layer if site.kind == "engine" else r.layer_of[site.module]
         c = costs[ir]
-        layers.append(dict(module=site.module, layer=ir, kind=site.kind, pattern=o.choice.pattern,
+        layers.append(dict(module=site.module or ir, layer=ir, kind=site.kind, pattern=o.choice.pattern,  # an engine: its layer
                            sparsity=o.choice.sparsity, weight_bits=o.choice.weight_bits,
                            reuse_factor=o.choice.reuse_factor, mult_impl=o.choice.mult_impl, vocab=o.choice.vocab,
                            predicted_loss=o.loss,

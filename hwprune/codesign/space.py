@@ -72,9 +72,9 @@ class Option:
 
 @dataclass
 class Site:
-    module: str  # torch module name
+    module: str  # torch module name ("" for an engine site)
     layer: str  # IR layer name in the cost graph
-    kind: str  # embedding | conv | dense
+    kind: str  # embedding | conv | dense | engine (a weightless layer with a reuse factor: MatMul, LayerNorm)
     options: list[Option] = field(default_factory=list)
 
 
@@ -203,7 +203,8 @@ def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> Lay
         v.table = layer.table[: choice.vocab or layer.vocab]
         return v.cost(ctx)
     v.reuse_factor = choice.reuse_factor
-    v.mult_impl = choice.mult_impl
+    if hasattr(layer, "mult_impl"):
+        v.mult_impl = choice.mult_impl
     if choice.pattern == "filter" and choice.sparsity > 0:
         if type(layer).__name__ == "Conv":
             k = kept_count(layer.c_out, choice.sparsity)
@@ -240,6 +241,7 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
     """Enumerate every site's options with their costs and predicted losses (`data`: the
     task's hwprune.task.TaskData)."""
     from hwprune.ops.conv import Conv
+    from hwprune.ops.dense import Dense
     from hwprune.ops.embedding import Embedding
     from hwprune.prune.channels import channel_groups, prune_channels
     from hwprune.prune.patterns import Pattern
@@ -351,6 +353,25 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
                 mod.weight.copy_(w0)
         say(f"  {site.module}: {len(site.options)} options, divergence "
             f"{min(o.loss for o in site.options):.4f} .. {max(o.loss for o in site.options):.4f}")
+
+    # Engines whose reuse factor trades cycles for multipliers but that have no Linear/Conv
+    # module to prune: the attention MatMuls and LayerNorms (ops with `reuse_factor_options`),
+    # a Dense whose weight is no module's (nn.MultiheadAttention's packed Q/K/V projection).
+    # Sites with reuse-factor options only, which change nothing the model computes (loss 0).
+    bits0 = max(cfg.weight_bits)
+    taken = {s.layer for s in sites}
+    for layer in g0.layers:
+        options = getattr(layer, "reuse_factor_options", None)
+        if options is None and isinstance(layer, (Conv, Dense)):
+            options = lambda g, candidates, layer=layer: _reuse_factors(layer, "dense", 0.0, candidates)  # noqa: E731
+        if options is None or layer.name in taken:
+            continue
+        site = Site("", layer.name, "engine")
+        for rf in options(g0, cfg.reuse_factors):
+            ch = Choice("dense", 0.0, bits0, rf)
+            site.options.append(Option(ch, 0.0, _variant_cost(g0, ctx[bits0], layer, ch)))
+        sites.append(site)
+        say(f"  {layer.name} ({layer.op_type}): {len(site.options)} reuse factors")
 
     # Everything that is not a site: constant resources; fixed latency along every path.
     est = estimate(g0, board, clock_mhz)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -74,6 +74,12 @@ class LayerNorm(OpMixin, Layer):
         n = self._n(g)
         integer = int(math.ceil(math.log2(math.sqrt(max(n, 1)) + 1))) + 1
         return FixedType(integer + Z_FRAC, integer, True)
+
+    def reuse_factor_options(self, g: Graph, candidates: Sequence[int]) -> list[int]:
+        """The reuse factors the budget search may give this engine, as infer_types settles
+        them (the fewest cycles per row for ceil(n / RF) lanes), each once."""
+        n = self._n(g)
+        return sorted({-(-n // -(-n // r)) for r in candidates if r <= n}) or [1]
 
     def infer_types(self, g: Graph, prec: Any) -> None:
         p = prec.resolve(self.name, self.op_type)

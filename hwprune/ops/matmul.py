@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -87,6 +87,12 @@ class MatMul(OpMixin, Layer):
         return a @ eb + ea @ b + ea @ eb + round_error(g.tensor(self.output).type)
 
     # ------------------------------------------------------------------ cost
+    def reuse_factor_options(self, g: Graph, candidates: Sequence[int]) -> list[int]:
+        """The reuse factors the budget search may give this engine: up to k*n products per
+        output row (beyond it nothing is shared)."""
+        _, _, k, n = self.dims(g)
+        return [r for r in candidates if r <= k * n] or [1]
+
     def n_mult(self, g: Graph) -> int:
         _, _, k, n = self.dims(g)
         return math.ceil(k * n / self.reuse_factor)

@@ -179,3 +179,49 @@ def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
     assert {r.graph.layer(s.layer).reuse_factor for s, o in zip(space.sites, sol.options) if s.kind == "engine"} \
         == {o.choice.reuse_factor for s, o in zip(space.sites, sol.options) if s.kind == "engine"}
     assert not r.violations
+
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.backends.mha.set_fastpath_enabled(False)
+        self.layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu", batch_first=True)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc(self.layer(x).mean(dim=1))
+
+
+def encoder():
+    return Encoder()
+'''
+
+
+@pytest.mark.slow
+def test_prune_command_on_an_encoder_file(tmp_path, capsys):
+    """The user's door: `hwprune prune FILE.py:FUNCTION` on a transformer layer goes
+    post-training by itself and writes a design the other commands read; `--quantization qat`
+    refuses it with one line and exit 2, writing nothing."""
+    from hwprune.cli import main
+
+    (tmp_path / "models.py").write_text(MODEL_FILE)
+    model = Encoder()  # the same architecture: its state dict loads into models.py:encoder()
+    x, y = _data()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    common = [f"{tmp_path / 'models.py'}:encoder", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.npz"),
+              "--board", "zcu104", "--latency-us", "60", "--epochs", "0", "--qat-epochs", "0"]
+    code = main(["prune", *common, "--quantization", "qat", "--out", str(tmp_path / "q")])
+    err = capsys.readouterr().err
+    assert code == 2 and "quantiz" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "q").exists()
+    out = tmp_path / "design"
+    assert main(["prune", *common, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert "post-training" in capsys.readouterr().out
+    assert main(["simulate", str(out), "--board", "zcu104"]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["meets_budget"] and r["latency_us"] <= 60

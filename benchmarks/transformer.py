@@ -383,14 +383,20 @@ simulator at 100 MHz, resources from hwprune's estimate (incl. FIFOs and the dep
 
 {chr(10).join(table)}
 
-Why nothing fits: the table's hardware figures were measured before LayerNorm took a reuse
-factor (then 3 multipliers per element of a row: 288 DSPs each, 5 of them). With it, the dense
-8-bit design at RF 64 is estimated at 3,969 DSPs (was 5,379), LUT 439k, BRAM18 1,015, 355 µs on
-pynq-z2, and the Dense/MatMul layers are 3,456 of those DSPs (FFN 4 x 576, Q/K/V/O 8 x 144): the
-weights' products, not the elementwise kernels, keep both boards out of reach — pynq-z2's 220 DSPs
-need a reuse factor near 1,024, far heavier pruning, or narrower products on LUTs. The stream
-FIFOs take ~360 BRAM18 (hwprune's estimate). Head pruning cuts latency (−27%: the attention engine
-serves fewer heads) and block pruning the Dense DSPs (−48%).
+Why nothing fits (hwprune's estimate): at a uniform RF 64 the Dense/MatMul products dominate
+(the table above). The budget search frees every Linear (pattern, sparsity down to 87.5%,
+reuse factor up to 1,024) and every weightless engine (attention MatMuls, LayerNorms: reuse
+factor), and then the least it can reach is bounded by what has no knob yet: the layers that are
+no site need 384 DSP (the mean over tokens 192, the 1/√d scale 96, the softmax reciprocals 96),
+135k LUT and 884 BRAM18 — the GELU tables alone 384 BRAM18 and 31k LUT (one table copy per two
+lanes of a 384-wide word, both layers), the stream FIFOs and reorder buffers most of the rest —
+and the sites' own floors add 60 DSP and 139k LUT (Dense weight ROMs of RF ≤ 1,024 words are
+logic by the yosys-measured ROM rule, docs/estimate_primitives.md). pynq-z2 has 220 DSP, 53k LUT,
+280 BRAM18; zcu104 1,728 DSP, 230k LUT, 624 BRAM18. What stands in the way is the fully spatial
+dataflow (one engine per layer, one word per cycle for the elementwise kernels), not the
+pruning: reuse factors for GELU/softmax/scale/pool and one time-shared encoder-layer engine are
+the next steps. Head pruning cuts latency (the attention engine serves fewer heads) and block
+pruning the Dense DSPs.
 
 hls4ml 1.3.0 on the tiny BERT encoder (ONNX, after qonnx cleanup): {first.get('hls4ml', {}).get('transformer (encoder)', 'not run')}.
 The TextCNN (not re-run here): hls4ml's ONNX handler fails on its 1-D max pooling (measured for the team's brief, 2026-11).
@@ -401,9 +407,8 @@ encoder task: QAT (Brevitas) cannot wrap LayerNorm/GELU/softmax, so it goes post
 the Linear layers (pattern, sparsity, reuse factor) and the weightless engines (attention
 MatMuls, LayerNorms: reuse factor). {budget_text(first.get('budget'))}
 
-Only seeds {', '.join(map(str, done))} finished within the session (the 2-core machine was shared by six agents:
-one student epoch took 3-11 min); the "± sd" of more seeds is still to be measured, so differences
-under ~2 points here are noise (one test-set standard error is ~1.2 points).
+{"Seeds " + ", ".join(map(str, done)) + " of " + ", ".join(map(str, seeds)) + " finished. " if len(done) < len(seeds) else ""}Differences under ~2 points here are noise (one test-set standard error is ~1.2 points; the
+student seeds' sd is in the table).
 
 Goals (issue 12): distilled tiny BERT >= 80% test — {col('dense_float')}; pruned + 8-bit within 1.5
 points of it — block 75% + 8-bit {col('block_8bit')}, head-pruned 8-bit {col('heads_8bit')};

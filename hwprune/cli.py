@@ -442,7 +442,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         sparsities=_float_list(args.sparsity, "--sparsity"), bits=args.bits,
                         finetune_epochs=args.epochs, qat_epochs=args.qat_epochs, distill_alpha=args.distill,
                         importance=args.importance, rewind=args.rewind, io_type=args.io, seed=args.seed,
-                        max_eval=args.max_eval, vocab=args.vocab)
+                        max_eval=args.max_eval, vocab=args.vocab, quantization=args.quantization)
     if not cfg.patterns:
         raise HwpruneInputError("--patterns is empty; give e.g. unstructured,filter,block:4x4")
     task = _task_source(args, args.model_dir).load()
@@ -693,6 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bits", type=int, default=8, help="weight and activation bits of the quantized rows (default 8)")
     c.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs while pruning (default 3)")
     c.add_argument("--qat-epochs", type=int, default=1, help="quantization-aware training epochs (default 1)")
+    c.add_argument("--quantization", choices=["auto", "qat", "ptq"], default="auto",
+                   help="qat, ptq (post-training) or auto (qat where Brevitas can wrap the model)")
     c.add_argument("--distill", type=float, default=0.5, help="weight of distillation from the dense model (default 0.5)")
     c.add_argument("--importance", choices=["magnitude", "taylor", "movement"], default="magnitude")
     c.add_argument("--rewind", action="store_true", help="lottery-ticket rewinding to the first-epoch weights")

@@ -57,6 +57,9 @@ class CompareConfig:
     # (a text model's vocabulary) for the fixed-point rows (None: the whole table): it decides
     # whether the table fits in on-chip memory.
     vocab: int | None = None
+    # "auto" (QAT where Brevitas can wrap the model, else post-training), "qat" or "ptq"
+    # (hwprune.quantize.ptq: weights rounded per layer, activations at the result type).
+    quantization: str = "auto"
 
     def __post_init__(self) -> None:
         for p in self.patterns:
@@ -129,6 +132,11 @@ class _Study:
                              cfg.lr, cfg.seed)
         self.example = self.data.example()
         self.float_model = task.model.eval()
+        from hwprune.quantize.ptq import choose_quantization
+
+        self.quantization, why = choose_quantization(cfg.quantization, self.float_model, self.example)
+        if why:
+            say(f"quantization: post-training fixed point (QAT cannot wrap the model: {why})")
         self.float_x = self.data.x
         self.model = self.float_model  # the starting point of every row (after cutting an embedding's rows)
         self.budget: list[int] | None = None  # multipliers per compute layer of the dense design
@@ -173,7 +181,7 @@ class _Study:
         from hwprune.quantize.qat import QuantConfig
 
         return quantize_finetune(model, self.data, QuantConfig(weight_bits=self.cfg.bits, act_bits=self.cfg.bits),
-                                 self.recipe, self.teacher, self.say)
+                                 self.recipe, self.teacher, self.say, mode=self.quantization)
 
     # -------------------------------------------------------------- hardware
     def compile(self, proto: Any, result: str | None = None, reuse: dict[str, int] | None = None, uniform: int = 1) -> Any:
@@ -264,22 +272,24 @@ def compare(task: Any, cfg: CompareConfig, progress: Callable[[str], None] | Non
     say("dense float")
     float_proto = export_torch(st.float_model, st.example)
     # The budget comes from the dense fixed-point design, so quantize first.
-    say(f"dense {cfg.bits}-bit: calibration and quantization-aware training")
+    qat = st.quantization == "qat"
+    say(f"dense {cfg.bits}-bit: " + ("calibration and quantization-aware training" if qat else "post-training rounding"))
     q_dense, dense_proto = st.quantize(st.model)
     rf = st.set_budget(dense_proto)
     float_acc = st.torch_accuracy(st.float_model, st.float_x)
     rows.append(st.row("dense", 0.0, 32, float_proto, lambda g: float_acc, st.float_model, FLOAT_RESULT, float_acc, t0))
     say(f"  accuracy {100 * float_acc:.1f}%")
     rows.append(st.row("dense", 0.0, cfg.bits, dense_proto, st.fixed_accuracy, st.model,
-                       torch_acc=st.torch_accuracy(q_dense), t0=t0))
+                       torch_acc=st.torch_accuracy(q_dense) if q_dense is not None else None, t0=t0))
     say(f"  accuracy {100 * rows[-1].accuracy:.1f}% (uniform reuse factor {rf})")
     for pattern, s in cfg.rows():
         t0 = time.perf_counter()
         say(f"{pattern} at {100 * s:.0f}% sparsity: pruning during fine-tuning")
         student = st.prune(pattern, s)
-        say(f"  {cfg.bits}-bit quantization-aware training")
+        say(f"  {cfg.bits}-bit " + ("quantization-aware training" if qat else "post-training rounding"))
         q, proto = st.quantize(student)
-        rows.append(st.row(pattern, s, cfg.bits, proto, st.fixed_accuracy, student, torch_acc=st.torch_accuracy(q), t0=t0))
+        rows.append(st.row(pattern, s, cfg.bits, proto, st.fixed_accuracy, student,
+                           torch_acc=st.torch_accuracy(q) if q is not None else None, t0=t0))
         r = rows[-1]
         say(f"  accuracy {100 * r.accuracy:.1f}%, {r.latency_cycles} cycles, {r.memory_bits / 8e3:.0f} kB "
             f"({time.perf_counter() - t0:.0f} s)")

@@ -73,6 +73,12 @@ def test_infeasible_budget_names_the_binding_limit():
     least_lut = space.overhead["lut"] + sum(min(o.cost.lut for o in s.options) for s in space.sites)
     with pytest.raises(BudgetError, match=r"LUT: the least reachable is %d" % least_lut):
         solve(space, Budget(lut=(least_lut - 1) / BOARD.resources.lut))
+    # Two resources out of reach: both are named, the first in full, in one line.
+    least_ff = space.overhead["ff"] + sum(min(o.cost.ff for o in s.options) for s in space.sites)
+    with pytest.raises(BudgetError, match=r"LUT: the least reachable is %d.*; also out of reach: FF %d > %d$"
+                       % (least_lut, least_ff, int((least_ff - 1) // 1))) as e:
+        solve(space, Budget(lut=(least_lut - 1) / BOARD.resources.lut, ff=(least_ff - 1) / BOARD.resources.ff))
+    assert "\n" not in str(e.value)
     fastest = min(predict(space, list(c))["latency_cycles"] for c in itertools.product(*(s.options for s in space.sites)))
     with pytest.raises(BudgetError, match=r"latency: the best reachable is %d cycles" % fastest):
         solve(space, Budget(latency_cycles=fastest - 1))

@@ -60,7 +60,7 @@ def test_export_is_the_model_with_the_searchs_rounding():
     model = Encoder().eval()
     x, _ = _data(8)
     bits = {"fc": 4, "layer.linear1": 6}
-    proto, prec = export_ptq(model, x[:1], bits, default_bits=8)
+    proto = export_ptq(model, x[:1], bits, default_bits=8)
     rounded = Encoder().eval()
     with torch.no_grad():
         for name, mod in rounded.named_modules():
@@ -72,7 +72,7 @@ def test_export_is_the_model_with_the_searchs_rounding():
         want = rounded(torch.from_numpy(x)).numpy()
     got = run_onnx(proto, [x])[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    g = compile_graph(proto, prec, "stream")
+    g = compile_graph(proto, None, "stream")
     fc = [l for l in g.layers if type(l).__name__ == "Dense" and l.n_out == CLASSES]
     assert len(fc) == 1 and fc[0].weight_t.width == 4
     np.testing.assert_array_equal(fc[0].weight.T, fake_quantize(model.fc.weight.detach(), 4).numpy().astype(np.float64))
@@ -89,9 +89,9 @@ def test_bad_bits_are_clear_errors():
 @pytest.mark.parametrize("io", ["stream"])  # the attention kernels' own tests cover both io types
 def test_ptq_csim_is_bit_exact_and_close_to_float(tmp_path, io):
     model, (x, _) = Encoder().eval(), _data(6)
-    proto, prec = export_ptq(model, x[:1], default_bits=8)
-    prj = hwprune.export(proto, tmp_path / io, io_type=io, precision=prec)
-    g = compile_graph(proto, prec, io)
+    proto = export_ptq(model, x[:1], default_bits=8)
+    prj = hwprune.export(proto, tmp_path / io, io_type=io)
+    g = compile_graph(proto, None, io)
     np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g, [x]).values[g.outputs[0]])
     # float vs fixed: only quantization apart (8-bit weights, ap_fixed<16,6> activations)
     assert np.max(np.abs(run_fixed(g, [x])[0] - run_float(g, [x])[0])) < 0.25
@@ -166,7 +166,7 @@ def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
     space = build_space(task.model, run.data, run.board, run.clock, run.cfg.space_config(), lambda m: None)
     engines = [s for s in space.sites if s.kind == "engine"]
     kinds = sorted(type(space_layer).__name__ for space_layer in
-                   (compile_graph(*export_ptq(task.model, run.data.example()), "stream").layer(s.layer) for s in engines))
+                   (compile_graph(export_ptq(task.model, run.data.example()), None, "stream").layer(s.layer) for s in engines))
     assert kinds == ["Dense", "LayerNorm", "LayerNorm", "MatMul", "MatMul"]  # Dense: the packed Q/K/V projection
     assert all(len(s.options) > 3 and all(o.loss == 0 for o in s.options) for s in engines)
     sol = solve(space, cfg.budget)
@@ -202,6 +202,33 @@ def encoder():
 '''
 
 
+def _encoder_file(tmp_path) -> list[str]:
+    """models.py:encoder with trained-shape weights and data files: the CLI's own-model arguments."""
+    (tmp_path / "models.py").write_text(MODEL_FILE)
+    model = Encoder()  # the same architecture: its state dict loads into models.py:encoder()
+    x, y = _data()
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    return [f"{tmp_path / 'models.py'}:encoder", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.npz")]
+
+
+def test_compare_command_on_an_encoder_file(tmp_path, capsys):
+    """`hwprune compare` on a transformer layer: post-training rows, the fixed-point accuracy of
+    each and its hardware; the JSON rows say so (no quantized torch model to cross-check)."""
+    from hwprune.cli import main
+
+    out = tmp_path / "rows.json"
+    code = main(["compare", *_encoder_file(tmp_path), "--board", "zcu104", "--patterns", "block:4x4", "--sparsity", "0.5",
+                 "--epochs", "0", "--qat-epochs", "0", "--max-eval", "40", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and "post-training" in text
+    rows = json.loads(out.read_text())
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    assert [(r["pattern"], r["bits"]) for r in rows] == [("dense", 32), ("dense", 8), ("block:4x4", 8)]
+    assert all(r["torch_accuracy"] is None for r in rows[1:]) and all(0 <= r["accuracy"] <= 1 for r in rows)
+    assert rows[2]["macs"] < rows[1]["macs"]  # the block kernel skips the pruned blocks
+
+
 @pytest.mark.slow
 def test_prune_command_on_an_encoder_file(tmp_path, capsys):
     """The user's door: `hwprune prune FILE.py:FUNCTION` on a transformer layer goes
@@ -209,13 +236,7 @@ def test_prune_command_on_an_encoder_file(tmp_path, capsys):
     refuses it with one line and exit 2, writing nothing."""
     from hwprune.cli import main
 
-    (tmp_path / "models.py").write_text(MODEL_FILE)
-    model = Encoder()  # the same architecture: its state dict loads into models.py:encoder()
-    x, y = _data()
-    torch.save(model.state_dict(), tmp_path / "w.pt")
-    np.savez(tmp_path / "d.npz", x=x, y=y)
-    common = [f"{tmp_path / 'models.py'}:encoder", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "d.npz"),
-              "--board", "zcu104", "--latency-us", "60", "--epochs", "0", "--qat-epochs", "0"]
+    common = [*_encoder_file(tmp_path), "--board", "zcu104", "--latency-us", "60", "--epochs", "0", "--qat-epochs", "0"]
     code = main(["prune", *common, "--quantization", "qat", "--out", str(tmp_path / "q")])
     err = capsys.readouterr().err
     assert code == 2 and "quantiz" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "q").exists()
@@ -225,3 +246,25 @@ def test_prune_command_on_an_encoder_file(tmp_path, capsys):
     assert main(["simulate", str(out), "--board", "zcu104"]) == 0
     r = json.loads((out / "report.json").read_text())
     assert r["meets_budget"] and r["latency_us"] <= 60
+
+
+def test_weight_types_are_finn_datatype_annotations_qonnx_reads():
+    """The rounded weights are declared the way FINN/QONNX declare tensor types: qonnx's own
+    ModelWrapper reads each as FIXED<W,I>, and every value lies on that type's grid."""
+    from onnx import numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    model, (x, _) = Encoder().eval(), _data(2)
+    proto = export_ptq(model, x[:1], {"fc": 4}, default_bits=6)
+    mw = ModelWrapper(proto)
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    names = [qa.tensor_name for qa in proto.graph.quantization_annotation]
+    assert len(names) == 5  # packed Q/K/V, out_proj, linear1, linear2, fc
+    dts = {n: mw.get_tensor_datatype(n) for n in names}
+    widths = sorted(dt.bitwidth() for dt in dts.values())
+    assert widths.count(4) == 1 and all(w in (4, 6) for w in widths)
+    for n, dt in dts.items():
+        assert dt.name.startswith("FIXED<")
+        frac = dt.bitwidth() - dt.int_bits()
+        raw = inits[n].astype(np.float64) * 2.0 ** frac
+        assert np.all(raw == np.round(raw)) and np.abs(raw).max() <= 2 ** (dt.bitwidth() - 1) - 1

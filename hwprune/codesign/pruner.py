@@ -31,29 +31,13 @@ from hwprune.codesign.budget import RESOURCES, Budget, BudgetError
 from hwprune.codesign.solver import Limits, Solution, predict, solve
 from hwprune.codesign.space import Choice, DesignSpace, SpaceConfig, build_space
 from hwprune.errors import ConfigError
+from hwprune.quantize.ptq import QUANTIZATIONS, choose_quantization  # noqa: F401 (QUANTIZATIONS: the pruner's API)
 
 log = logging.getLogger(__name__)
 
 # Re-solve when the verified latency uses less than this share of the budget.
 SLACK = 0.85
 MAX_ROUNDS = 5
-QUANTIZATIONS = ("auto", "qat", "ptq")
-
-
-def choose_quantization(mode: str, model: torch.nn.Module, example: Any) -> tuple[str, str]:
-    """("qat" | "ptq", why): "auto" is QAT when Brevitas can wrap the model, else post-training
-    with the reason QAT refused it (a LayerNorm, GELU or softmax has no exact Brevitas layer)."""
-    if mode not in QUANTIZATIONS:
-        raise ConfigError(f"quantization {mode!r}: expected one of {', '.join(QUANTIZATIONS)}")
-    if mode != "auto":
-        return mode, ""
-    from hwprune.quantize.qat import QuantConfig, quantize_model
-
-    try:
-        quantize_model(copy.deepcopy(model), example, QuantConfig())
-    except ConfigError as e:
-        return "ptq", str(e).splitlines()[0]
-    return "qat", ""
 
 
 @dataclass
@@ -193,11 +177,10 @@ class _Run:
             from hwprune.quantize.ptq import export_ptq
 
             student.eval()
-            proto, widths = export_ptq(student, data.example(), {m: c.weight_bits for m, c in choices.items()},
-                                       default_bits=max(c.weight_bits for c in choices.values()))
+            proto = export_ptq(student, data.example(), {m: c.weight_bits for m, c in choices.items()},
+                               default_bits=max(c.weight_bits for c in choices.values()))
             q = student
         else:
-            widths = None
             layers = {m: (c.weight_bits, None) for m, c in choices.items()}
             quant = QuantConfig(weight_bits=max(c.weight_bits for c in choices.values()),
                                 act_bits=int(self.cfg.space_config().act_bits), layers=layers)
@@ -211,11 +194,6 @@ class _Run:
                                            for s in space.sites if s.kind not in ("embedding", "engine")})
         for name, ch in engines.items():
             prec.layer_name[name] = LayerPrecision(reuse_factor=ch.reuse_factor)
-        if widths is not None:  # post-training: the weight widths live in the precision, not in Quant nodes
-            names = {**widths.layer_name}
-            for k, v in prec.layer_name.items():
-                names[k] = v.merged_over(names[k]) if k in names else v
-            prec = replace(prec, layer_name=names)
         g = compile_graph(proto, prec, self.cfg.io_type)
         absent = sorted(set(engines) - {layer.name for layer in g.layers})
         if absent:

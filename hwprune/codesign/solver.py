@@ -172,11 +172,18 @@ def _describe(space: DesignSpace, what: str, value: float, limit: float | None, 
 
 def explain_infeasible(space: DesignSpace, limits: Limits, budget: Budget) -> str:
     """One line: which limit binds and the best figure reachable for it."""
-    # Alone: the cheapest option of every site for that limit.
+    # Alone: the cheapest option of every site for that limit. Every resource out of reach is
+    # named (the first in full), so the user sees all that must change, not one at a time.
+    over = []
     for k in RESOURCES:
         least = space.overhead[k] + sum(min(getattr(o.cost, k) for o in s.options) for s in space.sites)
         if least > limits.caps[k]:
-            return "no design meets the budget; " + _describe(space, k, least, limits.caps[k], budget)
+            over.append((k, least))
+    if over:
+        (k, least), rest = over[0], over[1:]
+        also = "; also out of reach: " + ", ".join(f"{'BRAM18' if r == 'bram18' else r.upper()} {v:.0f} > {limits.caps[r]:.0f}"
+                                                     for r, v in rest) if rest else ""
+        return "no design meets the budget; " + _describe(space, k, least, limits.caps[k], budget) + also
     if limits.latency is not None:
         best = _solve(space, Limits(None, None, {k: float("inf") for k in RESOURCES}), minimize="latency_cycles")
         if best is not None:

@@ -180,8 +180,8 @@ def cost_graph(model: torch.nn.Module, data: Any, weight_bits: int, act_bits: in
     if quantization == "ptq":
         from hwprune.quantize.ptq import export_ptq
 
-        proto, precision = export_ptq(model, data.example(), default_bits=weight_bits)
-        return compile_graph(proto, precision, io_type), module_map(proto)
+        proto = export_ptq(model, data.example(), default_bits=weight_bits)
+        return compile_graph(proto, None, io_type), module_map(proto)
 
     # An embedding's table is the next layer's input: it stays at the activation width so that
     # that layer's cost does not depend on another site's choice.

@@ -342,12 +342,13 @@ def _input_shape(vi: Any, what: str) -> tuple[tuple[int, ...], np.dtype]:
 
 
 _FINN_INT = re.compile(r"(U?INT)(\d+)$")
+_FINN_FIXED = re.compile(r"^FIXED<(\d+),(-?\d+)>$")
 
 
 def _integer_annotations(proto: onnx.ModelProto) -> dict[str, Any]:
-    """Exact integer types of initializers from FINN's datatype annotations
-    (`quantization_annotation`, key `finn_datatype`: INTk, UINTk, BIPOLAR, TERNARY, BINARY), as a
-    streamlined FINN graph declares its integer weights. An annotation the values do not satisfy
+    """Exact types of initializers from FINN's datatype annotations (`quantization_annotation`,
+    key `finn_datatype`: INTk, UINTk, BIPOLAR, TERNARY, BINARY, FIXED<W,I>), as a streamlined
+    FINN graph declares its integer weights and hwprune's post-training export its rounded ones. An annotation the values do not satisfy
     (not integers, out of range) is ignored: the precision configuration types them then."""
     from hwprune.fixed import FixedType
 
@@ -358,6 +359,16 @@ def _integer_annotations(proto: onnx.ModelProto) -> dict[str, Any]:
             continue
         dt = next((p.value for p in qa.quant_parameter_tensor_names if p.key == "finn_datatype"), "")
         m = _FINN_INT.match(dt)
+        fx = _FINN_FIXED.match(dt)
+        if fx:  # FIXED<W,I>: signed fixed point (qonnx's FixedPointType; hwprune.quantize.ptq writes it)
+            t = FixedType(int(fx.group(1)), int(fx.group(2)), True)
+            if not 2 <= t.width <= 64:
+                continue
+            v = numpy_helper.to_array(inits[qa.tensor_name]).astype(np.float64)
+            raw = v / t.lsb
+            if v.size and np.all(raw == np.round(raw)) and v.min() >= t.min_value and v.max() <= t.max_value:
+                out[qa.tensor_name] = t
+            continue
         if m:
             bits, signed = int(m.group(2)), m.group(1) == "INT"
         elif dt in ("BIPOLAR", "TERNARY"):

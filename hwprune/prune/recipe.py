@@ -119,11 +119,23 @@ def prune_finetune(model: torch.nn.Module, data: TaskData,
 
 
 def quantize_finetune(model: torch.nn.Module, data: TaskData, quant: Any, recipe: Recipe,
-                      teacher: torch.nn.Module | None = None, say: Callable[[str], None] = log.info) -> tuple[Any, Any]:
+                      teacher: torch.nn.Module | None = None, say: Callable[[str], None] = log.info,
+                      mode: str = "qat") -> tuple[Any, Any]:
     """Calibrate and QAT-fine-tune a quantized copy of a (pruned) float model, zeros held;
-    returns (quantized model, QONNX proto with the pruning patterns in its metadata)."""
+    returns (quantized model, QONNX proto with the pruning patterns in its metadata). `mode`
+    "ptq": no quantized torch model (None) and the post-training export (hwprune.quantize.ptq:
+    weights rounded to `quant`'s bits per module, activations at the precision's result type)."""
     from hwprune.prune.torch_prune import FixedMasks
     from hwprune.quantize.qat import calibrate, export_qonnx, quantize_model
+
+    if mode == "ptq":
+        from hwprune.quantize.ptq import export_ptq
+
+        model.eval()
+        return None, export_ptq(model, data.example(), {m: b for m, (b, _) in quant.layers.items() if b is not None},
+                                default_bits=quant.weight_bits)
+    if mode != "qat":
+        raise ConfigError(f"quantization mode {mode!r}: expected 'qat' or 'ptq'")
 
     q = quantize_model(model, data.example(), quant)
     calibrate(q, data.batches(data.train, limit=2048))

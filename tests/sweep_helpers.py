@@ -19,7 +19,7 @@ class FakeConfig:
     budget: FakeBudget = field(default_factory=FakeBudget)
 
 
-def timed_point(model_dir: str, cfg: FakeConfig, out: str, say=None) -> dict:
+def timed_point(model_dir: str, cfg: FakeConfig, out: str, space=None, say=None) -> dict:
     """Sleeps latency_us / 10 seconds, saying so on the way."""
     from hwprune.codesign.explore import _worker_say
 
@@ -33,7 +33,7 @@ def timed_point(model_dir: str, cfg: FakeConfig, out: str, say=None) -> dict:
                 max_utilization=0.1, note="")
 
 
-def stuck_point(model_dir: str, cfg: FakeConfig, out: str, say=None) -> dict:
+def stuck_point(model_dir: str, cfg: FakeConfig, out: str, space=None, say=None) -> dict:
     """Holds a temporary directory (as the QONNX export does) and a half-written output until stopped."""
     model_dir = getattr(model_dir, "model", model_dir)  # explore passes a hwprune.task.TaskSource
     Path(out).mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ def test_sweep_progress_arrives_as_it_happens(tmp_path, monkeypatch, workers):
     from sweep_helpers import FakeBudget, FakeConfig, timed_point
 
     monkeypatch.setattr(ex, "_point", timed_point)
+    monkeypatch.setattr(ex, "_design_space", lambda source, cfg, say: None)  # the stand-ins need none
     monkeypatch.syspath_prepend(str(TESTS))  # the spawned workers import sweep_helpers
     (tmp_path / "model").mkdir()
     heard: list[tuple[float, str]] = []
@@ -262,6 +263,7 @@ import signal
 from hwprune import cli
 signal.signal(signal.SIGTERM, cli._on_sigterm)
 ex._point = stuck_point
+ex._design_space = lambda source, cfg, say: None  # the stand-in points need no design space
 try:
     ex.explore({model!r}, FakeConfig(FakeBudget(1.0)), [1.0, 2.0], {out!r}, workers=2, say=print)
 except cli.Terminated:

@@ -268,3 +268,18 @@ def test_weight_types_are_finn_datatype_annotations_qonnx_reads():
         frac = dt.bitwidth() - dt.int_bits()
         raw = inits[n].astype(np.float64) * 2.0 ** frac
         assert np.all(raw == np.round(raw)) and np.abs(raw).max() <= 2 ** (dt.bitwidth() - 1) - 1
+
+
+def test_a_design_space_is_reused_only_for_the_board_it_was_built_for(tmp_path):
+    """explore measures the space once and hands it to every point; a space of another board
+    (or clock, or io type) is refused before any search."""
+    from hwprune.codesign.pruner import design_space
+
+    task, *_ = _encoder_task()
+    cfg = BudgetConfig(board="pynq-z2", budget=Budget(latency_us=40), finetune_epochs=0, patterns=("block:4x4",),
+                       sparsities=(0.5,))
+    space = design_space(task, cfg)
+    with pytest.raises(ConfigError, match="built for pynq-z2"):
+        prune_to_budget(task, BudgetConfig(board="zcu104", budget=Budget(latency_us=40), finetune_epochs=0),
+                        tmp_path / "d", space=space)
+    assert not (tmp_path / "d").exists()

@@ -29,9 +29,10 @@ FRONT_KEYS = ("label", "latency_budget_us", "feasible", "accuracy", "latency_us"
               "bram18", "uram", "max_utilization", "pareto", "note")
 
 
-def _point(source: Any, cfg: Any, out: str, say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """One budget point (runs in a worker process or a Ray task; loads its own copy of the task).
-    `say` gets its progress (in a local worker: the queue to the parent, see `_worker_init`)."""
+def _point(source: Any, cfg: Any, out: str, space: Any = None, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """One budget point (runs in a worker process or a Ray task; loads its own copy of the task)
+    on the sweep's design space (built once by the parent). `say` gets its progress (in a local
+    worker: the queue to the parent, see `_worker_init`)."""
     import torch
 
     torch.set_num_threads(1)
@@ -46,7 +47,7 @@ def _point(source: Any, cfg: Any, out: str, say: Callable[[str], None] | None = 
 
     budget_us = cfg.budget.latency_us
     try:
-        res = prune_to_budget(source.load(), cfg, out, force=True, say=progress)
+        res = prune_to_budget(source.load(), cfg, out, force=True, say=progress, space=space)
     except HwpruneInputError as e:  # an infeasible budget is a result of the sweep, not a failure
         return dict(label=label, latency_budget_us=budget_us, feasible=False, note=str(e).splitlines()[0])
     r = res.report
@@ -54,6 +55,23 @@ def _point(source: Any, cfg: Any, out: str, say: Callable[[str], None] | None = 
     return dict(label=label, latency_budget_us=budget_us, feasible=True, accuracy=r["accuracy_after"],
                 latency_us=r["latency_us"], interval_cycles=r["interval_cycles"], **r["resources"],
                 max_utilization=max(util[k] for k in ("dsp", "lut", "ff", "bram18") if k in util), note="")
+
+
+def _design_space(source: Any, cfg: Any, say: Callable[[str], None]) -> Any:
+    """The sweep's one design space (options, costs, sensitivities): it does not depend on the
+    budget, so the parent measures it once, with the workers' one torch thread (either backend
+    then gets the same numbers), and every point searches it."""
+    import torch
+
+    from hwprune.codesign.pruner import design_space
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        say("design space: measuring every site's options once for all budget points")
+        return design_space(source.load(), cfg, lambda m: say("  " + m))
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- local workers
@@ -235,10 +253,11 @@ def explore(source: Any, cfg: Any, latencies_us: list[float], out: str | Path, b
         raise ConfigError(f"--workers {workers} must be at least 1")
     inputs = [p for p in (source.model.split(":")[0], source.weights, source.data) if p]
     with atomic_directory(out, force, inputs, kind="explore") as tmp:
+        space = _design_space(source, cfg, say)
         jobs = []
         for lat in latencies_us:
             point_cfg = replace(cfg, budget=replace(cfg.budget, latency_us=float(lat)))
-            jobs.append((source, point_cfg, str(tmp / "points" / f"latency_{lat:g}us")))
+            jobs.append((source, point_cfg, str(tmp / "points" / f"latency_{lat:g}us"), space))
         (tmp / "points").mkdir()
         say(f"{len(jobs)} budget points on the {backend} backend with {workers} worker(s)")
         runner = _run_ray if backend == "ray" else _run_local

@@ -277,8 +277,16 @@ class BudgetResult:
     report: dict[str, Any]
 
 
+def design_space(task: Any, cfg: BudgetConfig, say: Callable[[str], None] = log.info) -> DesignSpace:
+    """The design space of a task under a configuration (every site's options, costs and
+    predicted losses). It does not depend on the budget, so a sweep builds it once
+    (hwprune.codesign.explore) and hands it to every point."""
+    run = _Run(_as_task(task), cfg, say)
+    return build_space(run.model, run.data, run.board, run.clock, run.cfg.space_config(), say)
+
+
 def prune_to_budget(task: Any, cfg: BudgetConfig, out: str | Path, force: bool = False,
-                    say: Callable[[str], None] = log.info) -> BudgetResult:
+                    say: Callable[[str], None] = log.info, space: DesignSpace | None = None) -> BudgetResult:
     """The whole flow on a task (hwprune.task.Task, or a TaskSource to load); writes `out` atomically (nothing is left behind on failure):
     model.onnx (QONNX), project/, report.json and, when an embedding's rows were cut,
     input_map.npy (old id -> the design's id, applied by the host)."""
@@ -294,7 +302,11 @@ def prune_to_budget(task: Any, cfg: BudgetConfig, out: str | Path, force: bool =
     run = _Run(task, cfg, say)
     say(f"budget on {run.board.name} @ {run.clock:g} MHz: " + ", ".join(f"{k}={v}" for k, v in cfg.budget.as_dict().items()
                                                                       if v is not None and v != 1.0))
-    space = build_space(run.model, run.data, run.board, run.clock, run.cfg.space_config(), say)
+    if space is None:
+        space = build_space(run.model, run.data, run.board, run.clock, run.cfg.space_config(), say)
+    elif space.board.name != run.board.name or space.clock_mhz != run.clock or space.io_type != cfg.io_type:
+        raise ConfigError(f"the design space given was built for {space.board.name} @ {space.clock_mhz:g} MHz, "
+                          f"{space.io_type}; this run is {run.board.name} @ {run.clock:g} MHz, {cfg.io_type}")
     quick = run.search(space)
     say("fine-tuning the chosen design: " + "; ".join(f"{s.module or s.layer}: {o.choice.label()}"
                                                       for s, o in zip(space.sites, quick.solution.options)))

@@ -7,6 +7,7 @@ budget."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -46,6 +47,15 @@ def _data(n: int = 480, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _reference_round(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Brevitas-style narrow-range power-of-two weight rounding, written out here in torch as
+    the independent reference of hwprune.quantize.ptq.round_weight."""
+    levels = 2 ** (bits - 1) - 1
+    m = float(w.abs().max())
+    scale = 2.0 ** math.ceil(math.log2(m / levels)) if m else 1.0
+    return torch.clamp(torch.round(w / scale), -levels, levels) * scale
+
+
 def test_weight_scale_is_the_smallest_power_of_two_covering_the_weights():
     w = np.array([0.3, -0.9, 0.1])
     assert weight_scale(w, 4) == 0.25  # 7 levels: 7 * 2**-3 = 0.875 < 0.9 <= 7 * 2**-2
@@ -55,7 +65,7 @@ def test_weight_scale_is_the_smallest_power_of_two_covering_the_weights():
 
 def test_export_is_the_model_with_the_searchs_rounding():
     """onnxruntime runs the export (an independent reference) as the torch model with its
-    Linear weights rounded by the search's fake_quantize (torch); the IR holds exactly those
+    Linear weights rounded by a reference written out in torch; the IR holds exactly those
     weights at those widths."""
     model = Encoder().eval()
     x, _ = _data(8)
@@ -65,17 +75,19 @@ def test_export_is_the_model_with_the_searchs_rounding():
     with torch.no_grad():
         for name, mod in rounded.named_modules():
             if isinstance(mod, nn.Linear):
-                mod.weight.copy_(fake_quantize(mod.weight, bits.get(name, 8)))
+                mod.weight.copy_(_reference_round(mod.weight, bits.get(name, 8)))
         # nn.MultiheadAttention's packed Q/K/V projection is one weight of the export too
         a = rounded.layer.self_attn
-        a.in_proj_weight.copy_(fake_quantize(a.in_proj_weight, 8))
+        a.in_proj_weight.copy_(_reference_round(a.in_proj_weight, 8))
         want = rounded(torch.from_numpy(x)).numpy()
     got = run_onnx(proto, [x])[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     g = compile_graph(proto, None, "stream")
     fc = [l for l in g.layers if type(l).__name__ == "Dense" and l.n_out == CLASSES]
     assert len(fc) == 1 and fc[0].weight_t.width == 4
-    np.testing.assert_array_equal(fc[0].weight.T, fake_quantize(model.fc.weight.detach(), 4).numpy().astype(np.float64))
+    np.testing.assert_array_equal(fc[0].weight.T, _reference_round(model.fc.weight.detach(), 4).numpy().astype(np.float64))
+    # the search's sensitivity rounds the same way
+    assert torch.equal(fake_quantize(model.fc.weight.detach(), 4), _reference_round(model.fc.weight.detach(), 4))
 
 
 def test_bad_bits_are_clear_errors():

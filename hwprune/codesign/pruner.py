@@ -173,18 +173,11 @@ class _Run:
             from hwprune.prune.recipe import fit_epochs
 
             fit_epochs(student, data, recipe, recipe.finetune_epochs, teacher, self.say)
-        if self.quantization == "ptq":
-            from hwprune.quantize.ptq import export_ptq
-
-            student.eval()
-            proto = export_ptq(student, data.example(), {m: c.weight_bits for m, c in choices.items()},
-                               default_bits=max(c.weight_bits for c in choices.values()))
-            q = student
-        else:
-            layers = {m: (c.weight_bits, None) for m, c in choices.items()}
-            quant = QuantConfig(weight_bits=max(c.weight_bits for c in choices.values()),
-                                act_bits=int(self.cfg.space_config().act_bits), layers=layers)
-            q, proto = quantize_finetune(student, data, quant, recipe, teacher if train else None, self.say)
+        layers = {m: (c.weight_bits, None) for m, c in choices.items()}
+        quant = QuantConfig(weight_bits=max(c.weight_bits for c in choices.values()),
+                            act_bits=int(self.cfg.space_config().act_bits), layers=layers)
+        q, proto = quantize_finetune(student, data, quant, recipe, teacher if train else None, self.say,
+                                     mode=self.quantization)
         layer_of = {m: l for l, m in module_map(proto).items()}
         missing = [s.module for s in space.sites if s.kind != "engine" and s.module not in layer_of]
         if missing:

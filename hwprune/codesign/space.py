@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -99,13 +98,11 @@ class DesignSpace:
 
 def fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
     """Round to `bits`-bit signed fixed point on a power-of-two scale covering max |w| (what
-    Brevitas' fixed-point weight quantizers do), narrow range."""
-    m = float(w.abs().max())
-    if m == 0:
-        return w.clone()
-    levels = 2 ** (bits - 1) - 1
-    scale = 2.0 ** math.ceil(math.log2(m / levels))
-    return torch.clamp(torch.round(w / scale), -levels, levels) * scale
+    Brevitas' fixed-point weight quantizers do), narrow range: the rounding the post-training
+    export writes (hwprune.quantize.ptq.round_weight), on a torch tensor."""
+    from hwprune.quantize.ptq import round_weight
+
+    return torch.from_numpy(round_weight(w.detach().cpu().numpy(), bits)).to(w.dtype)
 
 
 def site_mask(weight: torch.Tensor, pattern: str, sparsity: float) -> torch.Tensor:

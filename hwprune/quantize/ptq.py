@@ -97,10 +97,9 @@ def export_ptq(model: torch.nn.Module, example: Any, bits: Mapping[str, int] | N
     return proto
 
 
-def _round_weights(proto: onnx.ModelProto, node_bits: Mapping[str, int], default_bits: int) -> dict[str, int]:
-    """Round every constant weight of a Conv/Gemm/MatMul in place and annotate its type;
-    {node: its bits}. A weight read by several nodes is rounded once, at the widest of their
-    widths."""
+def _round_weights(proto: onnx.ModelProto, node_bits: Mapping[str, int], default_bits: int) -> None:
+    """Round every constant weight of a Conv/Gemm/MatMul in place and annotate its type. A
+    weight read by several nodes is rounded once, at the widest of their widths."""
     g = proto.graph
     inits = {i.name: i for i in g.initializer}
     producer = {o: n for n in g.node for o in n.output}
@@ -114,15 +113,12 @@ def _round_weights(proto: onnx.ModelProto, node_bits: Mapping[str, int], default
             src = producer[src].input[0]
         if src in inits:
             readers.setdefault(src, []).append(node.name)
-    widths: dict[str, int] = {}
     for src, nodes in readers.items():
         b = max(node_bits.get(n, default_bits) for n in nodes)
         w = numpy_helper.to_array(inits[src])
         inits[src].CopyFrom(numpy_helper.from_array(round_weight(w, b), src))
         # FIXED<W,I>: W bits of which I integer (sign included); scale 2**k -> I = W + k.
         _annotate(g, src, f"FIXED<{b},{b + int(round(math.log2(weight_scale(w, b))))}>")
-        widths.update({n: b for n in nodes})
-    return widths
 
 
 def _annotate(g: onnx.GraphProto, tensor: str, datatype: str) -> None:

@@ -20,6 +20,7 @@ never reach the sources verbatim.
 from __future__ import annotations
 
 import functools
+import math
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -182,9 +183,12 @@ def _render_weights(w: WeightArray) -> str:
     lines = []
     for i in range(0, raw.size, 24):
         lines.append("    " + ",".join(_c_int(int(v)) for v in raw[i:i + 24]) + ",")
+    if w.dims is not None and math.prod(w.dims) != raw.size:
+        raise AssertionError(f"{w.c_name}: {raw.size} values for dimensions {w.dims}")
+    dims = "".join(f"[{d}]" for d in w.dims) if w.dims is not None else f"[{max(raw.size, 1)}]"
     return _env().get_template("weights.h.j2").render(
         version=__version__, type=w.type.cpp(), guard=f"HWP_W_{w.c_name.upper()}_H", bits=w.type.width,
-        signed=w.type.signed, name=w.c_name, size=max(raw.size, 1), values="\n".join(lines) if raw.size else "    0")
+        signed=w.type.signed, name=w.c_name, dims=dims, values="\n".join(lines) if raw.size else "    0")
 
 
 def manifest(g: Graph, board: Board, clock_mhz: float, top: str, precision: PrecisionConfig) -> dict[str, Any]:

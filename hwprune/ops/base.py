@@ -165,6 +165,9 @@ class WeightArray:
     c_name: str
     raw: np.ndarray
     type: FixedType
+    # The C array's dimensions when it is not flat (e.g. replicated tables, (copies, entries)):
+    # `raw` holds them in row-major order.
+    dims: tuple[int, ...] | None = None
 
 
 @dataclass

@@ -1,6 +1,9 @@
 // Elementwise activations. Each op is a functor; one driver applies it over an array
 // (io_parallel) or over stream words (io_stream). `p` holds the op's constants: slopes
-// (LeakyReLU/PReLU, per channel) or a lookup table (sigmoid, tanh, erf, ELU's negative branch, GELU).
+// (LeakyReLU/PReLU, per channel) or a lookup table (sigmoid, tanh, erf, ELU's negative branch, GELU),
+// as CFG::copies identical copies (p[copy][entry]), one per CFG::per_copy lanes: a BRAM18 has two
+// read ports. io_stream, reuse_factor > 1: CFG::lanes = ceil(word / reuse_factor) lanes serve a
+// word in reuse_factor cycles, element r * lanes + c in cycle r on lane c.
 #ifndef HWP_ACTIVATION_H
 #define HWP_ACTIVATION_H
 
@@ -83,22 +86,63 @@ struct gelu_op {  // table below the top of its range, identity from there on (G
 };
 
 template <class CFG, class OP, class in_T, class out_T>
-void activation(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::param_rom_t p[CFG::n_params]) {
+void activation(const in_T x[CFG::size], out_T y[CFG::size], const typename CFG::param_rom_t p[CFG::copies][CFG::n_params]) {
     HWP_COUNT_CALL(CFG);
     // Fully unrolled inside the pipelined top: no loop sets a schedule, so count what the
-    // estimate charges per call (II = 1).
+    // estimate charges per call (II = 1). io_parallel has one copy of the constants (copies = 1)
+    // and no reuse factor (the generator settles it at 1).
     HWP_COUNT_CYCLES(CFG, 1);
 ActivationLoop:
     for (int e = 0; e < CFG::size; e++) {
 #pragma HLS UNROLL
-        y[e] = OP::template apply<CFG, in_T, out_T>(x[e], e % CFG::word, p);
+        y[e] = OP::template apply<CFG, in_T, out_T>(x[e], e % CFG::word, p[0]);
+    }
+}
+
+// reuse_factor > 1: each word is read once, held while its lanes take reuse_factor cycles over
+// it, and written once complete. The read and the write sit inside the pipelined loop, so the
+// nest is perfect and Vitis HLS flattens it into one II = 1 pipeline of words * reuse_factor
+// trips (no drain between words).
+template <class CFG, class OP, class in_T, class out_T>
+void activation_reuse(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y,
+                      const typename CFG::param_rom_t p[CFG::copies][CFG::n_params]) {
+#pragma HLS INLINE
+    vec<in_T, CFG::word> in;
+    vec<out_T, CFG::word> out;
+ActivationReuseWords:
+    for (int w = 0; w < CFG::size / CFG::word; w++) {
+    ActivationReuseCycles:
+        for (int r = 0; r < CFG::reuse_factor; r++) {
+#pragma HLS PIPELINE II = 1
+            HWP_COUNT_CYCLES(CFG, 1);
+            if (r == 0) {
+                in = x.read();
+                HWP_COUNT_READ(CFG);
+            }
+        ActivationLanes:
+            for (int c = 0; c < CFG::lanes; c++) {
+#pragma HLS UNROLL
+                const int i = r * CFG::lanes + c;
+                if (i < CFG::word) out[i] = OP::template apply<CFG, in_T, out_T>(in[i], i, p[c / CFG::per_copy]);
+            }
+            if (r == CFG::reuse_factor - 1) {
+                y.write(out);
+                HWP_COUNT_WRITE(CFG);
+            }
+        }
     }
 }
 
 template <class CFG, class OP, class in_T, class out_T>
 void activation(hls::stream<vec<in_T, CFG::word> > &x, hls::stream<vec<out_T, CFG::word> > &y,
-                const typename CFG::param_rom_t p[CFG::n_params]) {
+                const typename CFG::param_rom_t p[CFG::copies][CFG::n_params]) {
+    // Each copy its own ROM, so lane c reads copy c / per_copy without sharing a port.
+#pragma HLS ARRAY_PARTITION variable = p type = complete dim = 1
     HWP_COUNT_CALL(CFG);
+    if (CFG::reuse_factor > 1) {
+        activation_reuse<CFG, OP, in_T, out_T>(x, y, p);
+        return;
+    }
 ActivationWords:
     for (int w = 0; w < CFG::size / CFG::word; w++) {
 #pragma HLS PIPELINE II = 1
@@ -108,7 +152,7 @@ ActivationWords:
         vec<out_T, CFG::word> out;
         for (int c = 0; c < CFG::word; c++) {
 #pragma HLS UNROLL
-            out[c] = OP::template apply<CFG, in_T, out_T>(in[c], c, p);
+            out[c] = OP::template apply<CFG, in_T, out_T>(in[c], c, p[c / CFG::per_copy]);
         }
         y.write(out);
         HWP_COUNT_WRITE(CFG);

@@ -6,13 +6,17 @@ read a lookup table: the index is computed from the input's raw bits with shifts
 and clamps only (so numpy and C++ agree exactly); each entry holds f(centre of its bin) already
 in the output type. Softmax is table-based too (exp over [-R, 0], a normalised reciprocal);
 docs/activations.md derives every error bound that `error_bound` implements.
+
+In io_stream the table activations take a reuse factor RF: ceil(word / RF) lanes each serve RF
+elements of a stream word over RF cycles, with one table copy per two lanes; the numerics do not
+change.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -36,6 +40,24 @@ IDENTITY_ABOVE = ("gelu", "gelu_tanh")
 SOFTMAX_EXP_RANGE = 8.0  # exp table covers d = x - max in [-8, 0]
 RECIP_TYPE = FixedType(18, 1, False)  # 1/m for m in [1, 2): values in (0.5, 1]
 EXP_TYPE = FixedType(18, 1, False)  # exp(d) for d <= 0: values in (0, 1]
+# Kinds that read a table: the ones a reuse factor time-shares.
+TABLE_KINDS = tuple(TABLE_RANGE)
+
+
+def settle_reuse_factor(layer: Layer, n: int, rf: int) -> int:
+    """The fewest cycles that keep ceil(n / rf) lanes busy (RF 64 over 96 elements: 2 lanes and
+    48 cycles, not 64 cycles with idle lanes), as LayerNorm settles its own."""
+    if rf < 1:
+        from hwprune.errors import ConfigError
+
+        raise ConfigError(f"layer {layer.name}: reuse factor {rf} must be a positive whole number (1 = fully parallel)")
+    lanes = -(-n // rf)
+    return -(-n // lanes)
+
+
+def reuse_factor_choices(layer: Layer, n: int, candidates: Sequence[int]) -> list[int]:
+    """The settled reuse factors of the candidates up to n, each once."""
+    return sorted({settle_reuse_factor(layer, n, r) for r in candidates if r <= n}) or [1]
 
 
 def _f(kind: str, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -105,12 +127,21 @@ class TableIndex:
 
 @dataclass
 class Activation(OpMixin, Layer):
+    """An elementwise activation. In io_stream the table kinds (TABLE_KINDS) take the layer's
+    reuse factor: ceil(word / RF) lanes each serve RF elements of a stream word over RF cycles
+    (element r * lanes + c in cycle r on lane c), one table copy per two lanes. ReLU, LeakyReLU
+    and PReLU keep RF 1 (a comparator and at most one small multiplier per element: an RF:1
+    multiplexer in front of a lane would cost about what it saves). In io_parallel the activation
+    is unrolled into the pipelined top and the reuse factor settles at 1 (no time sharing)."""
+
     kind: str = "relu"  # relu | leaky_relu | prelu | elu | sigmoid | tanh | erf | gelu | gelu_tanh
     alpha: float = 0.01  # leaky_relu / elu
     slope: np.ndarray = field(default_factory=lambda: np.zeros(0))  # prelu (per channel or 1)
     axis: int = 0  # prelu channel axis (logical)
     coef_t: FixedType | None = None
     table_size: int = 1024
+    # Cycles each lane serves per stream word (io_stream, table kinds); 1 = a word per cycle.
+    reuse_factor: int = 1
 
     op_type: ClassVar[str] = "Activation"
 
@@ -145,9 +176,22 @@ class Activation(OpMixin, Layer):
         if self.kind == "prelu" and np.atleast_1d(self.slope).size > 1:
             self.slope = np.atleast_1d(self.slope)[cc.keep_mask(np.atleast_1d(self.slope).size)]
 
+    def _time_shared(self, g: Graph) -> bool:
+        """Whether the reuse factor applies: a table kind in io_stream."""
+        return self.kind in TABLE_KINDS and g.io_type == IOType.STREAM
+
+    def reuse_factor_options(self, g: Graph, candidates: Sequence[int]) -> list[int]:
+        """The reuse factors the budget search may give this layer, as infer_types settles them
+        (only 1 where time sharing does not apply)."""
+        if not self._time_shared(g):
+            return [1]
+        return reuse_factor_choices(self, g.tensor(self.output).word, candidates)
+
     def infer_types(self, g: Graph, prec: Any) -> None:
         p = prec.resolve(self.name, self.type_name)
         self.table_size = p.table_size
+        rf = settle_reuse_factor(self, g.tensor(self.output).word, p.reuse_factor)
+        self.reuse_factor = rf if self._time_shared(g) else 1
         if self.kind in ("leaky_relu", "prelu"):
             coefs = np.atleast_1d(self.slope if self.kind == "prelu" else np.array([self.alpha]))
             self.coef_t = p.weight or auto_weight_type(coefs, 18)
@@ -258,9 +302,30 @@ class Activation(OpMixin, Layer):
         return lip * e + bin_err + r
 
     # -------------------------------------------------------------- cost
+    def _rf(self, g: Graph) -> int:
+        """The reuse factor in effect (1 where time sharing does not apply)."""
+        if not self._time_shared(g):
+            return 1
+        if self.reuse_factor < 1:
+            settle_reuse_factor(self, 1, self.reuse_factor)  # raises the ConfigError
+        return self.reuse_factor
+
+    def lanes(self, g: Graph) -> int:
+        """Table lanes of the io_stream kernel: ceil(word / RF)."""
+        return -(-g.tensor(self.output).word // self._rf(g))
+
+    def _table_copies(self, g: Graph, lanes: int) -> tuple[int, int]:
+        """(copies, lanes per copy) of the table for `lanes` readers in one cycle: a BRAM18 is
+        dual ported, so two lanes share a copy; a LUT ROM serves one lane."""
+        mem = hw.memory_cost(self.table_size, g.tensor(self.output).type.width, 1)
+        per = 2 if mem.bram18 else 1
+        return -(-lanes // per), per
+
     def cost(self, ctx: CostContext) -> LayerCost:
         t = ctx.graph.tensor(self.output)
         x_t = ctx.graph.tensor(self.inputs[0]).type
+        if self._rf(ctx.graph) > 1:
+            return self._reuse_cost(ctx)
         lanes = t.size if ctx.io_type == IOType.PARALLEL else t.word
         words = 1 if ctx.io_type == IOType.PARALLEL else t.words
         lut = ff = dsp = bram = 0.0
@@ -273,12 +338,28 @@ class Activation(OpMixin, Layer):
         else:
             # One table read port per lane; a BRAM18 is dual ported, so two lanes share a copy.
             mem = hw.memory_cost(self.table_size, t.type.width, 1)
-            copies = math.ceil(lanes / 2) if mem.bram18 else lanes
+            copies, _ = self._table_copies(ctx.graph, lanes)
             bram, lut = mem.bram18 * copies, mem.lut * copies + lanes * (x_t.width + 8)
             if self.kind in IDENTITY_ABOVE:
                 lut += lanes * t.type.width  # the 2:1 choice between table and input
         ff = lanes * t.type.width
         return LayerCost(latency=words + 2, ii=words, dsp=dsp, lut=lut, ff=ff, bram18=bram)
+
+    def _reuse_cost(self, ctx: CostContext) -> LayerCost:
+        """The time-shared table kernel (activation.h, io_stream): `lanes` table lanes, each
+        reading its elements of the held input word through an RF:1 multiplexer; the output word
+        fills over RF cycles (registers with enables) and leaves once complete."""
+        g = ctx.graph
+        t = g.tensor(self.output)
+        x_t = g.tensor(self.inputs[0]).type
+        rf, lanes = self._rf(g), self.lanes(g)
+        mem = hw.memory_cost(self.table_size, t.type.width, 1)
+        copies, _ = self._table_copies(g, lanes)
+        lut = mem.lut * copies + lanes * (x_t.width + 8 + hw.mux_luts(rf, x_t.width))
+        if self.kind in IDENTITY_ABOVE:
+            lut += lanes * t.type.width  # the 2:1 choice between table and input
+        return LayerCost(latency=t.words * rf + 2, ii=t.words * rf, lut=lut, ff=t.word * (x_t.width + t.type.width),
+                         bram18=mem.bram18 * copies, note=f"{lanes} lanes x {rf} cycles per word")
 
     # -------------------------------------------------------------- HLS
     def hls(self, ctx: HlsContext) -> HlsBinding:
@@ -297,16 +378,25 @@ class Activation(OpMixin, Layer):
             params = self.table(g)
             param_t = t.type
             idx = self._index(g)
+        rf, lanes = self._rf(g), self.lanes(g)
+        # The table as `copies` identical ROMs (activation.h partitions the first dimension), one
+        # per `per_copy` lanes of the io_stream kernel: what the cost model charges. io_parallel
+        # and the kinds without a table keep one copy that every element reads.
+        copies, per_copy = 1, max(t.size, 1)
+        if self.kind in TABLE_KINDS and ctx.io_type == IOType.STREAM:
+            copies, per_copy = self._table_copies(g, lanes)
         op = {"relu": "relu_op", "leaky_relu": "prelu_op", "prelu": "prelu_op", "elu": "elu_op",
               "sigmoid": "table_op", "tanh": "table_op", "erf": "table_op", "gelu": "gelu_op",
               "gelu_tanh": "gelu_op"}[self.kind]
         L = dict(cfg=f"{lname}_config", size=t.size, word=t.word, n_chan=n_chan, n_params=int(params.size),
+                 reuse_factor=rf, lanes=lanes, copies=copies, per_copy=per_copy,
                  param_t=param_t.cpp(), param_bits=param_t.width, param_signed="true" if param_t.signed else "false",
                  lo=idx.lo, hi=idx.hi, lo_bin=idx.lo_bin, shift=idx.shift, n_table=idx.n, op=op,
                  in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
                  x=ctx.var(self.inputs[0]), y=ctx.var(self.output), p=f"{lname}_p")
+        table = WeightArray(f"{lname}_p", np.tile(params, copies), param_t, dims=(copies, int(params.size)))
         return HlsBinding("hwprune/activation.h", render("activation.j2", "config", L=L),
-                          render("activation.j2", "call", L=L), weights=[WeightArray(f"{lname}_p", params, param_t)])
+                          render("activation.j2", "call", L=L), weights=[table])
 
 
 @dataclass

@@ -7,9 +7,9 @@ and clamps only (so numpy and C++ agree exactly); each entry holds f(centre of i
 in the output type. Softmax is table-based too (exp over [-R, 0], a normalised reciprocal);
 docs/activations.md derives every error bound that `error_bound` implements.
 
-In io_stream the table activations take a reuse factor RF: ceil(word / RF) lanes each serve RF
-elements of a stream word over RF cycles, with one table copy per two lanes; the numerics do not
-change.
+In io_stream the table activations and Softmax take a reuse factor RF: ceil(word / RF) lanes
+(Softmax: ceil(n / RF) per row of n keys) each serve RF elements over RF cycles, with one table
+copy per two lanes; the numerics do not change.
 """
 
 from __future__ import annotations
@@ -408,10 +408,17 @@ class Softmax(OpMixin, Layer):
     An optional second input is a padding mask over the keys (the last axis; an integer model
     input, 0 = padding, shared by every row of a sample): padded keys are left out of the max
     and the sum and get probability exactly 0 — what an additive -1e4/-inf mask or a `Where`
-    computes in float. A row whose keys are all padding ignores the mask, as an additive mask does."""
+    computes in float. A row whose keys are all padding ignores the mask, as an additive mask does.
+
+    io_stream, reuse factor RF > 1: ceil(n / RF) lanes serve a row in three passes of RF cycles
+    (the max, the exponentials and their sum, the normalised outputs), each pass on a different
+    row, so a call takes rows + 2 steps of RF cycles (softmax.h). In io_parallel the reuse factor
+    settles at 1 (the rows are unrolled into the pipelined top)."""
 
     axis: int = -1
     table_size: int = 1024
+    # Cycles per pass over a row (io_stream); 1 = a row per cycle.
+    reuse_factor: int = 1
 
     op_type: ClassVar[str] = "Softmax"
 
@@ -437,13 +444,34 @@ class Softmax(OpMixin, Layer):
     def output_perm(self, g: Graph) -> tuple[int, ...]:
         return g.tensor(self.inputs[0]).perm
 
+    def reuse_factor_options(self, g: Graph, candidates: Sequence[int]) -> list[int]:
+        """The reuse factors the budget search may give this layer, as infer_types settles them
+        (only 1 in io_parallel)."""
+        if g.io_type != IOType.STREAM:
+            return [1]
+        return reuse_factor_choices(self, self._n(g), candidates)
+
     def infer_types(self, g: Graph, prec: Any) -> None:
         p = prec.resolve(self.name, self.op_type)
         self.table_size = p.table_size
+        rf = settle_reuse_factor(self, self._n(g), p.reuse_factor)
+        self.reuse_factor = rf if g.io_type == IOType.STREAM else 1
         g.tensor(self.output).type = p.result
 
     def _n(self, g: Graph) -> int:
         return g.tensor(self.inputs[0]).shape[self.axis]
+
+    def _rf(self, g: Graph) -> int:
+        """The reuse factor in effect (1 in io_parallel)."""
+        if g.io_type != IOType.STREAM:
+            return 1
+        if self.reuse_factor < 1:
+            settle_reuse_factor(self, 1, self.reuse_factor)  # raises the ConfigError
+        return self.reuse_factor
+
+    def lanes(self, g: Graph) -> int:
+        """Lanes of the io_stream kernel: ceil(n / RF)."""
+        return -(-self._n(g) // self._rf(g))
 
     def float_forward(self, g: Graph, xs: list[np.ndarray]) -> np.ndarray:
         keep = self._keep(xs)
@@ -512,18 +540,48 @@ class Softmax(OpMixin, Layer):
         t = g.tensor(self.output)
         n = self._n(g)
         rows = t.size // n
-        lanes = n
+        rf, lanes = self._rf(g), self.lanes(g)
         mem = hw.memory_cost(self.table_size, 18, 1)
-        copies = math.ceil(lanes / 2)
+        copies = math.ceil(lanes / 2)  # exp table copies (a BRAM18 has two read ports); recip: one
         d = hw.dsps_per_multiplier(18, 18, ctx.dsp_kind)
         words = rows if ctx.io_type == IOType.STREAM else 1
         depth = int(math.ceil(math.log2(max(n, 2)))) * 2 + 6
+        if rf > 1:
+            return self._reuse_cost(ctx, rows, lanes, copies, mem, d, depth)
         return LayerCost(latency=words * 1 + depth, ii=words if ctx.io_type == IOType.STREAM else rows,
                          dsp=lanes * d, bram18=mem.bram18 * (copies + 1), lut=mem.lut * (copies + 1) + lanes * 60,
                          ff=lanes * 40)
 
+    def _reuse_cost(self, ctx: CostContext, rows: int, lanes: int, copies: int, mem: Any, d: float,
+                    depth: int) -> LayerCost:
+        """The time-shared kernel (softmax.h, io_stream): `lanes` units of each kind (exp table
+        port, comparator, adder, 18x18 normalising multiplier) serve the three passes of three
+        rows in each step of RF cycles, reading their keys of the held rows through RF:1
+        multiplexers: the incoming row (max), the previous one (exponentials), the exponentials
+        (normalise) and, with a padding mask, its bits. Rows + 2 steps per call."""
+        g = ctx.graph
+        n, rf = self._n(g), self._rf(g)
+        x_t, out_t = g.tensor(self.inputs[0]).type, g.tensor(self.output).type
+        mux = 2 * hw.mux_luts(rf, x_t.width) + hw.mux_luts(rf, EXP_TYPE.width) + (hw.mux_luts(rf, 1) if self.masked else 0)
+        # The row's running max and sum, carried over the step's cycles.
+        lut = mem.lut * (copies + 1) + lanes * (60 + mux) + hw.lut_per_max(x_t.width) + hw.lut_per_adder(self._sum_bits(g))
+        # The held rows: incoming and previous inputs, the exponentials, the output word.
+        ff = lanes * 40 + n * (2 * x_t.width + EXP_TYPE.width + out_t.width)
+        steps = rows + 2
+        return LayerCost(latency=steps * rf + depth, ii=steps * rf, dsp=lanes * d, bram18=mem.bram18 * (copies + 1),
+                         lut=lut, ff=ff, note=f"{lanes} lanes x {rf} cycles per pass, {steps} steps")
+
     def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
-        """softmax.h: a row (word) per trip; a mask is read once, with the first row."""
+        """softmax.h: at reuse factor 1 a row (word) per trip; a mask is read once, with the
+        first row. Beyond, rows + 2 steps of RF cycles: step t reads row t when it starts (t <
+        rows) and writes row t - 2 in its last cycle (t >= 2)."""
+        rf = self._rf(ctx.graph)
+        first = (0, 1) if self.masked else (0,)
+        if rf > 1:
+            rows = ctx.words(self.inputs[0])
+            late = rf - 1 + output_delay(cost)
+            return process(Step(1, rf, first, ()), Step(1, rf, (0,) if rows > 1 else (), ()),
+                           Step(rows - 2, rf, (0,), (0,), late), Step(min(rows, 2), rf, (), (0,), late))
         if not self.masked:
             return OpMixin.stream_process(self, ctx, cost)
         rows = ctx.words(self.inputs[0])
@@ -538,7 +596,13 @@ class Softmax(OpMixin, Layer):
         idx = self._exp_index(g)
         lname = ctx.lname(self)
         kmax = self._sum_bits(g) - EXP_TYPE.frac
-        L = dict(cfg=f"{lname}_config", size=t.size, n=n, n_table=self.table_size,
+        # The exp table as `exp_copies` identical ROMs (softmax.h partitions the first dimension),
+        # one per two lanes of the io_stream kernel; io_parallel keeps one that every key reads.
+        stream = ctx.io_type == IOType.STREAM
+        lanes = self.lanes(g)
+        exp_copies, per_copy = (math.ceil(lanes / 2), 2) if stream else (1, n)
+        L = dict(cfg=f"{lname}_config", size=t.size, n=n, n_table=self.table_size, reuse_factor=self._rf(g),
+                 lanes=lanes, exp_copies=exp_copies, exp_per_copy=per_copy,
                  log_n_table=int(round(math.log2(self.table_size))), range=int(SOFTMAX_EXP_RANGE), shift=idx.shift,
                  exp_t=EXP_TYPE.cpp(), recip_t=RECIP_TYPE.cpp(), exp_bits=EXP_TYPE.width, recip_bits=RECIP_TYPE.width,
                  sum_t=FixedType(self._sum_bits(g), self._sum_bits(g) - EXP_TYPE.frac, False).cpp(),
@@ -549,7 +613,8 @@ class Softmax(OpMixin, Layer):
         L.update(masked=self.masked, m=ctx.var(self.inputs[1]) if self.masked else "",
                  m_t=ctx.ctype(self.inputs[1]) if self.masked else "")
         return HlsBinding("hwprune/softmax.h", render("softmax.j2", "config", L=L), render("softmax.j2", "call", L=L),
-                          weights=[WeightArray(f"{lname}_exp", self.exp_table(), EXP_TYPE),
+                          weights=[WeightArray(f"{lname}_exp", np.tile(self.exp_table(), exp_copies), EXP_TYPE,
+                                               dims=(exp_copies, self.table_size)),
                                    WeightArray(f"{lname}_recip", self.recip_table(), RECIP_TYPE)])
 
 

@@ -53,7 +53,7 @@ def test_attention_matches_onnxruntime(heads, dynamo):
 
 
 @pytest.mark.parametrize("io", ["parallel", "stream"])
-@pytest.mark.parametrize("rf", [1, 4])
+@pytest.mark.parametrize("rf", [1, 4, 8, 48])  # 8, 48: fewer banks than K, a word of bᵀ takes 2 and 8 cycles to store
 def test_csim_is_bit_exact_and_counts_equal_the_estimate(tmp_path, io, rf):
     model = torch_onnx(MultiHead(), torch.zeros(1, L, D))
     prj = hwprune.export(model, tmp_path / f"{io}{rf}", io_type=io, precision=PrecisionConfig().with_overrides(reuse_factor=rf))
@@ -70,6 +70,9 @@ def test_csim_is_bit_exact_and_counts_equal_the_estimate(tmp_path, io, rf):
         assert est[layer.name].cost.multipliers == -(-k * n // rf)
         if io == "stream":
             assert c.reads / c.calls == lead * (m + n) and c.writes / c.calls == lead * m
+            # Independent count: N words of bᵀ, ceil(K / min(banks, K)) cycles each, then M rows of RF.
+            banks = -(-k * n // rf)
+            assert c.cycles / c.calls == lead * (n * -(-k // min(banks, k)) + m * rf), layer.name
 
 
 def test_q_times_k_transposed_moves_no_data():

@@ -1,6 +1,6 @@
 // Product of two activations: y[l][m][n] = sum_k a[l][m][k] * bt[l][n][k] (bt: b transposed, so
 // both operands are rows of K). Reuse factor RF: ceil(K*N/RF) multipliers serve one row of a in
-// RF cycles, as in dense.h. hwprune/ops/matmul.py is the bit-exact reference.
+// RF cycles. hwprune/ops/matmul.py is the bit-exact reference.
 #ifndef HWP_MATMUL_H
 #define HWP_MATMUL_H
 
@@ -20,7 +20,9 @@ MatMulInit:
 #pragma HLS UNROLL
         acc[o] = 0;
     }
-    // Product p = o*K + i is served by multiplier p / RF in cycle p % RF.
+    // Product p = o*K + i is served by multiplier p % n_mult in cycle p / n_mult: in io_stream bᵀ
+    // is banked cyclically by n_mult (bank p % n_mult, address p / n_mult), so every multiplier
+    // reads its own bank at one address a cycle — no two products of a cycle share a bank.
 MatMulReuse:
     for (int r = 0; r < CFG::reuse_factor; r++) {
 #pragma HLS PIPELINE II = 1
@@ -28,7 +30,7 @@ MatMulReuse:
     MatMulMult:
         for (int m = 0; m < CFG::n_mult; m++) {
 #pragma HLS UNROLL
-            const int p = m * CFG::reuse_factor + r;
+            const int p = r * CFG::n_mult + m;
             if (p < CFG::k * CFG::n) {
                 const int o = p / CFG::k;
                 const int i = p % CFG::k;
@@ -65,17 +67,26 @@ void matmul(hls::stream<vec<a_T, CFG::k> > &a, hls::stream<vec<b_T, CFG::k> > &b
     b_T bt[CFG::n * CFG::k];
     const int banks = CFG::n_mult;
 #pragma HLS ARRAY_PARTITION variable = bt cyclic factor = banks
+    vec<b_T, CFG::k> w;  // the word being stored (held while load_steps > 1)
+#pragma HLS ARRAY_PARTITION variable = w.data complete
 MatMulLead:
     for (int l = 0; l < CFG::lead; l++) {
     MatMulLoad:
-        for (int o = 0; o < CFG::n; o++) {
+        // A word of K elements goes into K different banks: all at once when there are at least
+        // K banks, else n_mult elements a cycle over load_steps cycles (one write per bank).
+        for (int t = 0; t < CFG::n * CFG::load_steps; t++) {
 #pragma HLS PIPELINE II = 1
             HWP_COUNT_CYCLES(CFG, 1);
-            vec<b_T, CFG::k> w = b.read();
-            HWP_COUNT_READ(CFG);
-            for (int i = 0; i < CFG::k; i++) {
+            const int o = t / CFG::load_steps;
+            const int c = t % CFG::load_steps;
+            if (c == 0) {
+                w = b.read();
+                HWP_COUNT_READ(CFG);
+            }
+            for (int j = 0; j < CFG::load_lanes; j++) {
 #pragma HLS UNROLL
-                bt[o * CFG::k + i] = w[i];
+                const int i = c * CFG::load_lanes + j;
+                if (i < CFG::k) bt[o * CFG::k + i] = w[i];
             }
         }
     MatMulRows:

@@ -8,8 +8,9 @@ costed where the layout pass inserts it). Leading (batch / head) axes must be eq
 Fixed point: every product of two ap_fixed values is exact; the accumulator holds the exact sum
 (its width from the types and K), rounded once into the output type. Reuse factor RF: each
 multiplier serves RF of the K·N products of one row of `a` (like Dense), so a row takes RF cycles.
-io_stream: per leading index the kernel first stores the N rows of bᵀ, then streams the M rows
-of `a` (N + M·RF cycles).
+io_stream: per leading index the kernel first stores the N rows of bᵀ in n_mult banks (product p
+in bank p mod n_mult: each multiplier reads only its own bank), a row in ceil(K / n_mult) cycles
+when there are fewer banks than K, then streams the M rows of `a` (N·load_steps + M·RF cycles).
 """
 
 from __future__ import annotations
@@ -97,6 +98,14 @@ class MatMul(OpMixin, Layer):
         _, _, k, n = self.dims(g)
         return math.ceil(k * n / self.reuse_factor)
 
+    def load_lanes(self, g: Graph) -> int:
+        """Elements of a word of bᵀ stored per cycle in io_stream: one per bank, at most K."""
+        return min(self.n_mult(g), self.dims(g)[2])
+
+    def load_steps(self, g: Graph) -> int:
+        """Cycles to store one word of bᵀ in io_stream."""
+        return -(-self.dims(g)[2] // self.load_lanes(g))
+
     def cost(self, ctx: CostContext) -> LayerCost:
         g = ctx.graph
         lead, m, k, n = self.dims(g)
@@ -106,29 +115,36 @@ class MatMul(OpMixin, Layer):
         dsp_each = hw.multiplier_dsps(a_t.width, b_t.width, ctx.dsp_kind, self.mult_impl)
         lut = 0.0 if dsp_each else n_mult * hw.lut_per_multiplier(a_t.width, b_t.width)
         lut += n_mult * hw.lut_per_adder(self.accum_t.width)
-        if rf > 1:
-            lut += n_mult * (hw.mux_luts(min(rf, k), a_t.width) + hw.mux_luts(min(rf, k * n), b_t.width))
+        if rf > 1:  # each multiplier picks its element of the held row of a
+            lut += n_mult * hw.mux_luts(min(rf, k), a_t.width)
         ff = (n_mult + n) * hw.ff_per_register(self.accum_t.width)
         bram = 0.0
         depth = int(math.ceil(math.log2(max(k, 2)))) + 3
         if ctx.io_type == IOType.STREAM:
-            # bᵀ is held for the M rows of a: registers when read whole (RF 1), else banked memory.
-            mem = hw.memory_cost(max(rf, 1), b_t.width, n_mult) if rf > 1 else None
-            if mem is not None:
+            # bᵀ is held for the M rows of a: registers when read whole (RF 1), else one bank per
+            # multiplier read at one address a cycle (no multiplexer: the memory's read port).
+            if rf > 1:
+                mem = hw.memory_cost(-(-k * n // n_mult), b_t.width, n_mult)
                 bram, lut = mem.bram18, lut + mem.lut
+                steps = self.load_steps(g)
+                if steps > 1:  # the lanes storing a word pick its elements over load_steps cycles
+                    lut += self.load_lanes(g) * hw.mux_luts(steps, b_t.width)
+                    ff += k * hw.ff_per_register(b_t.width)  # the word held meanwhile
             else:
                 ff += k * n * hw.ff_per_register(b_t.width)
-            ii = lead * (n + m * rf)
+            ii = lead * (n * self.load_steps(g) + m * rf)
         else:
+            if rf > 1:  # io_parallel: bᵀ is a partitioned array; each multiplier selects its elements
+                lut += n_mult * hw.mux_luts(min(rf, k * n), b_t.width)
             ii = lead * m * rf
         return LayerCost(latency=ii + depth, ii=ii, dsp=n_mult * dsp_each, lut=lut, ff=ff, bram18=bram,
                          multipliers=n_mult, macs=lead * m * k * n)
 
     def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
-        """matmul.h: per leading index, N trips reading a word of bᵀ, then M trips of RF cycles
-        reading a word of a and writing a word of the output."""
+        """matmul.h: per leading index, N trips of load_steps cycles reading a word of bᵀ, then M
+        trips of RF cycles reading a word of a and writing a word of the output."""
         lead, m, _, n = self.dims(ctx.graph)
-        one = (Step(n, 1, (1,), ()), Step(m, self.reuse_factor, (0,), (0,), output_delay(cost) + self.reuse_factor - 1))
+        one = (Step(n, self.load_steps(ctx.graph), (1,), ()), Step(m, self.reuse_factor, (0,), (0,), output_delay(cost) + self.reuse_factor - 1))
         return process(*(one * lead))
 
     # ------------------------------------------------------------------ HLS
@@ -136,7 +152,7 @@ class MatMul(OpMixin, Layer):
         g = ctx.graph
         lead, m, k, n = self.dims(g)
         L = dict(cfg=f"{ctx.lname(self)}_config", lead=lead, m=m, k=k, n=n, reuse_factor=self.reuse_factor,
-                 n_mult=self.n_mult(g), mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
+                 n_mult=self.n_mult(g), load_lanes=self.load_lanes(g), load_steps=self.load_steps(g), mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
                  accum_t=self.accum_t.cpp(), a_t=ctx.ctype(self.inputs[0]), b_t=ctx.ctype(self.inputs[1]),
                  out_t=ctx.ctype(self.output), a=ctx.var(self.inputs[0]), b=ctx.var(self.inputs[1]),
                  y=ctx.var(self.output))

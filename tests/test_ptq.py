@@ -132,8 +132,9 @@ def test_budget_driven_pruner_on_an_encoder_layer(tmp_path):
     assert any("post-training" in m for m in said)
     assert r["meets_budget"] and r["latency_us"] <= 60
     assert {l["module"] for l in r["layers"]} >= {"layer.linear1", "layer.linear2", "fc"}
-    # the packed Q/K/V projection (a weight but no Linear module), 2 attention MatMuls, 2 LayerNorms
-    assert sum(l["kind"] == "engine" for l in r["layers"]) == 5
+    # the packed Q/K/V projection (a weight but no Linear module), 2 attention MatMuls, 2 LayerNorms,
+    # the softmax and the GELU
+    assert sum(l["kind"] == "engine" for l in r["layers"]) == 7
     assert r["accuracy_before"] > 0.6  # the trained model learned the task (chance: 1/3)
     assert r["accuracy_after"] > r["accuracy_before"] - 0.15
     saved = json.loads((tmp_path / "design" / "report.json").read_text())
@@ -161,9 +162,9 @@ def _encoder_task():
 
 
 def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
-    """The attention MatMuls and the LayerNorms have no weights but a reuse factor, and
-    nn.MultiheadAttention's packed Q/K/V projection is no Linear module: they are sites of the
-    search (reuse factors only), and what the solver predicts for every site is
+    """The attention MatMuls, the LayerNorms, the softmax and the GELU have no weights but a
+    reuse factor, and nn.MultiheadAttention's packed Q/K/V projection is no Linear module: they
+    are sites of the search (reuse factors only), and what the solver predicts for every site is
     what the realized design's estimate costs, layer by layer."""
     from hwprune.codesign.pruner import _Run
     from hwprune.codesign.solver import solve
@@ -177,10 +178,15 @@ def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
     assert run.quantization == "ptq"
     space = build_space(task.model, run.data, run.board, run.clock, run.cfg.space_config(), lambda m: None)
     engines = [s for s in space.sites if s.kind == "engine"]
-    kinds = sorted(type(space_layer).__name__ for space_layer in
-                   (compile_graph(export_ptq(task.model, run.data.example()), None, "stream").layer(s.layer) for s in engines))
-    assert kinds == ["Dense", "LayerNorm", "LayerNorm", "MatMul", "MatMul"]  # Dense: the packed Q/K/V projection
+    gq = compile_graph(export_ptq(task.model, run.data.example()), None, "stream")
+    kinds = sorted(type(gq.layer(s.layer)).__name__ for s in engines)
+    # Dense: the packed Q/K/V projection; Activation: the GELU over the 32-wide FFN words.
+    assert kinds == ["Activation", "Dense", "LayerNorm", "LayerNorm", "MatMul", "MatMul", "Softmax"]
     assert all(len(s.options) > 3 and all(o.loss == 0 for o in s.options) for s in engines)
+    # Softmax over 6 keys: candidates 1, 2, 3, 4, 6 settle at RF 1, 2, 3, 3, 6 (ceil(6 / RF) lanes).
+    (sm,) = [s for s in engines if type(gq.layer(s.layer)).__name__ == "Softmax"]
+    assert [o.choice.reuse_factor for o in sm.options] == [1, 2, 3, 6]
+    assert [o.cost.dsp for o in sm.options] == [6, 3, 2, 1]  # an 18 x 18 multiplier per lane
     sol = solve(space, cfg.budget)
     r = run.realize(sol, space, train=False)
     costs = {le.name: le.cost for le in estimate(r.graph, run.board).layers}

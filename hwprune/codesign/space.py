@@ -73,7 +73,7 @@ class Option:
 class Site:
     module: str  # torch module name ("" for an engine site)
     layer: str  # IR layer name in the cost graph
-    kind: str  # embedding | conv | dense | engine (a weightless layer with a reuse factor: MatMul, LayerNorm)
+    kind: str  # embedding | conv | dense | engine (a weightless layer with a reuse factor: MatMul, LayerNorm, ...)
     options: list[Option] = field(default_factory=list)
 
 
@@ -352,9 +352,11 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
             f"{min(o.loss for o in site.options):.4f} .. {max(o.loss for o in site.options):.4f}")
 
     # Engines whose reuse factor trades cycles for multipliers but that have no Linear/Conv
-    # module to prune: the attention MatMuls and LayerNorms (ops with `reuse_factor_options`),
-    # a Dense whose weight is no module's (nn.MultiheadAttention's packed Q/K/V projection).
-    # Sites with reuse-factor options only, which change nothing the model computes (loss 0).
+    # module to prune: the attention MatMuls, LayerNorms, softmaxes and table activations (ops
+    # with `reuse_factor_options`), a Dense whose weight is no module's (nn.MultiheadAttention's
+    # packed Q/K/V projection). Sites with reuse-factor options only, which change nothing the
+    # model computes (loss 0); a layer with one option (a ReLU, an io_parallel activation) has
+    # nothing to choose and stays with the fixed layers.
     bits0 = max(cfg.weight_bits)
     taken = {s.layer for s in sites}
     for layer in g0.layers:
@@ -363,8 +365,11 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
             options = lambda g, candidates, layer=layer: _reuse_factors(layer, "dense", 0.0, candidates)  # noqa: E731
         if options is None or layer.name in taken:
             continue
+        rfs = options(g0, cfg.reuse_factors)
+        if len(rfs) < 2:
+            continue
         site = Site("", layer.name, "engine")
-        for rf in options(g0, cfg.reuse_factors):
+        for rf in rfs:
             ch = Choice("dense", 0.0, bits0, rf)
             site.options.append(Option(ch, 0.0, _variant_cost(g0, ctx[bits0], layer, ch)))
         sites.append(site)

@@ -7,7 +7,8 @@ they are the independent reference: each layer's estimated II must be within 10%
 cycles per sample, and in io_stream it must move exactly its tensors' words.
 
 One model holds every layer kind (dense and sparse Dense/Conv with reuse factors 1 and > 1 and
-every balanced pattern, pools, activations, softmax, merges, layout moves, embedding); QONNX
+every balanced pattern, pools, activations and softmax (time-shared in io_stream too), merges,
+layout moves, embedding); QONNX
 quantizers sit in a second, small one (qonnx's clean-up renames every node and weight of a
 model with a Quant node, which would detach the pruned weights from their recorded patterns).
 The whole file costs four g++ builds.
@@ -42,6 +43,10 @@ PATTERNS = [("block:4x4", 0.75), ("block:4x4:col", 0.75), ("bbs:8", 0.75), ("nm:
 SPARSE_RF = {"dense": 3, "conv": 2}
 # Reuse factors of the other layers with weights (> 1 where the kind has a second instance).
 RF = {"conv1": 1, "conv2": 2, "fc": 3, "seq_fc1": 1, "seq_fc2": 4, "tconv": 3, "tfc": 2}
+# Time-shared lanes of the weightless engines, io_stream only (io_parallel settles them at 1):
+# 16-element tanh words on ceil(16 / 3) = 6 lanes, 8-key softmax rows on 3; the sigmoid and the
+# other softmax stay at 1 (and the quantized model's sigmoid takes its model-level RF 2).
+ENGINE_RF = {"tanh": 3, "softmax_rows": 3}
 
 
 def _sparse_names() -> list[tuple[str, str, float, int]]:
@@ -164,7 +169,7 @@ def _prune_chains(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def precision() -> PrecisionConfig:
-    rfs = {**RF, **{name: rf for name, _, _, rf in _sparse_names()}}
+    rfs = {**RF, **ENGINE_RF, **{name: rf for name, _, _, rf in _sparse_names()}}
     return PrecisionConfig(layer_name={k: LayerPrecision(reuse_factor=v) for k, v in rfs.items()})
 
 
@@ -212,6 +217,9 @@ def test_the_models_cover_every_kernel_and_pattern(designs):
         assert layer.sparsity is not None and layer.sparsity.pattern == pat and layer.reuse_factor == rf, name
     for name, rf in RF.items():
         assert g.layer(name).reuse_factor == rf and g.layer(name).sparsity is None, name
+    for name, rf in ENGINE_RF.items():
+        assert g.layer(name).reuse_factor == (rf if io == "stream" else 1), name
+    assert {l.reuse_factor for l in designs[1].g.layers if l.op_type == "Activation"} == {2 if io == "stream" else 1}
     params = (zoo_d.prj / "firmware" / "parameters.h").read_text()
     assert "hwprune/dense_sparse.h" in params and "hwprune/conv_sparse.h" in params
 

@@ -191,7 +191,8 @@ def _rf(rfs: dict[str, int]) -> PrecisionConfig:
 
 def designs_spec() -> list[tuple[str, onnx.ModelProto, PrecisionConfig, Any]]:
     return [
-        ("kinds", kinds_model(), _rf(dict(conv=2, sconv=2, fc=3, sfc=2, tconv=3, tfc=2)), kinds_inputs),
+        # tanh: 16-element words on 6 lanes x 3 cycles; softmax: 6 keys, RF 4 settles at 3 (2 lanes).
+        ("kinds", kinds_model(), _rf(dict(conv=2, sconv=2, fc=3, sfc=2, tconv=3, tfc=2, tanh=3, softmax=4)), kinds_inputs),
         ("quantized", quantized_model(), PrecisionConfig().with_overrides(reuse_factor=2),
          lambda rng: [rng.normal(size=(SAMPLES, 5, 12)).astype(np.float32)]),
         ("mlp", mlp_model(), _rf(dict(fc1=2, fc2=4, fc3=1)), lambda rng: [rng.normal(size=(SAMPLES, 16)).astype(np.float32)]),
@@ -248,6 +249,7 @@ def test_the_designs_cover_every_layer_kind(designs):
     expected = set(KINDS) - ({"Reshape", "Clone"} if io == "parallel" else set())  # free / stream only
     assert expected <= seen, expected - seen
     if io == "stream":
+        assert designs["kinds"].g.layer("tanh").reuse_factor == designs["kinds"].g.layer("softmax").reuse_factor == 3
         cats = [l for l in designs["kinds"].g.layers if type(l).__name__ == "Concat"]
         words = [(designs["kinds"].g.tensor(l.output).word, sum(designs["kinds"].g.tensor(i).word for i in l.inputs)) for l in cats]
         assert any(a == b for a, b in words) and any(a != b for a, b in words)  # both concat modes
@@ -443,6 +445,28 @@ def test_embedding_into_conv1d_overlaps_by_hand_count():
         by = {l.name: l for l in sim.layers}
         assert by["conv"].starved_cycles == 3  # only for sample 0's first row: then the embedding is ahead
         assert by["conv"].blocked_cycles == 0
+
+
+def test_time_shared_softmax_steps_by_hand_count():
+    """Softmax over 4 rows of 7 keys at RF 3 (3 lanes), io_stream: rows + 2 = 6 steps of 3
+    cycles. Row t is read when step t starts; row t - 2 leaves in the step's last cycle, after
+    the pipeline depth (2 ceil(log2 7) + 6 = 12): the last row at cycle 5 * 3 + 2 + 12 = 29, so
+    a sample takes 30 cycles, the estimate's latency, and one follows every 18 cycles. With a
+    GELU at RF 3 in front (a word every 3 cycles, 2 cycles deep), row t arrives at cycle 3t + 5:
+    the softmax waits 5 cycles for row 0 and then never again."""
+    m = make_model([helper.make_node("Softmax", ["x"], ["y"], axis=-1, name="sm")], [fin("x", 4, 7)], [fin("y", 4, 7)])
+    g = build_graph(m, PrecisionConfig().with_overrides(reuse_factor=3), "stream")
+    est = estimate(g, load_board(BOARD))
+    sim = simulate(g, BOARD, batch=4)
+    assert g.layer("sm").reuse_factor == 3 and est.layers[0].cost.ii == 18
+    assert sim.latency_cycles == est.latency_cycles == 30 and sim.interval_cycles == 18
+    chain = make_model([helper.make_node("Gelu", ["x"], ["h"], name="gelu"), helper.make_node("Softmax", ["h"], ["y"], axis=-1, name="sm")],
+                       [fin("x", 4, 7)], [fin("y", 4, 7)], opset=20)
+    g2 = build_graph(chain, PrecisionConfig().with_overrides(reuse_factor=3), "stream")
+    sim2 = simulate(g2, BOARD, batch=4)
+    by = {l.name: l for l in sim2.layers}
+    assert g2.layer("gelu").reuse_factor == 3 and by["gelu"].busy_per_sample == 12 and by["sm"].busy_per_sample == 18
+    assert sim2.latency_cycles == 5 + 30
 
 
 def test_three_branch_text_cnn_concat():

@@ -1,20 +1,22 @@
 """Softmax over the last axis of attention-shaped tensors (heads x queries x keys), ONNX's own
-Softmax node cases with an axis, and the argmax an 8-to-16-bit fixed-point softmax keeps."""
+Softmax node cases with an axis, the argmax an 8-to-16-bit fixed-point softmax keeps, and the
+io_stream reuse factor (bit exact with and without a padding mask, counted cycles, cost)."""
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper
 
 import hwprune
-from conftest import fin, make_model
-from hwprune.backend.csim import raw_outputs
+from conftest import fin, iin, make_model, onnx_node_cases
+from hwprune.backend.csim import count_loops, raw_outputs
+from hwprune.board import load_board
 from hwprune.pipeline import compile_graph, error_bounds, run_fixed, run_float, run_onnx, trace_fixed
 from hwprune.precision import PrecisionConfig, parse_type
 from hwprune.project import load_project_graph
+from hwprune.sim.estimate import estimate
 
 
 def _softmax_model(shape: tuple[int, ...], axis: int = -1):
@@ -22,11 +24,7 @@ def _softmax_model(shape: tuple[int, ...], axis: int = -1):
 
 
 def _node_cases() -> dict:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from onnx.backend.test.case.node import collect_testcases
-
-        cases = collect_testcases()
+    cases = onnx_node_cases('softmax')
     return {c.name: c for c in cases if c.name.startswith("test_softmax") and "expanded" not in c.name
             and "cross_entropy" not in c.name}
 
@@ -88,3 +86,75 @@ def test_fixed_softmax_keeps_the_float_argmax(bits):
     decided = (top2[..., 1] - top2[..., 0]) > 2 * bound.max(axis=-1)
     assert decided.mean() > (0.5 if bits == 8 else 0.9)
     assert (fx.argmax(-1) == fl.argmax(-1))[decided].all()
+
+
+# ---------------------------------------------------------------------- reuse factor (io_stream)
+
+ROWS, KEYS = 4, 7
+
+
+def _plain_and_masked():
+    """Scores x (ROWS, KEYS): a plain softmax, and beside it one with a padding mask (the
+    additive -1e4 bias an exporter writes, fused into MaskedSoftmax on import)."""
+    n = helper.make_node
+    return make_model(
+        [n("Softmax", ["x"], ["plain"], axis=-1),
+         n("Cast", ["mask"], ["mf"], to=TensorProto.FLOAT), n("Unsqueeze", ["mf", "ax"], ["mu"]),
+         n("Sub", ["one", "mu"], ["pad"]), n("Mul", ["pad", "big"], ["bias"]), n("Add", ["x", "bias"], ["s"]),
+         n("Softmax", ["s"], ["masked"], axis=-1)],
+        [fin("x", ROWS, KEYS), iin("mask", KEYS)], [fin("plain", ROWS, KEYS), fin("masked", ROWS, KEYS)],
+        [("ax", np.array([1], np.int64)), ("one", np.array(1.0, np.float32)), ("big", np.array(-1e4, np.float32))])
+
+
+@pytest.mark.parametrize("rf", [1, 2, 3, KEYS])
+def test_time_shared_softmax_is_bit_exact_and_runs_the_estimated_cycles(tmp_path, rf):
+    """io_stream at reuse factor RF: ceil(7 / RF) lanes (RF 2: 4, RF 3: 3 with two idle lane
+    slots in the last cycle, RF 7: one). A step of RF cycles takes the max of row t, the
+    exponentials of row t-1 and the outputs of row t-2, so a sample takes (4 + 2) * RF
+    cycles (RF 1: a row per cycle); the mask is read once, with the first row. Bit exact against
+    the numpy reference, with and without the mask, a sample of only padding included."""
+    m = _plain_and_masked()
+    rng = np.random.default_rng(rf)
+    x = (rng.normal(size=(3, ROWS, KEYS)) * 3).astype(np.float32)
+    x[0, 0] = [9, -9, 0, 0.5, 8.1, -0.1, 3]  # keys beyond the exp table's range
+    mask = (np.arange(KEYS)[None] < np.array([[3], [KEYS], [1]])).astype(np.int64)
+    mask[2] = 0  # only padding: the mask is ignored
+    prj = hwprune.export(m, tmp_path / "prj", io_type="stream", precision=PrecisionConfig().with_overrides(reuse_factor=rf))
+    g = load_project_graph(prj)
+    xs = [x, mask]
+    tr = trace_fixed(g, xs)
+    for got, name in zip(raw_outputs(prj, xs), g.outputs):
+        np.testing.assert_array_equal(got, tr.values[name], err_msg=name)
+    for y, ref, bound in zip(run_fixed(g, xs), run_onnx(m, xs), error_bounds(g, xs)):
+        assert (np.abs(y - ref) <= bound + 1e-6).all()
+    counts = count_loops(prj, xs)
+    est = {l.name: l.cost for l in estimate(g, load_board("pynq-z2"), 100.0).layers}
+    sms = [l for l in g.layers if l.op_type == "Softmax"]
+    assert sorted(l.masked for l in sms) == [False, True]
+    for l in sms:
+        c = counts[l.name]
+        assert l.reuse_factor == rf and l.lanes(g) == -(-KEYS // rf)
+        assert c.calls == len(x) and c.cycles / c.calls == est[l.name].ii == (ROWS if rf == 1 else (ROWS + 2) * rf)
+        assert (c.reads / c.calls, c.writes / c.calls) == (ROWS + l.masked, ROWS)
+
+
+def _softmax_cost(rf: int):
+    g = compile_graph(_softmax_model((48, 48)), PrecisionConfig().with_overrides(reuse_factor=rf), "stream")
+    return g.layers[0], estimate(g, load_board("pynq-z2"), 100.0).layers[0].cost
+
+
+def test_reuse_factor_shrinks_the_softmax():
+    """48 rows of 48 keys (ap_fixed<16,6> scores) on pynq-z2: an 18 x 18 normalising multiplier
+    (one DSP48E1) per lane, an exp table copy (1024 x 18: one BRAM18) per two lanes and one
+    reciprocal table. RF 1: 48 lanes, 48 DSPs, 24 + 1 BRAM18, a row per cycle. RF 8: 6 lanes,
+    6 DSPs, 3 + 1 BRAM18, (48 + 2) * 8 cycles. RF 48: one lane, 1 + 1 BRAM18, 50 * 48 cycles.
+    LUTs by hand: 60 per lane (index, comparator, adder, rounding), at RF > 1 plus per lane two
+    RF:1 multiplexers of 16 bits (the incoming and the previous row) and one of 18 (the
+    exponentials) — 8:1 costs 3 LUT/bit, 48:1 (as 64:1) 25.5 — and once the running max (28)
+    and the 24-bit sum (24)."""
+    (l1, c1), (l8, c8), (l48, c48) = _softmax_cost(1), _softmax_cost(8), _softmax_cost(48)
+    assert (l1.reuse_factor, l8.reuse_factor, l48.reuse_factor) == (1, 8, 48)
+    assert (c1.dsp, c8.dsp, c48.dsp) == (48, 6, 1)
+    assert (c1.bram18, c8.bram18, c48.bram18) == (25, 4, 2)
+    assert (c1.ii, c8.ii, c48.ii) == (48, 50 * 8, 50 * 48)
+    assert (c1.lut, c8.lut, c48.lut) == (48 * 60, 6 * (60 + 2 * 48 + 54) + 52, 60 + 2 * 408 + 459 + 52)

@@ -13,6 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 import hwprune
+from conftest import onnx_node_cases
 from hwprune.backend.csim import count_loops, raw_outputs
 from hwprune.errors import UnsupportedOpError
 from hwprune.pipeline import compile_graph, error_bounds, run_fixed, run_float, run_onnx, trace_fixed
@@ -24,11 +25,7 @@ PREC = PrecisionConfig().with_overrides(result=parse_type("ap_fixed<18,8,AP_RND_
 
 
 def _node_cases() -> dict:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from onnx.backend.test.case.node import collect_testcases
-
-        cases = collect_testcases()
+    cases = onnx_node_cases('layernormalization')
     return {c.name: c for c in cases if c.name.startswith("test_layer_normalization") and "expanded" not in c.name}
 
 

@@ -16,7 +16,6 @@ constant weights, and for products of two activations with per-sample matrices (
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import pytest
 from onnx import numpy_helper
 
 import hwprune
-from conftest import merge_models, repeat_batch
+from conftest import merge_models, onnx_node_cases, repeat_batch
 from hwprune.backend.csim import raw_outputs
 from hwprune.cli import main
 from hwprune.errors import HwpruneInputError
@@ -37,12 +36,8 @@ OPS = ("Gemm", "MatMul", "Conv")
 
 
 def _node_cases() -> dict[str, tuple[onnx.ModelProto, list[np.ndarray], np.ndarray]]:
-    import onnx.backend.test.case.node as node
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cases = node.collect_testcases()
     out = {}
+    cases = onnx_node_cases("gemm", "matmul", "conv")
     for t in cases:
         if t.kind == "node" and t.model.graph.node[0].op_type in OPS:
             ins, outs = t.data_sets[0]

@@ -1,7 +1,7 @@
 """The compile pipeline (model -> typed IR) and the numpy engines that run an IR.
 
-    import_onnx -> fold (bias adds, batch norms) -> eliminate_dead_channels -> assign_layouts -> fold_reorders_into_dense
-    -> assign_types
+    import_onnx -> fold (bias adds, batch norms) -> fold_scalar_scales (through data movement and products)
+    -> eliminate_dead_channels -> assign_layouts -> fold_reorders_into_dense -> assign_types
 
 `run_fixed` is the bit-exact reference the C simulation must match; `run_float` runs the
 IR's float semantics (same layouts, no quantization) — comparing it with onnxruntime pins
@@ -22,7 +22,7 @@ from hwprune.errors import ShapeError
 from hwprune.fixed import quantize, to_float
 from hwprune.ir.graph import Graph, IOType, TensorKind
 from hwprune.passes.dead_channels import eliminate_dead_channels
-from hwprune.passes.fold import fold_constants_into_layers
+from hwprune.passes.fold import fold_constants_into_layers, fold_scalar_scales
 from hwprune.passes.layout import assign_layouts, fold_reorders_into_dense, insert_stream_clones
 from hwprune.passes.types import assign_types
 from hwprune.ops.quant import fuse_relu_quantize, keep_exact_before_quantize
@@ -40,6 +40,7 @@ def compile_graph(model: Any, precision: PrecisionConfig | None = None, io_type:
     g = import_onnx(model, name=name)
     g.io_type = IOType(io_type)
     fold_constants_into_layers(g)
+    fold_scalar_scales(g)
     eliminate_dead_channels(g)
     assign_layouts(g)
     fold_reorders_into_dense(g)

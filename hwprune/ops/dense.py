@@ -9,7 +9,7 @@ only rounding is the final assignment to the output type.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -74,6 +74,32 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         s = np.broadcast_to(scale, (self.n_out,))
         self.weight = self.weight * s
         self.bias = self.bias * s + np.broadcast_to(shift, (self.n_out,))
+        return True
+
+    def absorb_scalar_scale(self, scale: float, shift: float = 0.0) -> bool:
+        """y*scale + shift on every output, with a scalar scale and shift, folded into W and b
+        (passes/fold.py `fold_scalar_scales`, which proves the outputs reach it unchanged).
+        Refused (False, nothing changed) where the result would not be this layer's function:
+        a fused output Quant (a ReLU and saturation sit between), or a zero or non-finite
+        scale. Weights whose exact type the file declares (QONNX Quant, FINN FIXED<W,I>:
+        `weight_hint`/`bias_hint`) keep their grid only under a positive power-of-two scale,
+        which moves the binary point (the hint's integer bits) and nothing else; any other
+        scale would round the declared weights a second time, so it is refused, as is a
+        shift into a declared bias."""
+        if self.out_quant is not None or scale == 0 or not (math.isfinite(scale) and math.isfinite(shift)):
+            return False
+        if self.weight_hint is not None or self.bias_hint is not None:
+            mant, exp = math.frexp(scale)
+            if mant != 0.5 or (shift != 0 and self.bias_hint is not None):
+                return False
+            k = exp - 1  # scale = 2**k
+            if self.weight_hint is not None:
+                self.weight_hint = replace(self.weight_hint, integer=self.weight_hint.integer + k)
+            if self.bias_hint is not None:
+                self.bias_hint = replace(self.bias_hint, integer=self.bias_hint.integer + k)
+        # A nonzero scalar keeps every zero where it is: a declared sparsity pattern still holds.
+        self.weight = self.weight * scale
+        self.bias = self.bias * scale + shift
         return True
 
     # ------------------------------------------------------------------ dead channels

@@ -219,3 +219,29 @@ def test_encoder_loses_the_attention_scale_multipliers(monkeypatch):
     for i in range(2):
         name = f"/layers.{i}/attention/query/MatMul"
         assert by_b[name].dsp == by_a[name].dsp == 144
+
+
+class ScaledLinear(torch.nn.Module):
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.fc, self.c = torch.nn.Linear(D, D), c
+
+    def forward(self, x):
+        return self.fc(x) * self.c
+
+
+@pytest.mark.parametrize("c,folds", [(0.5, True), (3.0, False)])
+def test_a_declared_grid_is_kept_by_the_direct_fold_too(c, folds):
+    """Dense -> ScaleShift directly (fold_constants_into_layers): post-training weights on their
+    declared FIXED<8,I> grid fold a power of two (the binary point moves), not x3, which would put
+    them off their grid (and past its range: before, they wrapped and the output was off by ~4)."""
+    from hwprune.quantize.ptq import export_ptq
+
+    proto = export_ptq(ScaledLinear(c), torch.zeros(1, L, D))
+    g = compile_graph(proto)
+    assert [l.op_type for l in g.layers] == (["Dense"] if folds else ["Dense", "ScaleShift"])
+    d = g.layers[0]
+    assert np.array_equal(to_float(quantize(d.weight, d.weight_t), d.weight_t), d.weight)
+    _check_float(proto, g, [X])
+    assert (np.abs(run_fixed(g, [X])[0] - run_float(g, [X])[0]) <= error_bounds(g, [X])[0] + 1e-9).all()

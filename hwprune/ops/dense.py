@@ -71,6 +71,10 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         """Fold a following per-feature y*scale+shift into the weights (batch norm, bias add)."""
         if axis != g.tensor(self.output).rank - 1:
             return False
+        uniform = np.unique(np.asarray(scale, dtype=np.float64))
+        if self.weight_hint is not None or self.bias_hint is not None:
+            if uniform.size != 1 or not self._rescale_declared_types(float(uniform[0]), bool(np.any(shift))):
+                return False
         s = np.broadcast_to(scale, (self.n_out,))
         self.weight = self.weight * s
         self.bias = self.bias * s + np.broadcast_to(shift, (self.n_out,))
@@ -80,26 +84,34 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         """y*scale + shift on every output, with a scalar scale and shift, folded into W and b
         (passes/fold.py `fold_scalar_scales`, which proves the outputs reach it unchanged).
         Refused (False, nothing changed) where the result would not be this layer's function:
-        a fused output Quant (a ReLU and saturation sit between), or a zero or non-finite
-        scale. Weights whose exact type the file declares (QONNX Quant, FINN FIXED<W,I>:
-        `weight_hint`/`bias_hint`) keep their grid only under a positive power-of-two scale,
-        which moves the binary point (the hint's integer bits) and nothing else; any other
-        scale would round the declared weights a second time, so it is refused, as is a
-        shift into a declared bias."""
+        a fused output Quant (a ReLU and saturation sit between), a zero or non-finite scale,
+        or declared weight types the scaled values leave (`_rescale_declared_types`)."""
         if self.out_quant is not None or scale == 0 or not (math.isfinite(scale) and math.isfinite(shift)):
             return False
-        if self.weight_hint is not None or self.bias_hint is not None:
-            mant, exp = math.frexp(scale)
-            if mant != 0.5 or (shift != 0 and self.bias_hint is not None):
-                return False
-            k = exp - 1  # scale = 2**k
-            if self.weight_hint is not None:
-                self.weight_hint = replace(self.weight_hint, integer=self.weight_hint.integer + k)
-            if self.bias_hint is not None:
-                self.bias_hint = replace(self.bias_hint, integer=self.bias_hint.integer + k)
+        if not self._rescale_declared_types(scale, shift != 0):
+            return False
         # A nonzero scalar keeps every zero where it is: a declared sparsity pattern still holds.
         self.weight = self.weight * scale
         self.bias = self.bias * scale + shift
+        return True
+
+    def _rescale_declared_types(self, scale: float, shifted: bool) -> bool:
+        """Weights (and bias) whose exact type the file declares (QONNX Quant, FINN FIXED<W,I>:
+        `weight_hint`/`bias_hint`, one type per tensor) keep their grid under W * scale only for
+        one positive power-of-two scale: the hints' binary points move by it (True). Any other
+        scale would round or wrap the declared weights a second time, and a shift would leave a
+        declared bias's grid: False, nothing changed. Undeclared types: True (they follow the
+        scaled values)."""
+        if self.weight_hint is None and self.bias_hint is None:
+            return True
+        mant, exp = math.frexp(scale)
+        if mant != 0.5 or (shifted and self.bias_hint is not None):
+            return False
+        k = exp - 1  # scale = 2**k
+        if self.weight_hint is not None:
+            self.weight_hint = replace(self.weight_hint, integer=self.weight_hint.integer + k)
+        if self.bias_hint is not None:
+            self.bias_hint = replace(self.bias_hint, integer=self.bias_hint.integer + k)
         return True
 
     # ------------------------------------------------------------------ dead channels

@@ -268,3 +268,114 @@ def test_noop_reduction_is_an_identity():
     g = compile_graph(m)
     assert [l.op_type for l in g.layers] == ["Activation"]
     np.testing.assert_allclose(run_float(g, [x])[0], run_onnx(m, [x])[0], atol=1e-6)
+
+
+# ---------------------------------------------------------------------- global mean: reuse factor
+
+def _global_means_model() -> tuple[onnx.ModelProto, list[np.ndarray]]:
+    """Two io_stream means of 9 channels: GlobalAveragePool over 4 x 5 positions (an inexact
+    reciprocal) into a Linear, and a sequence mean of (N, 12, 9) (the encoder's: the channels
+    relabelled first), beside a global max, which has no multiplier to share."""
+    rng = np.random.default_rng(4)
+    n = helper.make_node
+    nodes = [n("GlobalAveragePool", ["x0"], ["gap"], name="gap"), n("Flatten", ["gap"], ["f"], name="flat"),
+             n("Gemm", ["f", "w", "b"], ["y0"], transB=1, name="fc"),
+             n("ReduceMean", ["x1"], ["y1"], axes=[1], keepdims=0, name="seq_mean"),
+             n("GlobalMaxPool", ["x2"], ["y2"], name="gmax")]
+    g = helper.make_graph(nodes, "means", [helper.make_tensor_value_info("x0", TensorProto.FLOAT, ["N", 9, 4, 5]),
+                                           helper.make_tensor_value_info("x1", TensorProto.FLOAT, ["N", 12, 9]),
+                                           helper.make_tensor_value_info("x2", TensorProto.FLOAT, ["N", 9, 6])],
+                          [helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, None) for k in range(3)],
+                          [numpy_helper.from_array((rng.normal(size=(3, 9)) * 0.4).astype(np.float32), "w"),
+                           numpy_helper.from_array(np.zeros(3, np.float32), "b")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    xs = [rng.normal(size=(3, 9, 4, 5)).astype(np.float32) * 2.5, rng.normal(size=(3, 12, 9)).astype(np.float32) * 2.5,
+          rng.normal(size=(3, 9, 6)).astype(np.float32)]
+    xs[0][:, :2] += 5.0  # means beyond ap_fixed<9,3>'s 4: saturation in the output rounding
+    xs[1][:, :, -2:] -= 5.0
+    return _with_output_shapes(m, xs), xs
+
+
+# RF 5 over 9 channels: 2 lanes x 5 cycles (one slot idle); 2: 5 lanes; 9: one multiplier.
+@pytest.mark.parametrize("rf", [1, 2, 5, 9])
+def test_global_mean_reuse_factor_is_bit_exact_and_runs_the_estimated_cycles(tmp_path, rf):
+    """The means' multiplies by the reciprocal leave after the last word: at RF > 1 the
+    ceil(9 / RF) lanes take RF more cycles, II = n + RF (n = 20 and 12 words); RF 1 is the kernel
+    as it was (II = n). The simulator replays the same trips and words, and its latency is the
+    counted one: the design's longest path is the 2-D mean (n + RF cycles, the product and the
+    write: + 2) into the Linear (at RF its reuse factor, one word)."""
+    from hwprune.backend.csim import count_loops
+    from hwprune.board import load_board
+    from hwprune.sim.estimate import estimate
+
+    m, xs = _global_means_model()
+    prj = hwprune.export(m, tmp_path / f"rf{rf}", io_type="stream", board="pynq-z2",
+                         precision=prec("ap_fixed<9,3,AP_RND,AP_SAT>", rf=rf, inputs="ap_fixed<14,4,AP_RND_CONV,AP_SAT>"))
+    g = load_project_graph(prj)
+    ref = trace_fixed(g, xs).values
+    for out, raw in zip(g.outputs, raw_outputs(prj, xs)):
+        np.testing.assert_array_equal(raw, ref[out], err_msg=out)
+    assert {"gap", "seq_mean"} <= set(saturation_report(g, xs)), "the means should saturate"
+    pools = {l.name: l for l in g.layers if isinstance(l, GlobalPool)}
+    assert {k: p.reuse_factor for k, p in pools.items()} == {"gap": rf, "seq_mean": rf, "gmax": 1}
+    counts = count_loops(prj, xs)
+    est = {l.name: l.cost for l in estimate(g, load_board("pynq-z2")).layers}
+    words = {"gap": 20, "seq_mean": 12, "gmax": 6}
+    for name, layer in pools.items():
+        c = counts[name]
+        assert c.calls == len(xs[0]) and (c.reads / c.calls, c.writes / c.calls) == (words[name], 1), name
+        assert c.cycles / c.calls == est[name].ii == words[name] + (rf if layer.kind == "avg" and rf > 1 else 0), name
+        assert est[name].multipliers == (-(-9 // rf) if layer.kind == "avg" else 0), name
+    sim = hwprune.simulate(prj, "pynq-z2", batch=len(xs[0]))
+    by = {l.name: l for l in sim.layers}
+    for name in pools:
+        assert by[name].busy_per_sample == counts[name].cycles / counts[name].calls, name
+    fc = counts["fc"].cycles / counts["fc"].calls  # RF cycles for its one word
+    assert fc == rf
+    assert sim.latency_cycles == counts["gap"].cycles / counts["gap"].calls + 2 + est["fc"].latency
+
+
+def _mean_cost(rf: int) -> tuple[GlobalPool, Any]:
+    from hwprune.board import load_board
+    from hwprune.sim.estimate import estimate
+
+    m, _ = pool_model([Case("seq", "ReduceMean", (96, 48), dict(axes=[2], keepdims=0))])
+    g = compile_graph(m, PrecisionConfig().with_overrides(reuse_factor=rf), "stream")
+    (layer,) = [l for l in g.layers if isinstance(l, GlobalPool)]
+    return layer, next(l.cost for l in estimate(g, load_board("pynq-z2")).layers if l.name == layer.name)
+
+
+def test_global_mean_reuse_factor_shares_the_multipliers():
+    """The encoder's mean: 96 channels over 48 tokens of ap_fixed<16,6>. The exact sum takes
+    22 bits (|x| < 32, 48 of them: 12 integer bits, 10 fractional); times the unsigned 18-bit
+    reciprocal (19 bits on the signed port) it takes 2 DSP48E1 slices (22 <= 25 on one port,
+    19 > 18 split in two on the other). RF 1: 96 multipliers, 192 DSPs, II 48 (unchanged).
+    RF 8: 12 lanes, 24 DSPs, II 48 + 8. RF 64: ceil(96 / 64) = 2 lanes serving 48 channels each,
+    4 DSPs, II 48 + 48. LUTs: 96 accumulators of 22 bits (2112) and per lane a 22-bit RF:1
+    multiplexer (8:1 3 LUTs/bit, 64:1 25.5): RF 8 2112 + 12 * 66 = 2904, RF 64 2112 + 2 * 561 =
+    3234; FFs: the accumulators and the 16-bit results (96 * 38 = 3648)."""
+    (l1, c1), (l8, c8), (l64, c64) = (_mean_cost(rf) for rf in (1, 8, 64))
+    assert (l1.reuse_factor, l8.reuse_factor, l64.reuse_factor) == (1, 8, 48)
+    assert (c1.dsp, c8.dsp, c64.dsp) == (192, 24, 4)
+    assert c1.dsp - c64.dsp == 188
+    assert (c1.multipliers, c8.multipliers, c64.multipliers) == (96, 12, 2)
+    assert (c1.ii, c8.ii, c64.ii) == (48, 56, 96) and (c1.latency, c8.latency, c64.latency) == (50, 58, 98)
+    assert (c8.lut, c64.lut) == (2904, 3234) and c8.ff == c64.ff == 3648
+    # RF 1 as before: 96 adders of 22 bits, 2 registers of 22 bits per channel.
+    assert (c1.lut, c1.ff) == (2112, 4224)
+
+
+def test_global_reuse_factor_options():
+    """The budget search's choices for a mean, as infer_types settles them; a max and io_parallel
+    have nothing to share."""
+    m, _ = pool_model([Case("seq", "ReduceMean", (96, 48), dict(axes=[2], keepdims=0))])
+    g = compile_graph(m, None, "stream")
+    (layer,) = [l for l in g.layers if isinstance(l, GlobalPool)]
+    assert layer.reuse_factor_options(g, [1, 2, 4, 8, 16, 32, 64, 128]) == [1, 2, 4, 8, 16, 32, 48]
+    gp = compile_graph(m, PrecisionConfig().with_overrides(reuse_factor=8), "parallel")
+    (lp,) = [l for l in gp.layers if isinstance(l, GlobalPool)]
+    assert lp.reuse_factor == 1 and lp.reuse_factor_options(gp, [1, 8]) == [1]
+    mx, _ = pool_model([Case("mx", "GlobalMaxPool", (8, 10))])
+    gm = compile_graph(mx, PrecisionConfig().with_overrides(reuse_factor=4), "stream")
+    assert gm.layers[0].reuse_factor == 1 and gm.layers[0].reuse_factor_options(gm, [1, 4]) == [1]

@@ -133,8 +133,8 @@ def test_budget_driven_pruner_on_an_encoder_layer(tmp_path):
     assert r["meets_budget"] and r["latency_us"] <= 60
     assert {l["module"] for l in r["layers"]} >= {"layer.linear1", "layer.linear2", "fc"}
     # the packed Q/K/V projection (a weight but no Linear module), 2 attention MatMuls, 2 LayerNorms,
-    # the softmax and the GELU
-    assert sum(l["kind"] == "engine" for l in r["layers"]) == 7
+    # the softmax, the GELU and the mean over the sequence
+    assert sum(l["kind"] == "engine" for l in r["layers"]) == 8
     assert r["accuracy_before"] > 0.6  # the trained model learned the task (chance: 1/3)
     assert r["accuracy_after"] > r["accuracy_before"] - 0.15
     saved = json.loads((tmp_path / "design" / "report.json").read_text())
@@ -181,12 +181,17 @@ def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
     gq = compile_graph(export_ptq(task.model, run.data.example()), None, "stream")
     kinds = sorted(type(gq.layer(s.layer)).__name__ for s in engines)
     # Dense: the packed Q/K/V projection; Activation: the GELU over the 32-wide FFN words.
-    assert kinds == ["Activation", "Dense", "LayerNorm", "LayerNorm", "MatMul", "MatMul", "Softmax"]
+    assert kinds == ["Activation", "Dense", "GlobalPool", "LayerNorm", "LayerNorm", "MatMul", "MatMul", "Softmax"]
     assert all(len(s.options) > 3 and all(o.loss == 0 for o in s.options) for s in engines)
     # Softmax over 6 keys: candidates 1, 2, 3, 4, 6 settle at RF 1, 2, 3, 3, 6 (ceil(6 / RF) lanes).
     (sm,) = [s for s in engines if type(gq.layer(s.layer)).__name__ == "Softmax"]
     assert [o.choice.reuse_factor for o in sm.options] == [1, 2, 3, 6]
     assert [o.cost.dsp for o in sm.options] == [6, 3, 2, 1]  # an 18 x 18 multiplier per lane
+    # The mean over 6 tokens of 16 channels: candidates up to 16 settle at RF 1, 2, 3, 4, 6, 8, 16
+    # (12: 2 lanes of 8); a 19-bit sum times the unsigned 18-bit reciprocal is 2 DSPs per lane.
+    (mean,) = [s for s in engines if type(gq.layer(s.layer)).__name__ == "GlobalPool"]
+    assert [o.choice.reuse_factor for o in mean.options] == [1, 2, 3, 4, 6, 8, 16]
+    assert [o.cost.dsp for o in mean.options] == [32, 16, 12, 8, 6, 4, 2]
     sol = solve(space, cfg.budget)
     r = run.realize(sol, space, train=False)
     costs = {le.name: le.cost for le in estimate(r.graph, run.board).layers}

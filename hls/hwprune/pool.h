@@ -1,5 +1,7 @@
 // Pooling: max / average windows on the window engine, and global (all positions) pooling.
 // Average = exact sum * reciprocal of the window count (a small ROM indexed by the count).
+// Global mean in io_stream with reuse_factor > 1: lanes = ceil(chan / reuse_factor) multipliers
+// emit the means over reuse_factor cycles after the last word (hwprune/ops/pool.py GlobalPool).
 #ifndef HWP_POOL_H
 #define HWP_POOL_H
 
@@ -123,6 +125,34 @@ GlobalWords:
     // The output is one word of chan values (or chan words of one value when the channel
     // axis is not innermost — only for a unit-sized trailing axis).
     vec<out_T, CFG::out_word> out;
+    if (!CFG::is_max && CFG::reuse_factor > 1) {
+        // The means time-shared: lanes multipliers by the reciprocal, lane m serving channels
+        // m * reuse_factor + t in cycle t (as layernorm_step); the results wait in registers.
+        const int mult_limit = CFG::lanes;
+#pragma HLS ALLOCATION operation instances = mul limit = mult_limit
+        const typename CFG::recip_t recip = from_raw<typename CFG::recip_t>(r[0]);
+        out_T res[CFG::chan];
+#pragma HLS ARRAY_PARTITION variable = res complete
+    GlobalMeanReuse:
+        for (int t = 0; t < CFG::reuse_factor; t++) {
+#pragma HLS PIPELINE II = 1
+            HWP_COUNT_CYCLES(CFG, 1);
+        GlobalMeanLanes:
+            for (int m = 0; m < CFG::lanes; m++) {
+#pragma HLS UNROLL
+                const int c = m * CFG::reuse_factor + t;
+                if (c < CFG::chan) res[c] = cast<out_T>(acc[c] * recip);  // exact product, one rounding
+            }
+        }
+        for (int c = 0; c < CFG::chan; c++) {
+            out[c % CFG::out_word] = res[c];
+            if (c % CFG::out_word == CFG::out_word - 1) {
+                y.write(out);
+                HWP_COUNT_WRITE(CFG);
+            }
+        }
+        return;
+    }
     for (int c = 0; c < CFG::chan; c++) {
         out_T v;
         if (CFG::is_max)

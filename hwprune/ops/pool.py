@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -198,10 +198,18 @@ class Pool(OpMixin, Layer):
 
 @dataclass
 class GlobalPool(OpMixin, Layer):
-    """Max or mean over every spatial position, per channel."""
+    """Max or mean over every spatial position, per channel.
+
+    A mean in io_stream takes the layer's reuse factor RF: its final multiplies by the
+    reciprocal (once per sample, after the last word) are time-shared by lanes = ceil(C / RF)
+    multipliers, each serving ceil(C / lanes) channels over that many cycles; the numerics do
+    not change. Max (no multiplier) and io_parallel (unrolled into the pipelined top) keep 1."""
 
     kind: str = "max"
     channels: int = 1
+    # Cycles the lanes take to emit the means after the last word (settled as LayerNorm's:
+    # the fewest that keep ceil(C / RF) lanes busy); 1 = every channel's multiplier at once.
+    reuse_factor: int = 1
 
     op_type: ClassVar[str] = "GlobalPool"
 
@@ -213,7 +221,38 @@ class GlobalPool(OpMixin, Layer):
         return channels_last(r) if r > 1 else (0,)
 
     def infer_types(self, g: Graph, prec: Any) -> None:
-        g.tensor(self.output).type = _max_keeps_type(self, g, prec) or prec.resolve(self.name, self.op_type).result
+        p = prec.resolve(self.name, self.op_type)
+        self.reuse_factor = self._settle(g, p.reuse_factor)
+        g.tensor(self.output).type = _max_keeps_type(self, g, prec) or p.result
+
+    def _time_shared(self, g: Graph) -> bool:
+        """Whether a reuse factor applies: a mean (it has the multipliers) in io_stream."""
+        return self.kind == "avg" and g.io_type == IOType.STREAM
+
+    def _settle(self, g: Graph, rf: int) -> int:
+        if rf < 1:
+            from hwprune.errors import ConfigError
+
+            raise ConfigError(f"layer {self.name}: reuse factor {rf} must be a positive whole number (1 = fully parallel)")
+        if not self._time_shared(g):
+            return 1
+        # RF 64 over 96 channels: 2 lanes and 48 cycles, not 64 cycles with idle lanes.
+        lanes = -(-self.channels // rf)
+        return -(-self.channels // lanes)
+
+    def reuse_factor_options(self, g: Graph, candidates: Sequence[int]) -> list[int]:
+        """The reuse factors the budget search may give this layer, as infer_types settles them
+        (only 1 where time sharing does not apply)."""
+        if not self._time_shared(g):
+            return [1]
+        return sorted({self._settle(g, r) for r in candidates if r <= self.channels}) or [1]
+
+    def _rf(self, g: Graph) -> int:
+        return self.reuse_factor if self._time_shared(g) else 1
+
+    def lanes(self, g: Graph) -> int:
+        """Multipliers by the reciprocal (mean): ceil(C / RF)."""
+        return -(-self.channels // self._rf(g))
 
     def carry_constant_channels(self, g: Graph, port: int, cc: ConstantChannels) -> ConstantChannels | None:
         return cc if cc.axis == 0 else None  # max or mean of a constant is the constant
@@ -275,12 +314,17 @@ class GlobalPool(OpMixin, Layer):
         exact sum width, then one multiplier by the reciprocal). io_stream: one accumulator per
         channel, one word per cycle: II = n, latency = n + 2 (the word leaves after the last
         input). io_parallel: a tree of n - 1 operators per channel: II = 1,
-        latency = ceil(log2 n) + 2."""
+        latency = ceil(log2 n) + 2. The product by the reciprocal, a constant, is charged as
+        Dense charges its products by constant weights at RF 1: by the width rule of
+        `dsps_per_multiplier` (an operand over 9 bits: DSP slices, constant or not), so the
+        18-bit reciprocal takes DSPs; constant multipliers in LUTs only below that width."""
         g = ctx.graph
         n = self._n(g)
         x_t = g.tensor(self.inputs[0]).type
         assert x_t is not None
         sum_w = self._sum_t(g).width if self.kind == "avg" else x_t.width
+        if ctx.io_type == IOType.STREAM and self._rf(g) > 1:
+            return self._reuse_cost(ctx, n, sum_w)
         dsp = 0.0
         lut = 0.0
         if self.kind == "avg":
@@ -296,11 +340,33 @@ class GlobalPool(OpMixin, Layer):
                          lut=lut + self.channels * max(n - 1, 1) * hw.lut_per_adder(sum_w), dsp=dsp,
                          ff=self.channels * hw.ff_per_register(sum_w), multipliers=mult)
 
+    def _reuse_cost(self, ctx: CostContext, n: int, sum_w: int) -> LayerCost:
+        """The time-shared mean (pool.h, io_stream, reuse_factor > 1): the n words accumulate as
+        at RF 1, then `lanes` multipliers by the reciprocal serve their RF channels each, one a
+        cycle, reading them through an RF:1 multiplexer of the accumulators; the results wait in
+        registers and the word leaves after the last cycle: II = n + RF, latency = II + 2 (the
+        product and the write, as at RF 1)."""
+        g = ctx.graph
+        out_t = g.tensor(self.output).type
+        rf, lanes = self._rf(g), self.lanes(g)
+        d = hw.dsps_per_multiplier(sum_w, RECIP_T.width, ctx.dsp_kind, b_signed=False)
+        lut = lanes * (0.0 if d else hw.lut_per_multiplier(sum_w, RECIP_T.width))
+        lut += self.channels * hw.lut_per_adder(sum_w) + lanes * hw.mux_luts(rf, sum_w)
+        ff = self.channels * (hw.ff_per_register(sum_w) + hw.ff_per_register(out_t.width))
+        ii = n + rf
+        return LayerCost(latency=ii + 2, ii=ii, dsp=lanes * d, lut=lut, ff=ff, multipliers=lanes,
+                         note=f"emits after the last word: {lanes} lanes x {rf} cycles")
+
     def stream_process(self, ctx: CostContext, cost: LayerCost) -> ProcessModel:
         """Reads every word (one per cycle, accumulating); the result word(s) leave after the
-        last one (pool.h: the output loop is not a scheduled loop, so it adds no busy cycles)."""
+        last one (pool.h: at RF 1 the output loop is not a scheduled loop, so it adds no busy
+        cycles; at RF > 1 its RF trips are, the word(s) leaving after the last)."""
         n = ctx.words(self.inputs[0])  # pool.h's n positions: the input is channels-last
         out_words = ctx.words(self.output)
+        rf = self._rf(ctx.graph)
+        if rf > 1:
+            return process(Step(n, 1, reads=(0,)), Step(rf - 1, 1),
+                           Step(1, 1, writes=(0,) * out_words, latency=output_delay(cost)))
         return process(Step(n - 1, 1, reads=(0,)), Step(1, 1, reads=(0,), writes=(0,) * out_words, latency=output_delay(cost)))
 
     def hls(self, ctx: HlsContext) -> HlsBinding:
@@ -308,6 +374,7 @@ class GlobalPool(OpMixin, Layer):
         lname = ctx.lname(self)
         recip = np.array([self._recip(g)], dtype=np.int64)
         L = dict(cfg=f"{lname}_config", n=self._n(g), chan=self.channels, is_max=int(self.kind == "max"),
+                 reuse_factor=self._rf(g), lanes=self.lanes(g),
                  recip_t=RECIP_T.cpp(), recip_bits=RECIP_T.width, sum_t=self._sum_t(g).cpp(),
                  in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output), x=ctx.var(self.inputs[0]),
                  y=ctx.var(self.output), r=f"{lname}_recip", out_word=g.tensor(self.output).word)

@@ -245,3 +245,44 @@ def test_a_declared_grid_is_kept_by_the_direct_fold_too(c, folds):
     assert np.array_equal(to_float(quantize(d.weight, d.weight_t), d.weight_t), d.weight)
     _check_float(proto, g, [X])
     assert (np.abs(run_fixed(g, [X])[0] - run_float(g, [X])[0]) <= error_bounds(g, [X])[0] + 1e-9).all()
+
+
+class ScaledConv(torch.nn.Module):
+    def __init__(self, c) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv, self.c = torch.nn.Conv1d(4, 6, 3), torch.as_tensor(c, dtype=torch.float32)
+
+    def forward(self, x):
+        return self.conv(x) * self.c.reshape(1, -1, 1)
+
+
+@pytest.mark.parametrize("c,folds", [([0.5], True), ([3.0], False), ([0.5, 0.25, 2.0, 1.0, 0.5, 4.0], False),
+                                     ([1.5, 0.3, 2.0, 1.0, 0.5, 4.0], False)])
+def test_a_declared_conv_grid_is_kept_by_the_fold(c, folds):
+    """Conv -> per-channel or scalar scale (a batch norm's affine): post-training weights on their
+    declared grid fold one power of two only; before, the fold dropped the declared types and
+    re-rounded the scaled weights at the configured width (another model than the file's)."""
+    from hwprune.quantize.ptq import export_ptq
+
+    x = np.random.default_rng(4).normal(size=(5, 4, 10)).astype(np.float32)
+    proto = export_ptq(ScaledConv(c), torch.zeros(1, 4, 10))
+    g = compile_graph(proto)
+    assert [l.op_type for l in g.layers] == (["Conv"] if folds else ["Conv", "ScaleShift"])  # no reorder for a scalar
+    conv = g.layers[0]
+    assert conv.weight_hint is not None  # the declared type survives
+    assert np.array_equal(to_float(quantize(conv.weight, conv.weight_t), conv.weight_t), conv.weight)
+    ref = run_onnx(proto, [x])[0]
+    np.testing.assert_allclose(run_float(g, [x])[0], ref, rtol=1e-5, atol=1e-5)
+    assert (np.abs(run_fixed(g, [x])[0] - run_float(g, [x])[0]) <= error_bounds(g, [x])[0] + 1e-9).all()
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_a_scalar_scale_left_after_a_conv_needs_no_reorder_and_is_bit_exact(tmp_path, io):
+    from hwprune.quantize.ptq import export_ptq
+
+    x = np.random.default_rng(5).normal(size=(3, 4, 10)).astype(np.float32)
+    prj = hwprune.export(export_ptq(ScaledConv([3.0]), torch.zeros(1, 4, 10)), tmp_path / io, io_type=io)
+    g = load_project_graph(prj)
+    assert [l.op_type for l in g.layers] == ["Conv", "ScaleShift"]
+    np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g, [x]).values[g.outputs[0]])

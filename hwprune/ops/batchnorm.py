@@ -32,8 +32,9 @@ class ScaleShift(OpMixin, Layer):
 
     def required_perms(self, g: Graph) -> list[tuple[int, ...] | None]:
         t = g.tensor(self.inputs[0])
-        if t.perm[-1] == self.axis or t.shape[self.axis] == 1:
-            return [None]
+        scalar = np.atleast_1d(self.scale).size == 1 and np.atleast_1d(self.shift).size == 1
+        if scalar or t.perm[-1] == self.axis or t.shape[self.axis] == 1:
+            return [None]  # a scalar pair needs no layout: no reorder for it
         # Put the parameter axis innermost, keeping the others in order (channels last).
         return [tuple(a for a in range(t.rank) if a != self.axis) + (self.axis,)]
 

@@ -32,7 +32,7 @@ from hwprune.ops.base import (
     cap_fraction, capped_accumulate, holds_exactly, memories_cost, onnx_op, out_of_range,
     output_delay, process, render, requant, round_error, type_bits, value_bound,
 )
-from hwprune.ops.dense import check_cap, exact_accumulator, index_type
+from hwprune.ops.dense import check_cap, exact_accumulator, index_type, rescale_declared_types
 from hwprune.ops.quant import FusedOutputQuant, add_weight_layer
 from hwprune.ops.window import Window, as_4d, channels_last, spatial, stream_steps, window_attrs
 from hwprune.sim import resources as hw
@@ -86,13 +86,15 @@ class Conv(FusedOutputQuant, OpMixin, Layer):
         scale, shift = np.asarray(scale, dtype=np.float64), np.asarray(shift, dtype=np.float64)
         if axis != 0 and (scale.size != 1 or shift.size != 1):
             return False
+        if self.weight_hint is not None or self.bias_hint is not None:
+            # Declared exact types (QONNX Quant, FINN FIXED): as Dense, only one positive
+            # power-of-two scale keeps them; otherwise the affine layer stays (no second rounding).
+            uniform = np.unique(scale)
+            if uniform.size != 1 or not rescale_declared_types(self, float(uniform[0]), bool(np.any(shift))):
+                return False
         s = np.broadcast_to(scale.reshape(-1), (self.c_out,))
         self.weight = self.weight * s[:, None, None, None]
         self.bias = self.bias * s + np.broadcast_to(shift.reshape(-1), (self.c_out,))
-        # Exact QONNX types describe the weights as imported; scaled weights may not fit them.
-        if np.any(s != 1.0):
-            self.weight_hint = None
-        self.bias_hint = None if np.any(s != 1.0) or np.any(shift != 0.0) else self.bias_hint
         if self.sparsity is not None:
             # Scaling rows keeps the zeros, but a zero scale adds some: re-derive the pattern.
             self.sparsity = balanced_structure(self.weight.reshape(self.c_out, -1), self.sparsity.pattern)

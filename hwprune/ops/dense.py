@@ -96,23 +96,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         return True
 
     def _rescale_declared_types(self, scale: float, shifted: bool) -> bool:
-        """Weights (and bias) whose exact type the file declares (QONNX Quant, FINN FIXED<W,I>:
-        `weight_hint`/`bias_hint`, one type per tensor) keep their grid under W * scale only for
-        one positive power-of-two scale: the hints' binary points move by it (True). Any other
-        scale would round or wrap the declared weights a second time, and a shift would leave a
-        declared bias's grid: False, nothing changed. Undeclared types: True (they follow the
-        scaled values)."""
-        if self.weight_hint is None and self.bias_hint is None:
-            return True
-        mant, exp = math.frexp(scale)
-        if mant != 0.5 or (shifted and self.bias_hint is not None):
-            return False
-        k = exp - 1  # scale = 2**k
-        if self.weight_hint is not None:
-            self.weight_hint = replace(self.weight_hint, integer=self.weight_hint.integer + k)
-        if self.bias_hint is not None:
-            self.bias_hint = replace(self.bias_hint, integer=self.bias_hint.integer + k)
-        return True
+        return rescale_declared_types(self, scale, shifted)
 
     # ------------------------------------------------------------------ dead channels
     def constant_output_channels(self, g: Graph) -> ConstantChannels | None:
@@ -389,6 +373,26 @@ def index_banks(kept_blocks: int, block_size: int, rf: int) -> tuple[int, int]:
     per = max(1, rf // block_size)
     banks = max(1, math.ceil(kept_blocks / per))
     return banks, banks * per
+
+
+def rescale_declared_types(layer: Any, scale: float, shifted: bool) -> bool:
+    """Weights (and bias) whose exact type the file declares (QONNX Quant, FINN FIXED<W,I>:
+    `weight_hint`/`bias_hint` of a Dense or Conv, one type per tensor) keep their grid under
+    W * scale only for one positive power-of-two scale: the hints' binary points move by it
+    (True). Any other scale would round or wrap the declared weights a second time, and a shift
+    would leave a declared bias's grid: False, nothing changed. Undeclared types: True (they
+    follow the scaled values)."""
+    if layer.weight_hint is None and layer.bias_hint is None:
+        return True
+    mant, exp = math.frexp(scale)
+    if mant != 0.5 or (shifted and layer.bias_hint is not None):
+        return False
+    k = exp - 1  # scale = 2**k
+    if layer.weight_hint is not None:
+        layer.weight_hint = replace(layer.weight_hint, integer=layer.weight_hint.integer + k)
+    if layer.bias_hint is not None:
+        layer.bias_hint = replace(layer.bias_hint, integer=layer.bias_hint.integer + k)
+    return True
 
 
 def dense_memories(layer: "Dense") -> tuple[Memory, ...]:

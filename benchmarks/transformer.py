@@ -108,6 +108,57 @@ def hardware(encoder: torch.nn.Module, example: np.ndarray) -> dict:
     return out
 
 
+def floor_breakdown(encoder: torch.nn.Module, example: np.ndarray) -> dict:
+    """What the smallest design of this encoder costs by hwprune's estimate: every engine at the
+    largest reuse factor it takes (RF 1,024, settled per layer), resources summed by kind of
+    part (the FIFOs, the deployment shell, each op kind), on zcu104's DSP kind."""
+    from hwprune.board import load_board
+    from hwprune.pipeline import compile_graph
+    from hwprune.sim.estimate import estimate
+
+    g = compile_graph(export(encoder, example), prec8(1024), "stream")
+    board = load_board("zcu104")
+    est = estimate(g, board, board.default_clock_mhz)
+    ops = {l.name: l.op for l in est.layers}
+    # The Dense engines' LUTs by component (hwprune.rtl.cost.engine_cost: the yosys-calibrated model).
+    from hwprune.rtl.cost import engine_cost
+
+    dense_parts: dict[str, float] = {}
+    for l in g.layers:
+        if l.op_type == "Dense" and l.sparsity is None:
+            x_t = g.tensor(l.inputs[0]).type
+            w, idx = l.engine_matrices()
+            c = engine_cost(w, idx, l.reuse_factor, x_t, l.weight_t, l.accum_t, g.tensor(l.output).type, 1.0,
+                            l.accum_t.frac - x_t.frac - l.weight_t.frac)
+            for k, v in c.parts.items():
+                if not k.startswith("ff_"):
+                    dense_parts[k] = dense_parts.get(k, 0.0) + v
+    parts: dict[str, dict[str, float]] = {}
+    for name, kind, r in est.parts():
+        key = ops.get(name, kind) if kind == "layer" else kind
+        acc = parts.setdefault(key, dict(n=0, dsp=0.0, lut=0.0, ff=0.0, bram18=0.0))
+        acc["n"] += 1
+        for k in ("dsp", "lut", "ff", "bram18"):
+            acc[k] += r[k]
+    return dict(parts=parts, total=est.resources.as_dict(), dense_lut=dense_parts)
+
+
+def floor_text(f) -> str:
+    if not isinstance(f, dict):
+        return "(not measured)"
+    names = {"fifo": "stream FIFOs", "shell": "deployment shell", "top": "top-level control", "Activation": "GELU"}
+    rows = sorted(f["parts"].items(), key=lambda kv: -kv[1]["lut"])
+    cells = [f"{names.get(k, k)} {v['dsp']:.0f} DSP / {v['lut'] / 1000:.1f}k LUT / {v['bram18']:.0f} BRAM18"
+             for k, v in rows if v["lut"] >= 500 or v["dsp"] >= 1 or v["bram18"] >= 1]
+    t = f["total"]
+    what = {"requant": "output rounding and saturation", "wrom": "weight ROMs (logic)", "control": "control",
+            "xmux": "input multiplexers", "tree": "adder trees", "ring": "accumulators", "mult": "multipliers in LUTs"}
+    dl = sorted(((k, v) for k, v in f.get("dense_lut", {}).items() if v >= 500), key=lambda kv: -kv[1])
+    dense = (" (the Dense LUTs: " + ", ".join(f"{what.get(k, k)} {v / 1000:.0f}k" for k, v in dl) + ")") if dl else ""
+    return (f"in all DSP {t['dsp']:,}, LUT {t['lut'] / 1000:.0f}k, FF {t['ff'] / 1000:.0f}k, BRAM18 {t['bram18']:,}: "
+            + "; ".join(cells) + dense)
+
+
 def hls4ml_converts(encoder: torch.nn.Module, example: np.ndarray, work: Path, tag: str) -> str:
     import onnx
 
@@ -212,6 +263,7 @@ def transformer_seed(data, seed: int, epochs: int, work: Path, with_hw: bool, sa
     say(f"seed {seed}: block:4x4 75%: float {100 * row['block_float']:.1f}%, 8-bit {100 * row['block_8bit']:.1f}%")
     if with_hw:
         hw["block"] = hardware(block.encoder, emb_b)
+        row["floor"] = floor_breakdown(model.encoder, emb_te[:1])
         row["hls4ml"] = {"transformer (encoder)": hls4ml_converts(model.encoder, emb_te, work, "transformer")}
         row["budget"] = budget_driven(model.encoder, data, x, model, tr, va, te, y)
     row["hw"] = hw
@@ -383,20 +435,21 @@ simulator at 100 MHz, resources from hwprune's estimate (incl. FIFOs and the dep
 
 {chr(10).join(table)}
 
-Why nothing fits (hwprune's estimate): at a uniform RF 64 the Dense/MatMul products dominate
-(the table above). The budget search frees every Linear (pattern, sparsity down to 87.5%,
-reuse factor up to 1,024) and every weightless engine (attention MatMuls, LayerNorms: reuse
-factor), and then the least it can reach is bounded by what has no knob yet: the layers that are
-no site need 384 DSP (the mean over tokens 192, the 1/√d scale 96, the softmax reciprocals 96),
-135k LUT and 884 BRAM18 — the GELU tables alone 384 BRAM18 and 31k LUT (one table copy per two
-lanes of a 384-wide word, both layers), the stream FIFOs and reorder buffers most of the rest —
-and the sites' own floors add 60 DSP and 139k LUT (Dense weight ROMs of RF ≤ 1,024 words are
-logic by the yosys-measured ROM rule, docs/estimate_primitives.md). pynq-z2 has 220 DSP, 53k LUT,
-280 BRAM18; zcu104 1,728 DSP, 230k LUT, 624 BRAM18. What stands in the way is the fully spatial
-dataflow (one engine per layer, one word per cycle for the elementwise kernels), not the
-pruning: reuse factors for GELU/softmax/scale/pool and one time-shared encoder-layer engine are
-the next steps. Head pruning cuts latency (the attention engine serves fewer heads) and block
-pruning the Dense DSPs.
+Why nothing fits (hwprune's estimate): the smallest design of the dense encoder — every engine
+(Dense, attention MatMuls, LayerNorms, softmax, GELU, the mean over tokens) at the largest reuse
+factor it takes, RF 1,024 — needs {floor_text(first.get('floor'))}. pynq-z2 has 220 DSP, 53k LUT, 280 BRAM18;
+zcu104 1,728 DSP, 230k LUT, 624 BRAM18 (and a design that fits keeps the routing headroom). The
+budget search frees every Linear (pattern, sparsity down to 87.5%, reuse factor) and every
+weightless engine (reuse factor): below this floor only sparsity takes it, and only on the
+Dense part (the least it reaches is in the budget paragraph below). What stands in the
+way is the fully spatial dataflow, not the pruning: each stream word carries a whole token
+(96 x 16 bits), so every FIFO between two kernels is 1,536 bits wide — a shallow one costs
+1,536 LUT of shift registers, a deeper one 43 BRAM18 whatever its depth —, each layer has an
+engine of its own, and a Dense engine rounds and saturates all outputs of a token at once, and
+keeps its weight banks of up to 1,024 words in logic. Narrower stream words (a token over several
+words, FINN's folding), a time-shared output stage, weight banks in block RAM and one
+time-shared encoder-layer engine are the next steps. Head pruning cuts latency (the attention
+engine serves fewer heads) and block pruning the Dense DSPs.
 
 hls4ml 1.3.0 on the tiny BERT encoder (ONNX, after qonnx cleanup): {first.get('hls4ml', {}).get('transformer (encoder)', 'not run')}.
 The TextCNN (not re-run here): hls4ml's ONNX handler fails on its 1-D max pooling (measured for the team's brief, 2026-11).
@@ -405,7 +458,7 @@ Budget-driven pruner (`prune_to_budget`, 1 ms budget, 1 epoch of distillation, s
 encoder task: QAT (Brevitas) cannot wrap LayerNorm/GELU/softmax, so it goes post-training
 (weights rounded per layer as the search predicts, activations ap_fixed<16,6>); its sites are
 the Linear layers (pattern, sparsity, reuse factor) and the weightless engines (attention
-MatMuls, LayerNorms: reuse factor). {budget_text(first.get('budget'))}
+MatMuls, LayerNorms, softmax, GELU, the mean over tokens: reuse factor). {budget_text(first.get('budget'))}
 
 {"Seeds " + ", ".join(map(str, done)) + " of " + ", ".join(map(str, seeds)) + " finished. " if len(done) < len(seeds) else ""}Differences under ~2 points here are noise (one test-set standard error is ~1.2 points; the
 student seeds' sd is in the table).

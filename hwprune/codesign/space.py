@@ -352,7 +352,7 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
             f"{min(o.loss for o in site.options):.4f} .. {max(o.loss for o in site.options):.4f}")
 
     # Engines whose reuse factor trades cycles for multipliers but that have no Linear/Conv
-    # module to prune: the attention MatMuls, LayerNorms, softmaxes and table activations (ops
+    # module to prune: the attention MatMuls, LayerNorms, softmaxes, table activations and means (ops
     # with `reuse_factor_options`), a Dense whose weight is no module's (nn.MultiheadAttention's
     # packed Q/K/V projection). Sites with reuse-factor options only, which change nothing the
     # model computes (loss 0); a layer with one option (a ReLU, an io_parallel activation) has

@@ -56,6 +56,14 @@ class LayerPrecision:
     # HLS and hls4ml decide), "dsp" or "fabric" (BIND_OP on the multiplications).
     mult_impl: str | None = None
 
+    def __post_init__(self) -> None:
+        # From code as from a file: a count that is not a positive whole number is refused here,
+        # not turned into the default where it is resolved.
+        for name in ("weight_width", "reuse_factor", "table_size"):
+            v = getattr(self, name)
+            if v is not None:
+                parse_reuse_factor(v, name)
+
     def merged_over(self, base: "LayerPrecision") -> "LayerPrecision":
         return LayerPrecision(
             **{f.name: (getattr(self, f.name) if getattr(self, f.name) is not None else getattr(base, f.name))

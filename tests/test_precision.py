@@ -6,7 +6,7 @@ import pytest
 
 from hwprune.errors import ConfigError
 from hwprune.fixed import FixedType
-from hwprune.precision import PrecisionConfig, parse_reuse_factor, parse_type
+from hwprune.precision import LayerPrecision, PrecisionConfig, parse_reuse_factor, parse_type
 
 
 @pytest.mark.parametrize("text", ["ap_fixed<16>", "float", "ap_fixed<0,0>", "ap_fixed<16,6,AP_FOO>", "ap_fixed<99,6>", ""])
@@ -19,6 +19,15 @@ def test_bad_types_are_config_errors_naming_the_option(text):
 def test_bad_reuse_factors(value):
     with pytest.raises(ConfigError):
         parse_reuse_factor(value)
+
+
+@pytest.mark.parametrize("field", ["reuse_factor", "table_size", "weight_width"])
+@pytest.mark.parametrize("value", [0, -2])
+def test_bad_counts_from_code_are_refused_not_defaulted(field, value):
+    """LayerPrecision(reuse_factor=0) used to resolve as RF 1 (`0 or 1`): refused, naming the field."""
+    with pytest.raises(ConfigError, match=field):
+        LayerPrecision(**{field: value})
+    assert PrecisionConfig(layer_name={"fc1": LayerPrecision(**{field: 3})}).resolve("fc1", "Dense") is not None
 
 
 def test_yaml_levels_resolve_most_specific_first(tmp_path):

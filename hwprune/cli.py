@@ -44,7 +44,8 @@ def _precision(args: argparse.Namespace) -> Any:
     prec = PrecisionConfig.from_yaml(args.config) if getattr(args, "config", None) else PrecisionConfig()
     result = parse_type(args.precision, "--precision") if getattr(args, "precision", None) else None
     rf = parse_reuse_factor(args.reuse_factor, "--reuse-factor") if getattr(args, "reuse_factor", None) is not None else None
-    return prec.with_overrides(result=result, reuse_factor=rf, mult_impl=getattr(args, "mult_impl", None))
+    return prec.with_overrides(result=result, reuse_factor=rf, mult_impl=getattr(args, "mult_impl", None),
+                               rom_impl=getattr(args, "rom_impl", None))
 
 
 def _board(name: str) -> Any:
@@ -574,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--reuse-factor", metavar="N", help="multipliers shared over N cycles (default 1)")
             sp.add_argument("--mult-impl", choices=["auto", "dsp", "fabric"],
                             help="where products go: auto (DSP above 9 bits), dsp or fabric LUTs")
+            sp.add_argument("--rom-impl", choices=["auto", "bram"],
+                            help="where Dense weight banks go at RF > 1: auto (logic up to 8 kbit a bank) or bram")
         sp.add_argument("--config", metavar="YAML", help="per-layer precision file (docs/precision.md)")
         sp.add_argument("--io", choices=["parallel", "stream"], default="parallel", help="io_parallel arrays or io_stream FIFOs")
 

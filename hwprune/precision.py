@@ -55,6 +55,10 @@ class LayerPrecision:
     # Where products go: "auto" (DSP when an operand is wider than 9 bits, else LUTs, as Vitis
     # HLS and hls4ml decide), "dsp" or "fabric" (BIND_OP on the multiplications).
     mult_impl: str | None = None
+    # Where a Dense layer's weight banks live when it reuses multipliers (RF > 1): "auto" (the
+    # tool decides by size: banks of up to 8 kbit become logic, as yosys and Vitis do) or "bram"
+    # (block RAM whatever the size: BIND_STORAGE impl=bram — LUTs traded for BRAM18).
+    rom_impl: str | None = None
 
     def __post_init__(self) -> None:
         # From code as from a file: a count that is not a positive whole number is refused here,
@@ -81,6 +85,7 @@ class ResolvedPrecision:
     table_size: int
     mult_impl: str = "auto"
     accum: FixedType | None = None
+    rom_impl: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -104,17 +109,19 @@ class PrecisionConfig:
             table_size=p.table_size or 1024,
             mult_impl=p.mult_impl or "auto",
             accum=p.accum,
+            rom_impl=p.rom_impl or "auto",
         )
 
     def with_overrides(self, result: FixedType | None = None, reuse_factor: int | None = None,
-                       mult_impl: str | None = None) -> "PrecisionConfig":
-        """Command-line --precision/--reuse-factor/--mult-impl: they set the model level."""
+                       mult_impl: str | None = None, rom_impl: str | None = None) -> "PrecisionConfig":
+        """Command-line --precision/--reuse-factor/--mult-impl/--rom-impl: they set the model level."""
         model = dataclasses.replace(
             self.model,
             result=result or self.model.result,
             weight_width=(result.width if result is not None else self.model.weight_width),
             reuse_factor=reuse_factor or self.model.reuse_factor,
             mult_impl=mult_impl or self.model.mult_impl,
+            rom_impl=rom_impl or self.model.rom_impl,
         )
         return dataclasses.replace(self, model=model)
 
@@ -210,6 +217,8 @@ def _layer_from(d: Any, where: str) -> LayerPrecision:
         kw["table_size"] = ts
     if d.get("mult_impl") is not None:
         kw["mult_impl"] = parse_mult_impl(d["mult_impl"], f"{where}.mult_impl")
+    if d.get("rom_impl") is not None:
+        kw["rom_impl"] = parse_rom_impl(d["rom_impl"], f"{where}.rom_impl")
     return LayerPrecision(**kw)
 
 
@@ -220,6 +229,16 @@ def parse_mult_impl(value: Any, where: str = "mult_impl") -> str:
     v = str(value).strip().lower()
     if v not in MULT_IMPLS:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(MULT_IMPLS)}")
+    return v
+
+
+ROM_IMPLS = ("auto", "bram")
+
+
+def parse_rom_impl(value: Any, where: str = "rom_impl") -> str:
+    v = str(value).strip().lower()
+    if v not in ROM_IMPLS:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(ROM_IMPLS)}")
     return v
 
 

@@ -203,3 +203,61 @@ def test_embedding_table_is_reshaped_into_rows(tmp_path, io):
     assert (m.words, m.width) == (cfg["vocab"], cfg["dim"] * 8) and m.partition == "reshape"
     if io == "parallel":
         assert "#pragma HLS BIND_STORAGE variable = table type = rom_np" in text and m.copies == cfg["n_ids"]
+
+
+# ---------------------------------------------------------------------- weight banks in block RAM
+
+def test_rom_impl_bram_moves_the_weight_banks_into_block_ram():
+    """rom_impl "bram": every weight bank one BRAM18 (a 1,024 x 8 bank is logic by yosys's ROM
+    rule, ~173 LUTs: docs/estimate_primitives.md), its output register inside the BRAM; at RF
+    1 the weights are the multipliers' constants and there is nothing to bind."""
+    from hwprune.precision import LayerPrecision
+
+    t = FixedType.parse("ap_fixed<8,3>")
+    model = dense_model(256, 256)
+
+    def cost(rf, impl):
+        prec = PrecisionConfig(LayerPrecision(result=t, weight_width=8, reuse_factor=rf, rom_impl=impl))
+        return hwprune.estimate(model, "zcu104", precision=prec).layers[0].cost
+
+    auto, bram = cost(1024, None), cost(1024, "bram")
+    (w,) = [m for m in bram.memories if m.array == "w"]
+    assert w.impl == "bram" and w.banks == 64 and w.cost().bram18 == 64
+    assert auto.bram18 == 0 and bram.bram18 == 64
+    # The logic ROM: 8 bits x 21.625 LUTs per output bit of a 1,024-word ROM, per bank.
+    assert auto.lut - bram.lut == pytest.approx(64 * 8 * 21.625)
+    assert bram.ff < auto.ff and bram.dsp == auto.dsp and bram.latency == auto.latency
+    one_auto, one_bram = cost(1, None), cost(1, "bram")
+    assert (one_auto.lut, one_auto.bram18) == (one_bram.lut, one_bram.bram18)
+    with pytest.raises(Exception, match="rom_impl"):
+        PrecisionConfig.from_dict({"model": {"rom_impl": "uram"}})
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+@pytest.mark.parametrize("pattern", [None, "block:2x2"])
+def test_rom_impl_bram_binds_the_banks_and_keeps_the_bits(tmp_path, io, pattern):
+    """The project asks Vitis for block RAM (BIND_STORAGE type=rom_1p impl=bram on the weight
+    argument, in the overload rom_impl = 1 selects) and the C simulation is unchanged."""
+    from hwprune.backend.csim import raw_outputs
+    from hwprune.pipeline import trace_fixed
+    from hwprune.precision import LayerPrecision
+
+    model = dense_model(16, 12)
+    if pattern:
+        model, _ = prune_onnx(model, Pattern.parse(pattern), 0.5)
+    prec = PrecisionConfig(LayerPrecision(result=FixedType.parse("ap_fixed<10,4>"), weight_width=8, reuse_factor=8,
+                                          rom_impl="bram"))
+    prj = hwprune.export(model, tmp_path / "p", board="pynq-z2", precision=prec, io_type=io)
+    (cfg,) = configs(prj).values()
+    assert cfg["rom_impl"] == 1
+    header = kernel_text(prj, "dense_sparse.h" if pattern else "dense.h")
+    body = {tag: header.split(f"rom_impl_tag<{tag}>) {{")[1].split("\n}\n")[0] for tag in (0, 1)}
+    assert "BIND_STORAGE variable = w type = rom_1p impl = bram" in body[1]
+    assert "BIND_STORAGE" not in body[0]
+    assert all("ARRAY_PARTITION variable = w type = block factor = w_banks" in b for b in body.values())
+    g = load_project_graph(prj)
+    x = np.random.default_rng(1).normal(size=(4, 16)).astype(np.float32)
+    np.testing.assert_array_equal(raw_outputs(prj, [x])[0], trace_fixed(g, [x]).values[g.outputs[0]])
+    est = estimate(g, hwprune.board.load_board("pynq-z2")).layers[0].cost
+    (w,) = [m for m in est.memories if m.array == "w"]
+    assert w.impl == "bram" and est.bram18 >= w.banks

@@ -92,3 +92,33 @@ def test_engine_estimate_is_within_20_percent_of_yosys(tmp_path):
     assert cost.dsp == y.dsp and cost.bram18 == y.bram18
     assert cost.lut == pytest.approx(y.lut, rel=0.2)
     assert cost.ff == pytest.approx(y.ff, rel=0.2)
+
+
+@needs_yosys
+def test_engine_with_weight_banks_in_block_ram_matches_yosys(tmp_path):
+    """rom_impl "bram": the RTL engine marks its weight ROMs rom_style "block"; yosys maps each
+    to one RAMB18 as the estimate charges, and the LUTs the logic ROMs took are gone on both
+    sides."""
+    from test_rtl import dense_layer
+
+    import hwprune
+    from hwprune.fixed import FixedType
+    from hwprune.pipeline import compile_graph
+    from hwprune.precision import LayerPrecision, PrecisionConfig
+    from hwprune.rtl.engine import spec_from_dense, verilog
+    from hwprune.sim.calibrate import synthesize
+
+    _, _, model, prec = dense_layer(16, 8, None, 0.0, FixedType(8, 3), FixedType(8, 3), 8, 32, 5)
+    prec = PrecisionConfig(model=LayerPrecision(result=FixedType(8, 3), weight_width=8, reuse_factor=32, rom_impl="bram"),
+                           layer_name=prec.layer_name)
+    cost = next(l.cost for l in hwprune.estimate(model, "pynq-z2", precision=prec).layers if l.name == "fc")
+    g = compile_graph(model, prec)
+    spec = spec_from_dense(g.layer("fc"), g, name="hwp_cal_bram")
+    assert spec.rom_bram and 'rom_style = "block"' in verilog(spec)
+    src = tmp_path / "e.v"
+    src.write_text(verilog(spec))
+    y = synthesize([src], spec.name, dsp=spec.dsp)
+    assert cost.bram18 == y.bram18 == 4  # 128 weights over 32 cycles: 4 multipliers, a 32 x 8 bank each
+    assert cost.dsp == y.dsp
+    assert cost.lut == pytest.approx(y.lut, rel=0.2)
+    assert cost.ff == pytest.approx(y.ff, rel=0.2)

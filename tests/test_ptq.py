@@ -6,6 +6,8 @@ budget."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 
@@ -202,6 +204,25 @@ def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
     assert {r.graph.layer(s.layer).reuse_factor for s, o in zip(space.sites, sol.options) if s.kind == "engine"} \
         == {o.choice.reuse_factor for s, o in zip(space.sites, sol.options) if s.kind == "engine"}
     assert not r.violations
+
+    # Weight banks in block RAM: the deep-RF options of the Dense sites have a twin of equal
+    # loss that trades LUTs for BRAM18 (at least 32 LUTs each); realized, the layer carries it
+    # and costs what the option predicted.
+    twins = [(s, o) for s in space.sites for o in s.options if o.choice.rom_impl == "bram"]
+    # (Banks of up to 64 words are 8 LUTs at 8 bits, a BRAM18 would not pay: no twin there.)
+    assert twins and all(o.choice.reuse_factor > 64 for _, o in twins)
+    for s, o in twins:
+        (auto,) = [a for a in s.options if a.choice == dataclasses.replace(o.choice, rom_impl="auto")]
+        assert o.loss == auto.loss and o.cost.bram18 > auto.cost.bram18
+        assert auto.cost.lut - o.cost.lut >= 32 * (o.cost.bram18 - auto.cost.bram18)
+    site, bram = twins[0]
+    options = [bram if s is site else o for s, o in zip(space.sites, sol.options)]
+    r = run.realize(dataclasses.replace(sol, options=options), space, train=False)
+    layer = r.graph.layer(site.layer if site.kind == "engine" else r.layer_of[site.module])
+    assert layer.rom_impl == "bram" and layer.reuse_factor == bram.choice.reuse_factor
+    real = estimate(r.graph, run.board).layers
+    real = next(le.cost for le in real if le.name == layer.name)
+    assert real.bram18 == bram.cost.bram18 and real.lut == pytest.approx(bram.cost.lut, rel=0.02)
 
 
 MODEL_FILE = '''

@@ -108,6 +108,11 @@ inline R mul(const A &a, const B &b) {
     return mul_bind<IMPL>::template run<R>(a, b);
 }
 
+// Where a layer's weight banks are stored (CFG::rom_impl, hwprune's rom_impl): 0 = the tool
+// decides by size, 1 = block RAM (BIND_STORAGE impl=bram). A pragma cannot depend on a template
+// constant, so the kernels pick one of two overloads by this tag.
+template <int IMPL> struct rom_impl_tag {};
+
 // The raw two's-complement mantissa of a fixed-point value (testbench output).
 template <class T>
 inline long long to_raw(const T &v) {

@@ -52,16 +52,10 @@ DenseOut:
 
 // io_parallel: the tensor is an array of n_words words of n_in elements.
 template <class CFG, class in_T, class out_T>
-void dense(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
-           const typename CFG::weight_rom_t w[CFG::w_words],
-           const typename CFG::bias_rom_t b[CFG::n_out]) {
-    // ROM banking (UG1399 array_partition on the layer function's array arguments, as hls4ml's
-    // dense_resource reshapes its weights): a bank per multiplier; the biases complete (they
-    // initialise every accumulator in one cycle).
-    const int w_banks = CFG::w_banks;
-#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
-#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
-    HWP_COUNT_CALL(CFG);
+void dense_words(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
+                 const typename CFG::weight_rom_t w[CFG::w_words],
+                 const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
 DenseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         dense_word<CFG, in_T, out_T>(x + t * CFG::n_in, y + t * CFG::n_out, w, b);
@@ -70,16 +64,10 @@ DenseWords:
 
 // io_stream: one stream word in, one stream word out.
 template <class CFG, class in_T, class out_T>
-void dense(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
-           const typename CFG::weight_rom_t w[CFG::w_words],
-           const typename CFG::bias_rom_t b[CFG::n_out]) {
-    // ROM banking (UG1399 array_partition on the layer function's array arguments, as hls4ml's
-    // dense_resource reshapes its weights): a bank per multiplier; the biases complete (they
-    // initialise every accumulator in one cycle).
-    const int w_banks = CFG::w_banks;
-#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
-#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
-    HWP_COUNT_CALL(CFG);
+void dense_words(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                 const typename CFG::weight_rom_t w[CFG::w_words],
+                 const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
 DenseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         vec<in_T, CFG::n_in> in = x.read();
@@ -90,6 +78,47 @@ DenseWords:
         y.write(out);
         HWP_COUNT_WRITE(CFG);
     }
+}
+
+// ROM banking (UG1399 array_partition on the layer function's array arguments, as hls4ml's
+// dense_resource reshapes its weights): a bank per multiplier; the biases complete (they
+// initialise every accumulator in one cycle). X, Y: the input and output (arrays or streams).
+template <class CFG, class in_T, class out_T, class X, class Y>
+void dense_banked(X &x, Y &y, const typename CFG::weight_rom_t w[CFG::w_words],
+                  const typename CFG::bias_rom_t b[CFG::n_out], rom_impl_tag<0>) {
+    const int w_banks = CFG::w_banks;
+#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
+    HWP_COUNT_CALL(CFG);
+    dense_words<CFG, in_T, out_T>(x, y, w, b);
+}
+
+// The same, each weight bank in block RAM (one read a cycle: a single-port ROM).
+template <class CFG, class in_T, class out_T, class X, class Y>
+void dense_banked(X &x, Y &y, const typename CFG::weight_rom_t w[CFG::w_words],
+                  const typename CFG::bias_rom_t b[CFG::n_out], rom_impl_tag<1>) {
+    const int w_banks = CFG::w_banks;
+#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
+#pragma HLS BIND_STORAGE variable = w type = rom_1p impl = bram
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
+    HWP_COUNT_CALL(CFG);
+    dense_words<CFG, in_T, out_T>(x, y, w, b);
+}
+
+template <class CFG, class in_T, class out_T>
+void dense(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
+           const typename CFG::weight_rom_t w[CFG::w_words],
+           const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+    dense_banked<CFG, in_T, out_T>(x, y, w, b, rom_impl_tag<CFG::rom_impl>());
+}
+
+template <class CFG, class in_T, class out_T>
+void dense(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+           const typename CFG::weight_rom_t w[CFG::w_words],
+           const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+    dense_banked<CFG, in_T, out_T>(x, y, w, b, rom_impl_tag<CFG::rom_impl>());
 }
 
 }  // namespace hwp

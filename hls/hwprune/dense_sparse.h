@@ -85,18 +85,11 @@ SparseOut:
 
 // io_parallel: the tensor is an array of n_words words of n_in elements.
 template <class CFG, class in_T, class out_T>
-void dense_sparse(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
-                  const typename CFG::weight_rom_t w[CFG::w_words],
-                  const typename CFG::index_rom_t idx[CFG::idx_words],
-                  const typename CFG::bias_rom_t b[CFG::n_out]) {
-    // ROM banking (UG1399 array_partition): a weight bank per multiplier, idx_banks index banks,
-    // the biases complete.
-    const int w_banks = CFG::w_banks;
-    const int idx_banks = CFG::idx_banks;
-#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
-#pragma HLS ARRAY_PARTITION variable = idx type = block factor = idx_banks dim = 1
-#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
-    HWP_COUNT_CALL(CFG);
+void dense_sparse_words(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
+                        const typename CFG::weight_rom_t w[CFG::w_words],
+                        const typename CFG::index_rom_t idx[CFG::idx_words],
+                        const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
 SparseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         dense_sparse_word<CFG, in_T, out_T>(x + t * CFG::n_in, y + t * CFG::n_out, w, idx, b);
@@ -105,18 +98,11 @@ SparseWords:
 
 // io_stream: one stream word in, one stream word out.
 template <class CFG, class in_T, class out_T>
-void dense_sparse(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
-                  const typename CFG::weight_rom_t w[CFG::w_words],
-                  const typename CFG::index_rom_t idx[CFG::idx_words],
-                  const typename CFG::bias_rom_t b[CFG::n_out]) {
-    // ROM banking (UG1399 array_partition): a weight bank per multiplier, idx_banks index banks,
-    // the biases complete.
-    const int w_banks = CFG::w_banks;
-    const int idx_banks = CFG::idx_banks;
-#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
-#pragma HLS ARRAY_PARTITION variable = idx type = block factor = idx_banks dim = 1
-#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
-    HWP_COUNT_CALL(CFG);
+void dense_sparse_words(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                        const typename CFG::weight_rom_t w[CFG::w_words],
+                        const typename CFG::index_rom_t idx[CFG::idx_words],
+                        const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
 SparseWords:
     for (int t = 0; t < CFG::n_words; t++) {
         vec<in_T, CFG::n_in> in = x.read();
@@ -127,6 +113,54 @@ SparseWords:
         y.write(out);
         HWP_COUNT_WRITE(CFG);
     }
+}
+
+// ROM banking (UG1399 array_partition): a weight bank per multiplier, idx_banks index banks,
+// the biases complete. X, Y: the input and output (arrays or streams).
+template <class CFG, class in_T, class out_T, class X, class Y>
+void dense_sparse_banked(X &x, Y &y, const typename CFG::weight_rom_t w[CFG::w_words],
+                         const typename CFG::index_rom_t idx[CFG::idx_words],
+                         const typename CFG::bias_rom_t b[CFG::n_out], rom_impl_tag<0>) {
+    const int w_banks = CFG::w_banks;
+    const int idx_banks = CFG::idx_banks;
+#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = idx type = block factor = idx_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
+    HWP_COUNT_CALL(CFG);
+    dense_sparse_words<CFG, in_T, out_T>(x, y, w, idx, b);
+}
+
+// The same, each weight bank in block RAM (one read a cycle: a single-port ROM).
+template <class CFG, class in_T, class out_T, class X, class Y>
+void dense_sparse_banked(X &x, Y &y, const typename CFG::weight_rom_t w[CFG::w_words],
+                         const typename CFG::index_rom_t idx[CFG::idx_words],
+                         const typename CFG::bias_rom_t b[CFG::n_out], rom_impl_tag<1>) {
+    const int w_banks = CFG::w_banks;
+    const int idx_banks = CFG::idx_banks;
+#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
+#pragma HLS BIND_STORAGE variable = w type = rom_1p impl = bram
+#pragma HLS ARRAY_PARTITION variable = idx type = block factor = idx_banks dim = 1
+#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
+    HWP_COUNT_CALL(CFG);
+    dense_sparse_words<CFG, in_T, out_T>(x, y, w, idx, b);
+}
+
+template <class CFG, class in_T, class out_T>
+void dense_sparse(const in_T x[CFG::n_words * CFG::n_in], out_T y[CFG::n_words * CFG::n_out],
+                  const typename CFG::weight_rom_t w[CFG::w_words],
+                  const typename CFG::index_rom_t idx[CFG::idx_words],
+                  const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+    dense_sparse_banked<CFG, in_T, out_T>(x, y, w, idx, b, rom_impl_tag<CFG::rom_impl>());
+}
+
+template <class CFG, class in_T, class out_T>
+void dense_sparse(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                  const typename CFG::weight_rom_t w[CFG::w_words],
+                  const typename CFG::index_rom_t idx[CFG::idx_words],
+                  const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+    dense_sparse_banked<CFG, in_T, out_T>(x, y, w, idx, b, rom_impl_tag<CFG::rom_impl>());
 }
 
 }  // namespace hwp

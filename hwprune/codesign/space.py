@@ -54,12 +54,14 @@ class Choice:
     reuse_factor: int = 1
     vocab: int | None = None  # embedding rows kept (embedding sites; the vocabulary of a text model)
     mult_impl: str = "auto"  # auto | dsp (products on DSP slices even when narrow)
+    rom_impl: str = "auto"  # auto | bram (a Dense's weight banks in block RAM even when small)
 
     def label(self) -> str:
         what = "dense" if self.pattern == "dense" else f"{self.pattern}@{self.sparsity:g}"
         if self.vocab is not None:
             what = f"rows {self.vocab}"
-        return f"{what}, {self.weight_bits}-bit, RF {self.reuse_factor}" + (", DSP" if self.mult_impl == "dsp" else "")
+        return (f"{what}, {self.weight_bits}-bit, RF {self.reuse_factor}" + (", DSP" if self.mult_impl == "dsp" else "")
+                + (", weights in BRAM" if self.rom_impl == "bram" else ""))
 
 
 @dataclass
@@ -202,6 +204,8 @@ def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> Lay
     v.reuse_factor = choice.reuse_factor
     if hasattr(layer, "mult_impl"):
         v.mult_impl = choice.mult_impl
+    if hasattr(layer, "rom_impl"):
+        v.rom_impl = choice.rom_impl
     if choice.pattern == "filter" and choice.sparsity > 0:
         if type(layer).__name__ == "Conv":
             k = kept_count(layer.c_out, choice.sparsity)
@@ -220,6 +224,25 @@ def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> Lay
     return v.cost(ctx)
 
 
+def _bram_rom_options(g: Graph, ctx: CostContext, layer: Any, auto: Option, cfg: "SpaceConfig") -> list[Option]:
+    """The same choice with the weight banks in block RAM, where the layer has the option
+    (Dense at RF > 1) and it is a real trade: banks the tool would keep in logic (up to 8 kbit)
+    move to BRAM18 — LUTs for block RAM, which a LUT-bound design wants. Shallow banks are
+    left out (RF 64 at 8 bits: a bank is 8 LUTs, a BRAM18 would hold it at 3% use): the variant
+    must save at least MIN_LUTS_PER_BRAM18 LUTs for each block RAM it takes."""
+    if not cfg.bram_roms or not hasattr(layer, "rom_impl") or auto.choice.reuse_factor <= 1:
+        return []
+    ch = replace(auto.choice, rom_impl="bram")
+    cost = _variant_cost(g, ctx, layer, ch)
+    added = cost.bram18 - auto.cost.bram18
+    if added <= 0 or auto.cost.lut - cost.lut < MIN_LUTS_PER_BRAM18 * added:
+        return []
+    return [Option(ch, auto.loss, cost)]
+
+
+MIN_LUTS_PER_BRAM18 = 32
+
+
 @dataclass
 class SpaceConfig:
     patterns: Sequence[str] = DEFAULT_PATTERNS
@@ -230,6 +253,7 @@ class SpaceConfig:
     reuse_factors: Sequence[int] = REUSE_FACTORS
     io_type: str = "stream"
     dsp_binding: bool = True  # let narrow products use DSP slices (BIND_OP impl=dsp)
+    bram_roms: bool = True  # let a Dense keep its weight banks in block RAM (BIND_STORAGE impl=bram)
     quantization: str = "qat"  # qat | ptq: how the designs are quantized (hwprune.codesign.pruner)
 
 
@@ -346,6 +370,7 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
                     if auto.cost.dsp == 0 and cfg.dsp_binding:  # narrow products: DSP slices are an option too
                         ch = Choice(pattern, s, bits, rf, mult_impl="dsp")
                         site.options.append(Option(ch, loss, _variant_cost(graphs[bits], ctx[bits], layer[bits], ch)))
+                    site.options += _bram_rom_options(graphs[bits], ctx[bits], layer[bits], auto, cfg)
             with torch.no_grad():
                 mod.weight.copy_(w0)
         say(f"  {site.module}: {len(site.options)} options, divergence "
@@ -371,7 +396,8 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
         site = Site("", layer.name, "engine")
         for rf in rfs:
             ch = Choice("dense", 0.0, bits0, rf)
-            site.options.append(Option(ch, 0.0, _variant_cost(g0, ctx[bits0], layer, ch)))
+            auto = Option(ch, 0.0, _variant_cost(g0, ctx[bits0], layer, ch))
+            site.options += [auto, *_bram_rom_options(g0, ctx[bits0], layer, auto, cfg)]
         sites.append(site)
         say(f"  {layer.name} ({layer.op_type}): {len(site.options)} reuse factors")
 

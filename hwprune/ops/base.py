@@ -44,7 +44,8 @@ class Memory:
 
     kind: "rom" (constants in BRAM/URAM/LUTRAM by bank size), "const" (completely partitioned
     constants folded into the logic: weights at RF 1, biases — no memory), "ram" (a buffer
-    written at run time, e.g. a line buffer). `copies`: replicated copies (rom_np)."""
+    written at run time, e.g. a line buffer). `copies`: replicated copies (rom_np). `impl`:
+    "auto" (by bank size) or "bram" (every bank in block RAM: the kernel's BIND_STORAGE)."""
 
     array: str  # the C array's role, the suffix of its name: w, b, idx, table, line_buffer
     words: int
@@ -53,6 +54,7 @@ class Memory:
     partition: str = "block"
     kind: str = "rom"
     copies: int = 1
+    impl: str = "auto"
 
     @property
     def bits(self) -> int:
@@ -66,6 +68,8 @@ class Memory:
     def cost(self, allow_uram: bool = False) -> "hw.MemoryCost":
         if self.kind == "const" or self.words <= 0:
             return hw.MemoryCost()
+        if self.impl == "bram":
+            return hw.MemoryCost(bram18=float(self.banks * hw.bram18_for(self.bank_words, self.width) * self.copies))
         m = hw.memory_cost(self.words, self.width, self.banks, allow_uram=allow_uram)
         return hw.MemoryCost(m.bram18 * self.copies, m.uram * self.copies, m.lut * self.copies)
 

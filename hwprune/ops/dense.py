@@ -33,6 +33,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
     bias: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (N,) float
     reuse_factor: int = 1
     mult_impl: str = "auto"  # where the products go: auto | dsp | fabric
+    rom_impl: str = "auto"  # where the weight banks go at RF > 1: auto (by size) | bram
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
     accum_t: FixedType | None = None  # what the kernel accumulates in (exact, or the user's cap)
@@ -133,6 +134,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         assert x_t is not None
         self.reuse_factor = p.reuse_factor
         self.mult_impl = p.mult_impl
+        self.rom_impl = p.rom_impl
         self.weight_t = p.weight or self.weight_hint or auto_weight_type(self.weight, p.weight_width)
         wq = to_float(quantize(self.weight, self.weight_t), self.weight_t)
         acc_frac = x_t.frac + self.weight_t.frac
@@ -171,6 +173,12 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         acc <<= self.exact_t.frac - (x_t.frac + self.weight_t.frac)
         acc = acc + (exact_ints(b, bits) << (self.exact_t.frac - self.bias_t.frac))
         return acc if self.accum_t == self.exact_t else requant(acc, self.exact_t.frac, self.accum_t)
+
+    @property
+    def rom_in_bram(self) -> bool:
+        """The weight banks are bound to block RAM (rom_impl "bram"; at RF 1 the weights are
+        constants of their multipliers and there is no ROM to bind)."""
+        return self.rom_impl == "bram" and self.reuse_factor > 1
 
     @property
     def capped(self) -> bool:
@@ -295,7 +303,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
             cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
             reuse_factor=self.reuse_factor, n_mult=math.ceil(self.n_in * self.n_out / self.reuse_factor),
             w_words=wm.words, w_banks=wm.banks,
-            mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
+            mult_impl=hw.MULT_IMPL_CODES[self.mult_impl], rom_impl=int(self.rom_in_bram),
             weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
             weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
             in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
@@ -324,7 +332,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         L = dict(cfg=f"{lname}_config", n_in=self.n_in, n_out=self.n_out, n_words=self.n_words(ctx.graph),
                  reuse_factor=self.reuse_factor, n_mult=math.ceil(kept_macs / self.reuse_factor),
                  w_words=wm.words, w_banks=wm.banks, idx_words=im.words, idx_banks=im.banks,
-                 mult_impl=hw.MULT_IMPL_CODES[self.mult_impl],
+                 mult_impl=hw.MULT_IMPL_CODES[self.mult_impl], rom_impl=int(self.rom_in_bram),
                  br=sp.block[0], bc=sp.block[1], n_banks=blocks.shape[0], per_bank=sp.per_bank, group=sp.group,
                  per_group=sp.per_group, column_balanced=int(sp.column_balanced), index_bits=sp.index_bits,
                  weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
@@ -400,11 +408,12 @@ def dense_memories(layer: "Dense") -> tuple[Memory, ...]:
     declares): weights (dense, or the kept blocks), block indices (sparse), biases."""
     rf = layer.reuse_factor
     const = rf == 1
+    w_impl = "bram" if getattr(layer, "rom_in_bram", False) else "auto"
     bias = Memory("b", layer.n_out, layer.bias_t.width, layer.n_out, "complete", "const")
     sp = layer.sparsity
     if sp is None:
         n_mult, padded = reuse_banks(layer.n_in * layer.n_out, rf)
-        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"), bias)
+        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom", impl=w_impl), bias)
     bs = sp.block[0] * sp.block[1]
     n_mult, padded = reuse_banks(sp.kept_weights, rf)
     if not sp.column_balanced:
@@ -412,10 +421,10 @@ def dense_memories(layer: "Dense") -> tuple[Memory, ...]:
         # cycle's multipliers read blocks all over the index ROM. It is partitioned completely:
         # constants, and each multiplier's input selection is a function of the cycle counter
         # alone (compile-time block indices, as the RTL engine decodes it).
-        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"),
+        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom", impl=w_impl),
                 Memory("idx", sp.kept_blocks, sp.index_bits, sp.kept_blocks, "complete", "const"), bias)
     ibanks, ipadded = index_banks(sp.kept_blocks, bs, rf)
-    return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom"),
+    return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom", impl=w_impl),
             Memory("idx", ipadded, sp.index_bits, ibanks, "block", "const" if const else "rom"), bias)
 
 
@@ -434,15 +443,17 @@ def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost
     rf = layer.reuse_factor
     dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
     shift = acc_t.frac - x_t.frac - w_t.frac
+    rom_bram = bool(getattr(layer, "rom_in_bram", False))
     if layer.sparsity is not None and layer.sparsity.column_balanced:
         from hwprune.rtl.engine import column_balanced_order
 
         weights, in_idx, out_idx = column_balanced_order(layer.sparsity, np.asarray(layer._raw_weights()[0], dtype=np.int64).T)
         c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, shift, select_table=True,
-                        out_idx=out_idx, n_out=layer.n_out)
+                        out_idx=out_idx, n_out=layer.n_out, rom_bram=rom_bram)
     else:
         weights, in_idx = layer.engine_matrices()
-        c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, shift, select_table=layer.sparsity is not None)
+        c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, shift, select_table=layer.sparsity is not None,
+                        rom_bram=rom_bram)
     dense_macs = words * layer.n_in * layer.n_out
     sp = layer.sparsity
     if sp is not None:

@@ -92,10 +92,10 @@ def requant_luts(acc_w: int, acc_frac: int, t) -> float:
 
 def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_t, out_t,
                 dsp_each: float, product_shift: int = 0, select_table: bool = False,
-                out_idx: np.ndarray | None = None, n_out: int = 0) -> EngineCost:
+                out_idx: np.ndarray | None = None, n_out: int = 0, rom_bram: bool = False) -> EngineCost:
     """weights/in_idx: (Kp, N) raw weights and their inputs (the EngineSpec matrices); or, for
     the column-balanced engine, 1-D in serving order with out_idx (the output of each) and
-    n_out."""
+    n_out. rom_bram: every weight bank in block RAM (rom_impl "bram"), whatever its size."""
     column = out_idx is not None
     total = weights.size
     n = n_out if column else weights.shape[1]
@@ -166,7 +166,7 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     # Weight ROMs (RF words per multiplier, registered output).
     ff_w = 0.0
     if rf > 1:
-        mem = hw.rom_cost(rf, ww)
+        mem = hw.MemoryCost(bram18=float(hw.bram18_for(rf, ww))) if rom_bram else hw.rom_cost(rf, ww)
         parts["wrom"] = n_live * mem.lut
         bram, uram = bram + n_live * mem.bram18, n_live * mem.uram
         # Registers of the ROM outputs: only the varying bits, and identical ones merge (with

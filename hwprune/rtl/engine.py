@@ -57,6 +57,7 @@ class EngineSpec:
     # Column-balanced: weights, in_idx and out_idx are 1-D, in the order they are served
     # (weight k: multiplier k // RF, cycle k % RF); None for the (Kp, N) output-fastest engines.
     out_idx: np.ndarray | None = None
+    rom_bram: bool = False  # weight banks in block RAM (rom_style "block"; rom_impl "bram")
 
     @property
     def column(self) -> bool:
@@ -216,7 +217,8 @@ def spec_from_dense(layer, graph, name: str | None = None) -> EngineSpec:
     dsp = hw.multiplier_dsps(x_t.width, layer.weight_t.width, "dsp48e1", getattr(layer, "mult_impl", "auto")) > 0
     return EngineSpec(name or c_identifier(layer.name, "hwp_dense"), n_in, x_t, layer.weight_t, acc_t, out_t,
                       weights, in_idx, bias, int(layer.reuse_factor), dsp, kind,
-                      out_idx if sp is not None and sp.column_balanced else None)
+                      out_idx if sp is not None and sp.column_balanced else None,
+                      bool(getattr(layer, "rom_in_bram", False)))
 
 
 def column_balanced_order(sp, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -403,7 +405,8 @@ def verilog(spec: EngineSpec) -> str:
         if rf == 1:
             wexpr = _sv(int(w_tab[m, 0]), ww)
         else:
-            a(f"    reg signed [{ww - 1}:0] wrom{m} [0:{rf - 1}];")
+            style = '(* rom_style = "block" *) ' if spec.rom_bram else ""
+            a(f"    {style}reg signed [{ww - 1}:0] wrom{m} [0:{rf - 1}];")
             a("    initial begin")
             for r in range(rf):
                 a(f"        wrom{m}[{r}] = {_sv(int(w_tab[m, r]), ww)};")

@@ -59,8 +59,9 @@ MODELS = models()
 WEIGHT_HEADER = re.compile(r"rom_word<(\d+), (true|false)>::type (\w+)\[(\d+)\]")
 
 
-def project(tmp_path: Path, model, io: str, rf: int) -> tuple[Path, object]:
-    prec = PrecisionConfig().with_overrides(result=FixedType.parse("ap_fixed<8,3,AP_RND_CONV,AP_SAT>"), reuse_factor=rf)
+def project(tmp_path: Path, model, io: str, rf: int, rom_impl: str | None = None) -> tuple[Path, object]:
+    prec = PrecisionConfig().with_overrides(result=FixedType.parse("ap_fixed<8,3,AP_RND_CONV,AP_SAT>"), reuse_factor=rf,
+                                            rom_impl=rom_impl)
     prj = hwprune.export(model, tmp_path / f"{io}_{rf}", io_type=io, precision=prec)
     return prj, load_project_graph(prj)
 
@@ -135,9 +136,11 @@ def kernel_text(prj: Path, header: str) -> str:
 
 @pytest.mark.parametrize("name,model", [m for m in MODELS if m[0].startswith("dense")],
                          ids=[n for n, _ in MODELS if n.startswith("dense")])
-@pytest.mark.parametrize("rf", [1, 3, 5, 16, 64])
-def test_dense_reads_distinct_banks_every_cycle(tmp_path, name, model, rf):
-    prj, g = project(tmp_path, model, "stream", rf)
+@pytest.mark.parametrize("rf,rom_impl", [(1, None), (3, None), (5, None), (16, None), (64, None), (5, "bram"), (16, "bram")])
+def test_dense_reads_distinct_banks_every_cycle(tmp_path, name, model, rf, rom_impl):
+    """Every cycle's weight reads go to distinct banks — or, with rom_impl "bram", to at most the
+    two ports of each dual-port bank."""
+    prj, g = project(tmp_path, model, "stream", rf, rom_impl)
     layer = g.layers[0]
     cost = estimate(g, hwprune.board.load_board("pynq-z2")).layers[0].cost
     mems = {m.array: m for m in cost.memories}
@@ -147,7 +150,8 @@ def test_dense_reads_distinct_banks_every_cycle(tmp_path, name, model, rf):
     assert "#pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1" in text
     assert "#pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1" in text
     assert (cfg["w_words"], cfg["w_banks"]) == (mems["w"].words, mems["w"].banks)
-    assert cfg["reuse_factor"] == rf and cfg["n_mult"] == mems["w"].banks
+    ports = 2 if rom_impl else 1
+    assert cfg["reuse_factor"] == rf and -(-cfg["n_mult"] // ports) == mems["w"].banks
     kept = layer.sparsity.kept_weights if sparse else layer.n_in * layer.n_out
     bs = layer.sparsity.block[0] * layer.sparsity.block[1] if sparse else 1
     if sparse:
@@ -157,13 +161,13 @@ def test_dense_reads_distinct_banks_every_cycle(tmp_path, name, model, rf):
     for r in range(rf):
         ks = [m * rf + r for m in range(cfg["n_mult"]) if m * rf + r < kept]
         wb = [block_bank(k, cfg["w_words"], cfg["w_banks"]) for k in ks]
-        assert len(set(wb)) == len(wb), f"cycle {r}: weight banks {wb}"
+        assert max(wb.count(b) for b in wb) <= ports, f"cycle {r}: weight banks {wb}"
         if sparse:
             blocks = sorted({k // bs for k in ks})
             ib = [block_bank(b, cfg["idx_words"], cfg["idx_banks"]) for b in blocks]
             assert len(set(ib)) == len(ib) or cfg["idx_banks"] == cfg["idx_words"], f"cycle {r}: index banks {ib}"
-    # Each bank holds exactly the RF weights of its multiplier (the cost model's bank depth).
-    assert cfg["w_words"] == cfg["n_mult"] * rf
+    # Each bank holds exactly the RF weights of its multiplier(s) (the cost model's bank depth).
+    assert cfg["w_words"] == mems["w"].banks * ports * rf
 
 
 @pytest.mark.parametrize("name,model", [m for m in MODELS if m[0].startswith("conv")],
@@ -208,9 +212,10 @@ def test_embedding_table_is_reshaped_into_rows(tmp_path, io):
 # ---------------------------------------------------------------------- weight banks in block RAM
 
 def test_rom_impl_bram_moves_the_weight_banks_into_block_ram():
-    """rom_impl "bram": every weight bank one BRAM18 (a 1,024 x 8 bank is logic by yosys's ROM
-    rule, ~173 LUTs: docs/estimate_primitives.md), its output register inside the BRAM; at RF
-    1 the weights are the multipliers' constants and there is nothing to bind."""
+    """rom_impl "bram": two multipliers' weight banks in one dual-port BRAM18 (a 1,024 x 8 bank
+    is logic by yosys's ROM rule, ~173 LUTs: docs/estimate_primitives.md; two of them are one
+    BRAM18 in its 2,048 x 9 shape), the output registers inside the BRAM; at RF 1 the weights
+    are the multipliers' constants and there is nothing to bind."""
     from hwprune.precision import LayerPrecision
 
     t = FixedType.parse("ap_fixed<8,3>")
@@ -222,8 +227,8 @@ def test_rom_impl_bram_moves_the_weight_banks_into_block_ram():
 
     auto, bram = cost(1024, None), cost(1024, "bram")
     (w,) = [m for m in bram.memories if m.array == "w"]
-    assert w.impl == "bram" and w.banks == 64 and w.cost().bram18 == 64
-    assert auto.bram18 == 0 and bram.bram18 == 64
+    assert w.impl == "bram" and w.banks == 32 and w.bank_words == 2048 and w.cost().bram18 == 32
+    assert auto.bram18 == 0 and bram.bram18 == 32
     # The logic ROM: 8 bits x 21.625 LUTs per output bit of a 1,024-word ROM, per bank.
     assert auto.lut - bram.lut == pytest.approx(64 * 8 * 21.625)
     assert bram.ff < auto.ff and bram.dsp == auto.dsp and bram.latency == auto.latency
@@ -236,7 +241,7 @@ def test_rom_impl_bram_moves_the_weight_banks_into_block_ram():
 @pytest.mark.parametrize("io", ["parallel", "stream"])
 @pytest.mark.parametrize("pattern", [None, "block:2x2"])
 def test_rom_impl_bram_binds_the_banks_and_keeps_the_bits(tmp_path, io, pattern):
-    """The project asks Vitis for block RAM (BIND_STORAGE type=rom_1p impl=bram on the weight
+    """The project asks Vitis for block RAM (BIND_STORAGE type=rom_2p impl=bram on the weight
     argument, in the overload rom_impl = 1 selects) and the C simulation is unchanged."""
     from hwprune.backend.csim import raw_outputs
     from hwprune.pipeline import trace_fixed
@@ -252,7 +257,7 @@ def test_rom_impl_bram_binds_the_banks_and_keeps_the_bits(tmp_path, io, pattern)
     assert cfg["rom_impl"] == 1
     header = kernel_text(prj, "dense_sparse.h" if pattern else "dense.h")
     body = {tag: header.split(f"rom_impl_tag<{tag}>) {{")[1].split("\n}\n")[0] for tag in (0, 1)}
-    assert "BIND_STORAGE variable = w type = rom_1p impl = bram" in body[1]
+    assert "BIND_STORAGE variable = w type = rom_2p impl = bram" in body[1]
     assert "BIND_STORAGE" not in body[0]
     assert all("ARRAY_PARTITION variable = w type = block factor = w_banks" in b for b in body.values())
     g = load_project_graph(prj)

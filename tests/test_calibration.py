@@ -96,9 +96,8 @@ def test_engine_estimate_is_within_20_percent_of_yosys(tmp_path):
 
 @needs_yosys
 def test_engine_with_weight_banks_in_block_ram_matches_yosys(tmp_path):
-    """rom_impl "bram": the RTL engine marks its weight ROMs rom_style "block"; yosys maps each
-    to one RAMB18 as the estimate charges, and the LUTs the logic ROMs took are gone on both
-    sides."""
+    """rom_impl "bram": the RTL engine keeps two multipliers' weights in one ROM of two read
+    ports marked rom_style "block"; yosys maps each to one RAMB18 as the estimate charges."""
     from test_rtl import dense_layer
 
     import hwprune
@@ -118,7 +117,7 @@ def test_engine_with_weight_banks_in_block_ram_matches_yosys(tmp_path):
     src = tmp_path / "e.v"
     src.write_text(verilog(spec))
     y = synthesize([src], spec.name, dsp=spec.dsp)
-    assert cost.bram18 == y.bram18 == 4  # 128 weights over 32 cycles: 4 multipliers, a 32 x 8 bank each
+    assert cost.bram18 == y.bram18 == 2  # 128 weights over 32 cycles: 4 multipliers, a 64 x 8 ROM per pair
     assert cost.dsp == y.dsp
     assert cost.lut == pytest.approx(y.lut, rel=0.2)
     assert cost.ff == pytest.approx(y.ff, rel=0.2)

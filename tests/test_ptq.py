@@ -209,8 +209,9 @@ def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
     # loss that trades LUTs for BRAM18 (at least 32 LUTs each); realized, the layer carries it
     # and costs what the option predicted.
     twins = [(s, o) for s in space.sites for o in s.options if o.choice.rom_impl == "bram"]
-    # (Banks of up to 64 words are 8 LUTs at 8 bits, a BRAM18 would not pay: no twin there.)
-    assert twins and all(o.choice.reuse_factor > 64 for _, o in twins)
+    # (A ROM of up to 8 words is 0.875 LUTs a bit, a pair of 16-bit ones 28 LUTs: a BRAM18
+    # would not pay.)
+    assert twins and all(o.choice.reuse_factor > 8 for _, o in twins)
     for s, o in twins:
         (auto,) = [a for a in s.options if a.choice == dataclasses.replace(o.choice, rom_impl="auto")]
         assert o.loss == auto.loss and o.cost.bram18 > auto.cost.bram18

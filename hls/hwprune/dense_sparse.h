@@ -130,7 +130,9 @@ void dense_sparse_banked(X &x, Y &y, const typename CFG::weight_rom_t w[CFG::w_w
     dense_sparse_words<CFG, in_T, out_T>(x, y, w, idx, b);
 }
 
-// The same, each weight bank in block RAM (one read a cycle: a single-port ROM).
+// The same, with the weights in block RAM (rom_impl "bram"): w_banks = ceil(n_mult / 2) banks,
+// each holding two multipliers' RF weights in a dual-port ROM — both read it every cycle, one
+// port each (hwprune.ops.dense.bram_pair_banks).
 template <class CFG, class in_T, class out_T, class X, class Y>
 void dense_sparse_banked(X &x, Y &y, const typename CFG::weight_rom_t w[CFG::w_words],
                          const typename CFG::index_rom_t idx[CFG::idx_words],
@@ -138,7 +140,7 @@ void dense_sparse_banked(X &x, Y &y, const typename CFG::weight_rom_t w[CFG::w_w
     const int w_banks = CFG::w_banks;
     const int idx_banks = CFG::idx_banks;
 #pragma HLS ARRAY_PARTITION variable = w type = block factor = w_banks dim = 1
-#pragma HLS BIND_STORAGE variable = w type = rom_1p impl = bram
+#pragma HLS BIND_STORAGE variable = w type = rom_2p impl = bram
 #pragma HLS ARRAY_PARTITION variable = idx type = block factor = idx_banks dim = 1
 #pragma HLS ARRAY_PARTITION variable = b type = complete dim = 1
     HWP_COUNT_CALL(CFG);

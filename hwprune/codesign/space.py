@@ -227,9 +227,10 @@ def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> Lay
 def _bram_rom_options(g: Graph, ctx: CostContext, layer: Any, auto: Option, cfg: "SpaceConfig") -> list[Option]:
     """The same choice with the weight banks in block RAM, where the layer has the option
     (Dense at RF > 1) and it is a real trade: banks the tool would keep in logic (up to 8 kbit)
-    move to BRAM18 — LUTs for block RAM, which a LUT-bound design wants. Shallow banks are
-    left out (RF 64 at 8 bits: a bank is 8 LUTs, a BRAM18 would hold it at 3% use): the variant
-    must save at least MIN_LUTS_PER_BRAM18 LUTs for each block RAM it takes."""
+    move to BRAM18 (two banks a dual-port BRAM18) — LUTs for block RAM, which a LUT-bound
+    design wants. Shallow banks are left out (RF 16 at 8 bits: a bank is 8 LUTs, a BRAM18 would
+    hold a pair at 2% use): the variant must save at least MIN_LUTS_PER_BRAM18 LUTs for each
+    block RAM it takes."""
     if not cfg.bram_roms or not hasattr(layer, "rom_impl") or auto.choice.reuse_factor <= 1:
         return []
     ch = replace(auto.choice, rom_impl="bram")

@@ -372,6 +372,17 @@ def reuse_banks(words: int, rf: int) -> tuple[int, int]:
     return n_mult, n_mult * rf
 
 
+def bram_pair_banks(n_mult: int, rf: int) -> tuple[int, int]:
+    """The weight ROM with rom_impl "bram": the banks of two multipliers share one dual-port
+    block RAM (a bank of 2*RF words, BIND_STORAGE type=rom_2p impl=bram; multipliers 2j and
+    2j+1 read it in the same cycle, one port each — a 1,024 x 8 bank pair is one BRAM18 in its
+    2,048 x 9 shape). Returns (banks, padded words): the ROM is padded with zeros to a whole
+    number of pairs so that the block partition gives every bank exactly its two multipliers'
+    weights."""
+    banks = max(1, math.ceil(n_mult / 2))
+    return banks, banks * 2 * rf
+
+
 def index_banks(kept_blocks: int, block_size: int, rf: int) -> tuple[int, int]:
     """The block-index ROM of dense_sparse.h: multiplier m reads idx[(m*RF + r) / block_size]
     in cycle r. With B = max(1, RF // block_size) indices per bank (block partition of the ROM
@@ -408,23 +419,25 @@ def dense_memories(layer: "Dense") -> tuple[Memory, ...]:
     declares): weights (dense, or the kept blocks), block indices (sparse), biases."""
     rf = layer.reuse_factor
     const = rf == 1
-    w_impl = "bram" if getattr(layer, "rom_in_bram", False) else "auto"
     bias = Memory("b", layer.n_out, layer.bias_t.width, layer.n_out, "complete", "const")
     sp = layer.sparsity
+    n_mult, padded = reuse_banks(sp.kept_weights if sp is not None else layer.n_in * layer.n_out, rf)
+    if getattr(layer, "rom_in_bram", False):
+        banks, padded = bram_pair_banks(n_mult, rf)
+        weights = Memory("w", padded, layer.weight_t.width, banks, "block", "rom", impl="bram")
+    else:
+        weights = Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom")
     if sp is None:
-        n_mult, padded = reuse_banks(layer.n_in * layer.n_out, rf)
-        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom", impl=w_impl), bias)
+        return (weights, bias)
     bs = sp.block[0] * sp.block[1]
-    n_mult, padded = reuse_banks(sp.kept_weights, rf)
     if not sp.column_balanced:
         # Row-balanced: the kept weights are served output fastest (hwprune.rtl.engine), so one
         # cycle's multipliers read blocks all over the index ROM. It is partitioned completely:
         # constants, and each multiplier's input selection is a function of the cycle counter
         # alone (compile-time block indices, as the RTL engine decodes it).
-        return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom", impl=w_impl),
-                Memory("idx", sp.kept_blocks, sp.index_bits, sp.kept_blocks, "complete", "const"), bias)
+        return (weights, Memory("idx", sp.kept_blocks, sp.index_bits, sp.kept_blocks, "complete", "const"), bias)
     ibanks, ipadded = index_banks(sp.kept_blocks, bs, rf)
-    return (Memory("w", padded, layer.weight_t.width, n_mult, "block", "const" if const else "rom", impl=w_impl),
+    return (weights,
             Memory("idx", ipadded, sp.index_bits, ibanks, "block", "const" if const else "rom"), bias)
 
 

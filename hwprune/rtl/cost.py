@@ -166,12 +166,19 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     # Weight ROMs (RF words per multiplier, registered output).
     ff_w = 0.0
     if rf > 1:
-        mem = hw.MemoryCost(bram18=float(hw.bram18_for(rf, ww))) if rom_bram else hw.rom_cost(rf, ww)
+        if rom_bram:
+            # Two multipliers' banks in one dual-port block RAM (2*RF words; hwprune.ops.dense
+            # bram_pair_banks): a pair whose both multipliers are dead is removed with them.
+            pairs = int(np.unique(np.flatnonzero(live) // 2).size)
+            mem = hw.MemoryCost()
+            bram += pairs * hw.bram18_for(2 * rf, ww)
+        else:
+            mem = hw.rom_cost(rf, ww)
+            bram, uram = bram + n_live * mem.bram18, n_live * mem.uram
         parts["wrom"] = n_live * mem.lut
-        bram, uram = bram + n_live * mem.bram18, n_live * mem.uram
         # Registers of the ROM outputs: only the varying bits, and identical ones merge (with
         # RF words a bit is one of 2**RF - 2 functions of the cycle counter).
-        ff_w = 0.0 if (mem.bram18 or dsp_each) else float(min(int(varying.sum()), 2 ** min(rf, 40) - 2))
+        ff_w = 0.0 if (mem.bram18 or rom_bram or dsp_each) else float(min(int(varying.sum()), 2 ** min(rf, 40) - 2))
     else:
         parts["wrom"] = 0.0
     # Lanes: pipelined adder trees, then one ring adder each (column-balanced: no lanes; an

@@ -57,7 +57,7 @@ class EngineSpec:
     # Column-balanced: weights, in_idx and out_idx are 1-D, in the order they are served
     # (weight k: multiplier k // RF, cycle k % RF); None for the (Kp, N) output-fastest engines.
     out_idx: np.ndarray | None = None
-    rom_bram: bool = False  # weight banks in block RAM (rom_style "block"; rom_impl "bram")
+    rom_bram: bool = False  # weight banks in dual-port block RAMs, two multipliers each (rom_impl "bram")
 
     @property
     def column(self) -> bool:
@@ -404,9 +404,24 @@ def verilog(spec: EngineSpec) -> str:
             a("    end")
         if rf == 1:
             wexpr = _sv(int(w_tab[m, 0]), ww)
+        elif spec.rom_bram:
+            # Multipliers 2q and 2q+1 share one dual-port block RAM ROM of 2*RF words
+            # (hwprune.ops.dense.bram_pair_banks): each reads its half through its own port.
+            q = m // 2
+            if m % 2 == 0 or (m - 1) not in s.live:
+                a(f'    (* rom_style = "block" *) reg signed [{ww - 1}:0] wrom_pair{q} [0:{2 * rf - 1}];')
+                a("    initial begin")
+                for half in (0, 1):
+                    mm = 2 * q + half
+                    for r in range(rf):
+                        v = int(w_tab[mm, r]) if mm < w_tab.shape[0] else 0
+                        a(f"        wrom_pair{q}[{half * rf + r}] = {_sv(v, ww)};")
+                a("    end")
+            a(f"    reg signed [{ww - 1}:0] w{m};")
+            a(f"    always @(posedge clk) if (en) w{m} <= wrom_pair{q}[{(m % 2) * rf} + r];")
+            wexpr = f"w{m}"
         else:
-            style = '(* rom_style = "block" *) ' if spec.rom_bram else ""
-            a(f"    {style}reg signed [{ww - 1}:0] wrom{m} [0:{rf - 1}];")
+            a(f"    reg signed [{ww - 1}:0] wrom{m} [0:{rf - 1}];")
             a("    initial begin")
             for r in range(rf):
                 a(f"        wrom{m}[{r}] = {_sv(int(w_tab[m, r]), ww)};")

@@ -45,7 +45,7 @@ def _precision(args: argparse.Namespace) -> Any:
     result = parse_type(args.precision, "--precision") if getattr(args, "precision", None) else None
     rf = parse_reuse_factor(args.reuse_factor, "--reuse-factor") if getattr(args, "reuse_factor", None) is not None else None
     return prec.with_overrides(result=result, reuse_factor=rf, mult_impl=getattr(args, "mult_impl", None),
-                               rom_impl=getattr(args, "rom_impl", None))
+                               rom_impl=getattr(args, "rom_impl", None), output_stage=getattr(args, "output_stage", None))
 
 
 def _board(name: str) -> Any:
@@ -577,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="where products go: auto (DSP above 9 bits), dsp or fabric LUTs")
             sp.add_argument("--rom-impl", choices=["auto", "bram"],
                             help="where Dense weight banks go at RF > 1: auto (logic up to 8 kbit a bank) or bram")
+            sp.add_argument("--output-stage", choices=["parallel", "shared"],
+                            help="Dense output rounding in io_stream: parallel (all outputs at once) or shared "
+                                 "(ceil(n_out/RF) requantizers over the next word)")
         sp.add_argument("--config", metavar="YAML", help="per-layer precision file (docs/precision.md)")
         sp.add_argument("--io", choices=["parallel", "stream"], default="parallel", help="io_parallel arrays or io_stream FIFOs")
 

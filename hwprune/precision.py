@@ -59,6 +59,10 @@ class LayerPrecision:
     # tool decides by size: banks of up to 8 kbit become logic, as yosys and Vitis do) or "bram"
     # (block RAM whatever the size: BIND_STORAGE impl=bram — LUTs traded for BRAM18).
     rom_impl: str | None = None
+    # A Dense layer's output rounding and saturation in io_stream: "parallel" (every output of a
+    # word at once: n_out requantizers) or "shared" (ceil(n_out / RF) requantizers over the next
+    # word's RF cycles, plus a drain pass of RF cycles: fewer LUTs, a word later).
+    output_stage: str | None = None
 
     def __post_init__(self) -> None:
         # From code as from a file: a count that is not a positive whole number is refused here,
@@ -86,6 +90,7 @@ class ResolvedPrecision:
     mult_impl: str = "auto"
     accum: FixedType | None = None
     rom_impl: str = "auto"
+    output_stage: str = "parallel"
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,14 @@ class PrecisionConfig:
             mult_impl=p.mult_impl or "auto",
             accum=p.accum,
             rom_impl=p.rom_impl or "auto",
+            output_stage=p.output_stage or "parallel",
         )
 
     def with_overrides(self, result: FixedType | None = None, reuse_factor: int | None = None,
-                       mult_impl: str | None = None, rom_impl: str | None = None) -> "PrecisionConfig":
-        """Command-line --precision/--reuse-factor/--mult-impl/--rom-impl: they set the model level."""
+                       mult_impl: str | None = None, rom_impl: str | None = None,
+                       output_stage: str | None = None) -> "PrecisionConfig":
+        """Command-line --precision/--reuse-factor/--mult-impl/--rom-impl/--output-stage: they set
+        the model level."""
         model = dataclasses.replace(
             self.model,
             result=result or self.model.result,
@@ -122,6 +130,7 @@ class PrecisionConfig:
             reuse_factor=reuse_factor or self.model.reuse_factor,
             mult_impl=mult_impl or self.model.mult_impl,
             rom_impl=rom_impl or self.model.rom_impl,
+            output_stage=output_stage or self.model.output_stage,
         )
         return dataclasses.replace(self, model=model)
 
@@ -219,6 +228,8 @@ def _layer_from(d: Any, where: str) -> LayerPrecision:
         kw["mult_impl"] = parse_mult_impl(d["mult_impl"], f"{where}.mult_impl")
     if d.get("rom_impl") is not None:
         kw["rom_impl"] = parse_rom_impl(d["rom_impl"], f"{where}.rom_impl")
+    if d.get("output_stage") is not None:
+        kw["output_stage"] = parse_choice(d["output_stage"], OUTPUT_STAGES, f"{where}.output_stage")
     return LayerPrecision(**kw)
 
 
@@ -235,10 +246,17 @@ def parse_mult_impl(value: Any, where: str = "mult_impl") -> str:
 ROM_IMPLS = ("auto", "bram")
 
 
+OUTPUT_STAGES = ("parallel", "shared")
+
+
 def parse_rom_impl(value: Any, where: str = "rom_impl") -> str:
+    return parse_choice(value, ROM_IMPLS, where)
+
+
+def parse_choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
     v = str(value).strip().lower()
-    if v not in ROM_IMPLS:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(ROM_IMPLS)}")
+    if v not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
     return v
 
 

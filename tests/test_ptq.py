@@ -216,14 +216,25 @@ def test_engines_are_sites_whose_predicted_costs_are_the_realized_ones():
         (auto,) = [a for a in s.options if a.choice == dataclasses.replace(o.choice, rom_impl="auto")]
         assert o.loss == auto.loss and o.cost.bram18 > auto.cost.bram18
         assert auto.cost.lut - o.cost.lut >= 32 * (o.cost.bram18 - auto.cost.bram18)
-    site, bram = twins[0]
-    options = [bram if s is site else o for s, o in zip(space.sites, sol.options)]
+    # The output stage shared over the next word: a twin of equal loss, fewer LUTs, a word of
+    # RF cycles later.
+    shared = [(s, o) for s in space.sites for o in s.options if o.choice.output_stage == "shared"]
+    assert shared and all(o.choice.reuse_factor > 1 for _, o in shared)
+    for s, o in shared:
+        (par,) = [a for a in s.options if a.choice == dataclasses.replace(o.choice, output_stage="parallel")]
+        assert o.loss == par.loss and o.cost.lut < par.cost.lut and o.cost.latency - par.cost.latency == o.choice.reuse_factor
+    # Realized, a layer carries both choices and costs what the option predicted.
+    site, both = next((s, o) for s, o in twins if o.choice.output_stage == "parallel" and any(
+        x.choice == dataclasses.replace(o.choice, output_stage="shared") for x in s.options))
+    both = next(x for x in site.options if x.choice == dataclasses.replace(both.choice, output_stage="shared"))
+    options = [both if s is site else o for s, o in zip(space.sites, sol.options)]
     r = run.realize(dataclasses.replace(sol, options=options), space, train=False)
     layer = r.graph.layer(site.layer if site.kind == "engine" else r.layer_of[site.module])
-    assert layer.rom_impl == "bram" and layer.reuse_factor == bram.choice.reuse_factor
+    assert (layer.rom_impl, layer.output_stage, layer.reuse_factor) == ("bram", "shared", both.choice.reuse_factor)
     real = estimate(r.graph, run.board).layers
     real = next(le.cost for le in real if le.name == layer.name)
-    assert real.bram18 == bram.cost.bram18 and real.lut == pytest.approx(bram.cost.lut, rel=0.02)
+    assert real.bram18 == both.cost.bram18 and real.latency == both.cost.latency
+    assert real.lut == pytest.approx(both.cost.lut, rel=0.02)
 
 
 MODEL_FILE = '''

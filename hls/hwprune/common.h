@@ -112,6 +112,9 @@ inline R mul(const A &a, const B &b) {
 // decides by size, 1 = block RAM (BIND_STORAGE impl=bram). A pragma cannot depend on a template
 // constant, so the kernels pick one of two overloads by this tag.
 template <int IMPL> struct rom_impl_tag {};
+// The output stage of a weight engine (CFG::output_stage): 0 = every output rounded and
+// saturated at once, 1 = time-shared over the next word's reuse cycles (io_stream).
+template <int STAGE> struct output_stage_tag {};
 
 // The raw two's-complement mantissa of a fixed-point value (testbench output).
 template <class T>

@@ -11,6 +11,35 @@
 
 namespace hwp {
 
+// The biases into the accumulators (the start of every word).
+template <class CFG>
+void dense_bias(typename CFG::accum_t acc[CFG::n_out], const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+DenseInit:
+    for (int o = 0; o < CFG::n_out; o++) {
+#pragma HLS UNROLL
+        acc[o] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[o]));
+    }
+}
+
+// Cycle r of the reuse schedule: weight k = i*n_out + o is served by multiplier k / RF in cycle
+// k % RF.
+template <class CFG, class in_T>
+void dense_mac(const in_T x[CFG::n_in], typename CFG::accum_t acc[CFG::n_out],
+               const typename CFG::weight_rom_t w[CFG::w_words], int r) {
+#pragma HLS INLINE
+DenseMult:
+    for (int m = 0; m < CFG::n_mult; m++) {
+#pragma HLS UNROLL
+        const int k = m * CFG::reuse_factor + r;
+        if (k < CFG::n_in * CFG::n_out) {
+            const int i = k / CFG::n_out;
+            const int o = k % CFG::n_out;
+            acc[o] += mul<CFG::mult_impl, typename CFG::accum_t>(x[i], from_raw<typename CFG::weight_t>(w[k]));
+        }
+    }
+}
+
 template <class CFG, class in_T, class out_T>
 void dense_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
                 const typename CFG::weight_rom_t w[CFG::w_words],
@@ -22,26 +51,12 @@ void dense_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
 #pragma HLS ALLOCATION operation instances = mul limit = mult_limit
     typename CFG::accum_t acc[CFG::n_out];
 #pragma HLS ARRAY_PARTITION variable = acc type = complete
-DenseInit:
-    for (int o = 0; o < CFG::n_out; o++) {
-#pragma HLS UNROLL
-        acc[o] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[o]));
-    }
-    // Weight k = i*n_out + o is served by multiplier k / RF in cycle k % RF.
+    dense_bias<CFG>(acc, b);
 DenseReuse:
     for (int r = 0; r < CFG::reuse_factor; r++) {
 #pragma HLS PIPELINE II = 1
         HWP_COUNT_CYCLES(CFG, 1);
-    DenseMult:
-        for (int m = 0; m < CFG::n_mult; m++) {
-#pragma HLS UNROLL
-            const int k = m * CFG::reuse_factor + r;
-            if (k < CFG::n_in * CFG::n_out) {
-                const int i = k / CFG::n_out;
-                const int o = k % CFG::n_out;
-                acc[o] += mul<CFG::mult_impl, typename CFG::accum_t>(x[i], from_raw<typename CFG::weight_t>(w[k]));
-            }
-        }
+        dense_mac<CFG>(x, acc, w, r);
     }
 DenseOut:
     for (int o = 0; o < CFG::n_out; o++) {
@@ -64,9 +79,9 @@ DenseWords:
 
 // io_stream: one stream word in, one stream word out.
 template <class CFG, class in_T, class out_T>
-void dense_words(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
-                 const typename CFG::weight_rom_t w[CFG::w_words],
-                 const typename CFG::bias_rom_t b[CFG::n_out]) {
+void dense_words_each(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                      const typename CFG::weight_rom_t w[CFG::w_words],
+                      const typename CFG::bias_rom_t b[CFG::n_out], output_stage_tag<0>) {
 #pragma HLS INLINE
 DenseWords:
     for (int t = 0; t < CFG::n_words; t++) {
@@ -78,6 +93,63 @@ DenseWords:
         y.write(out);
         HWP_COUNT_WRITE(CFG);
     }
+}
+
+// io_stream with a time-shared output stage (CFG::output_stage = 1, hwprune's output_stage
+// "shared"): the sums of word t are copied into `done` when word t+1 starts and rounded and
+// saturated out_lanes = ceil(n_out / RF) at a time during its RF cycles (output o in cycle
+// o / out_lanes), so out_lanes requantizers serve every output instead of n_out; a last pass
+// of RF cycles drains the final word ((n_words + 1) * RF cycles a call).
+template <class CFG, class in_T, class out_T>
+void dense_words_each(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                      const typename CFG::weight_rom_t w[CFG::w_words],
+                      const typename CFG::bias_rom_t b[CFG::n_out], output_stage_tag<1>) {
+#pragma HLS INLINE
+    typename CFG::accum_t acc[CFG::n_out], done[CFG::n_out];
+#pragma HLS ARRAY_PARTITION variable = acc type = complete
+#pragma HLS ARRAY_PARTITION variable = done type = complete
+    vec<in_T, CFG::n_in> in;
+#pragma HLS ARRAY_PARTITION variable = in.data type = complete
+    vec<out_T, CFG::n_out> out;
+#pragma HLS ARRAY_PARTITION variable = out.data type = complete
+DenseWords:
+    for (int t = 0; t <= CFG::n_words; t++) {
+        const bool have_word = t < CFG::n_words;
+        if (have_word) {
+            in = x.read();
+            HWP_COUNT_READ(CFG);
+        }
+    DenseHandOver:
+        for (int o = 0; o < CFG::n_out; o++) {
+#pragma HLS UNROLL
+            done[o] = acc[o];
+        }
+        dense_bias<CFG>(acc, b);
+    DenseReuse:
+        for (int r = 0; r < CFG::reuse_factor; r++) {
+#pragma HLS PIPELINE II = 1
+            HWP_COUNT_CYCLES(CFG, 1);
+            if (have_word) dense_mac<CFG>(in.data, acc, w, r);
+        DenseOutLanes:
+            for (int j = 0; j < CFG::out_lanes; j++) {
+#pragma HLS UNROLL
+                const int o = r * CFG::out_lanes + j;
+                if (t > 0 && o < CFG::n_out) out.data[o] = cast<out_T>(done[o]);  // rounding/saturation
+            }
+        }
+        if (t > 0) {
+            y.write(out);
+            HWP_COUNT_WRITE(CFG);
+        }
+    }
+}
+
+template <class CFG, class in_T, class out_T>
+void dense_words(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                 const typename CFG::weight_rom_t w[CFG::w_words],
+                 const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+    dense_words_each<CFG, in_T, out_T>(x, y, w, b, output_stage_tag<CFG::output_stage>());
 }
 
 // ROM banking (UG1399 array_partition on the layer function's array arguments, as hls4ml's

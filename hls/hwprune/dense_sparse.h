@@ -20,6 +20,59 @@
 
 namespace hwp {
 
+// The biases into the accumulators (the start of every word).
+template <class CFG>
+void dense_sparse_bias(typename CFG::accum_t acc[CFG::n_out], const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+SparseInit:
+    for (int o = 0; o < CFG::n_out; o++) {
+#pragma HLS UNROLL
+        acc[o] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[o]));
+    }
+}
+
+// Cycle r of the reuse schedule.
+// Row-balanced: kept weight k = kk * n_out + o (output fastest, as dense.h; kk runs over the
+// per_bank * bc inputs every output keeps) is served by multiplier k / RF in cycle k % RF;
+// the multipliers with equal m mod (n_out / gcd(RF, n_out)) then serve one output per
+// cycle (the lanes of the RTL reference, hwprune.rtl.engine). Column-balanced: storage order
+// ((bank * per_bank + t) * br + i) * bc + j. The accumulators are exact, so the order of
+// the products does not change the result.
+template <class CFG, class in_T>
+void dense_sparse_mac(const in_T x[CFG::n_in], typename CFG::accum_t acc[CFG::n_out],
+                      const typename CFG::weight_rom_t w[CFG::w_words],
+                      const typename CFG::index_rom_t idx[CFG::idx_words], int r) {
+#pragma HLS INLINE
+SparseMult:
+    for (int m = 0; m < CFG::n_mult; m++) {
+#pragma HLS UNROLL
+        const int k = m * CFG::reuse_factor + r;
+        if (k < CFG::n_kept) {
+            int blk, i, j, t, bank;
+            if (CFG::column_balanced) {
+                blk = k / (CFG::br * CFG::bc);  // bank * per_bank + t
+                i = (k / CFG::bc) % CFG::br;
+                j = k % CFG::bc;
+                bank = blk / CFG::per_bank;
+                t = blk % CFG::per_bank;
+            } else {
+                const int kk = k / CFG::n_out;
+                const int o = k % CFG::n_out;
+                bank = o / CFG::br;
+                i = o % CFG::br;
+                t = kk / CFG::bc;
+                j = kk % CFG::bc;
+                blk = bank * CFG::per_bank + t;
+            }
+            const int sel = (int)idx[blk];
+            const int rb = CFG::column_balanced ? sel : bank;
+            const int cb = CFG::column_balanced ? bank : (t / CFG::per_group) * CFG::group + sel;
+            acc[rb * CFG::br + i] += mul<CFG::mult_impl, typename CFG::accum_t>(
+                x[cb * CFG::bc + j], from_raw<typename CFG::weight_t>(w[k]));
+        }
+    }
+}
+
 template <class CFG, class in_T, class out_T>
 void dense_sparse_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
                        const typename CFG::weight_rom_t w[CFG::w_words],
@@ -32,49 +85,12 @@ void dense_sparse_word(const in_T x[CFG::n_in], out_T y[CFG::n_out],
 #pragma HLS ALLOCATION operation instances = mul limit = mult_limit
     typename CFG::accum_t acc[CFG::n_out];
 #pragma HLS ARRAY_PARTITION variable = acc type = complete
-SparseInit:
-    for (int o = 0; o < CFG::n_out; o++) {
-#pragma HLS UNROLL
-        acc[o] = cast<typename CFG::accum_t>(from_raw<typename CFG::bias_t>(b[o]));
-    }
-    // Row-balanced: kept weight k = kk * n_out + o (output fastest, as dense.h; kk runs over the
-    // per_bank * bc inputs every output keeps) is served by multiplier k / RF in cycle k % RF;
-    // the multipliers with equal m mod (n_out / gcd(RF, n_out)) then serve one output per
-    // cycle (the lanes of the RTL reference, hwprune.rtl.engine). Column-balanced: storage order
-    // ((bank * per_bank + t) * br + i) * bc + j. The accumulators are exact, so the order of
-    // the products does not change the result.
+    dense_sparse_bias<CFG>(acc, b);
 SparseReuse:
     for (int r = 0; r < CFG::reuse_factor; r++) {
 #pragma HLS PIPELINE II = 1
         HWP_COUNT_CYCLES(CFG, 1);
-    SparseMult:
-        for (int m = 0; m < CFG::n_mult; m++) {
-#pragma HLS UNROLL
-            const int k = m * CFG::reuse_factor + r;
-            if (k < CFG::n_kept) {
-                int blk, i, j, t, bank;
-                if (CFG::column_balanced) {
-                    blk = k / (CFG::br * CFG::bc);  // bank * per_bank + t
-                    i = (k / CFG::bc) % CFG::br;
-                    j = k % CFG::bc;
-                    bank = blk / CFG::per_bank;
-                    t = blk % CFG::per_bank;
-                } else {
-                    const int kk = k / CFG::n_out;
-                    const int o = k % CFG::n_out;
-                    bank = o / CFG::br;
-                    i = o % CFG::br;
-                    t = kk / CFG::bc;
-                    j = kk % CFG::bc;
-                    blk = bank * CFG::per_bank + t;
-                }
-                const int sel = (int)idx[blk];
-                const int rb = CFG::column_balanced ? sel : bank;
-                const int cb = CFG::column_balanced ? bank : (t / CFG::per_group) * CFG::group + sel;
-                acc[rb * CFG::br + i] += mul<CFG::mult_impl, typename CFG::accum_t>(
-                    x[cb * CFG::bc + j], from_raw<typename CFG::weight_t>(w[k]));
-            }
-        }
+        dense_sparse_mac<CFG>(x, acc, w, idx, r);
     }
 SparseOut:
     for (int o = 0; o < CFG::n_out; o++) {
@@ -98,10 +114,10 @@ SparseWords:
 
 // io_stream: one stream word in, one stream word out.
 template <class CFG, class in_T, class out_T>
-void dense_sparse_words(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
-                        const typename CFG::weight_rom_t w[CFG::w_words],
-                        const typename CFG::index_rom_t idx[CFG::idx_words],
-                        const typename CFG::bias_rom_t b[CFG::n_out]) {
+void dense_sparse_words_each(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                             const typename CFG::weight_rom_t w[CFG::w_words],
+                             const typename CFG::index_rom_t idx[CFG::idx_words],
+                             const typename CFG::bias_rom_t b[CFG::n_out], output_stage_tag<0>) {
 #pragma HLS INLINE
 SparseWords:
     for (int t = 0; t < CFG::n_words; t++) {
@@ -113,6 +129,62 @@ SparseWords:
         y.write(out);
         HWP_COUNT_WRITE(CFG);
     }
+}
+
+// io_stream with a time-shared output stage (as dense.h): word t's sums are rounded and
+// saturated out_lanes at a time during word t+1's RF cycles; a last pass drains the final word.
+template <class CFG, class in_T, class out_T>
+void dense_sparse_words_each(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                             const typename CFG::weight_rom_t w[CFG::w_words],
+                             const typename CFG::index_rom_t idx[CFG::idx_words],
+                             const typename CFG::bias_rom_t b[CFG::n_out], output_stage_tag<1>) {
+#pragma HLS INLINE
+    typename CFG::accum_t acc[CFG::n_out], done[CFG::n_out];
+#pragma HLS ARRAY_PARTITION variable = acc type = complete
+#pragma HLS ARRAY_PARTITION variable = done type = complete
+    vec<in_T, CFG::n_in> in;
+#pragma HLS ARRAY_PARTITION variable = in.data type = complete
+    vec<out_T, CFG::n_out> out;
+#pragma HLS ARRAY_PARTITION variable = out.data type = complete
+SparseWords:
+    for (int t = 0; t <= CFG::n_words; t++) {
+        const bool have_word = t < CFG::n_words;
+        if (have_word) {
+            in = x.read();
+            HWP_COUNT_READ(CFG);
+        }
+    SparseHandOver:
+        for (int o = 0; o < CFG::n_out; o++) {
+#pragma HLS UNROLL
+            done[o] = acc[o];
+        }
+        dense_sparse_bias<CFG>(acc, b);
+    SparseReuse:
+        for (int r = 0; r < CFG::reuse_factor; r++) {
+#pragma HLS PIPELINE II = 1
+            HWP_COUNT_CYCLES(CFG, 1);
+            if (have_word) dense_sparse_mac<CFG>(in.data, acc, w, idx, r);
+        SparseOutLanes:
+            for (int j = 0; j < CFG::out_lanes; j++) {
+#pragma HLS UNROLL
+                const int o = r * CFG::out_lanes + j;
+                if (t > 0 && o < CFG::n_out) out.data[o] = cast<out_T>(done[o]);  // rounding/saturation
+            }
+        }
+        if (t > 0) {
+            y.write(out);
+            HWP_COUNT_WRITE(CFG);
+        }
+    }
+}
+
+template <class CFG, class in_T, class out_T>
+void dense_sparse_words(hls::stream<vec<in_T, CFG::n_in> > &x, hls::stream<vec<out_T, CFG::n_out> > &y,
+                        const typename CFG::weight_rom_t w[CFG::w_words],
+                        const typename CFG::index_rom_t idx[CFG::idx_words],
+                        const typename CFG::bias_rom_t b[CFG::n_out]) {
+#pragma HLS INLINE
+    dense_sparse_words_each<CFG, in_T, out_T>(x, y, w, idx, b, output_stage_tag<CFG::output_stage>());
 }
 
 // ROM banking (UG1399 array_partition): a weight bank per multiplier, idx_banks index banks,

@@ -184,10 +184,12 @@ class _Run:
             raise ConfigError(f"the realized model has no exported layer for {', '.join(missing)}")
         prec = PrecisionConfig(layer_name={layer_of[s.module]: LayerPrecision(reuse_factor=choices[s.module].reuse_factor,
                                                                               mult_impl=choices[s.module].mult_impl,
-                                                                              rom_impl=choices[s.module].rom_impl)
+                                                                              rom_impl=choices[s.module].rom_impl,
+                                                                              output_stage=choices[s.module].output_stage)
                                            for s in space.sites if s.kind not in ("embedding", "engine")})
         for name, ch in engines.items():
-            prec.layer_name[name] = LayerPrecision(reuse_factor=ch.reuse_factor, mult_impl=ch.mult_impl, rom_impl=ch.rom_impl)
+            prec.layer_name[name] = LayerPrecision(reuse_factor=ch.reuse_factor, mult_impl=ch.mult_impl, rom_impl=ch.rom_impl,
+                                                   output_stage=ch.output_stage)
         g = compile_graph(proto, prec, self.cfg.io_type)
         absent = sorted(set(engines) - {layer.name for layer in g.layers})
         if absent:
@@ -359,6 +361,7 @@ def _report(task: Any, cfg: BudgetConfig, run: _Run, space: DesignSpace, r: Real
         layers.append(dict(module=site.module or ir, layer=ir, kind=site.kind, pattern=o.choice.pattern,  # an engine: its layer
                            sparsity=o.choice.sparsity, weight_bits=o.choice.weight_bits,
                            reuse_factor=o.choice.reuse_factor, mult_impl=o.choice.mult_impl, rom_impl=o.choice.rom_impl,
+                           output_stage=o.choice.output_stage,
                            vocab=o.choice.vocab,
                            predicted_loss=o.loss,
                            latency_cycles=c.latency, ii_cycles=c.ii, dsp=c.dsp, lut=c.lut, bram18=c.bram18,

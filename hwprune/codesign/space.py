@@ -55,13 +55,15 @@ class Choice:
     vocab: int | None = None  # embedding rows kept (embedding sites; the vocabulary of a text model)
     mult_impl: str = "auto"  # auto | dsp (products on DSP slices even when narrow)
     rom_impl: str = "auto"  # auto | bram (a Dense's weight banks in block RAM even when small)
+    output_stage: str = "parallel"  # parallel | shared (a Dense's output rounding over the next word)
 
     def label(self) -> str:
         what = "dense" if self.pattern == "dense" else f"{self.pattern}@{self.sparsity:g}"
         if self.vocab is not None:
             what = f"rows {self.vocab}"
         return (f"{what}, {self.weight_bits}-bit, RF {self.reuse_factor}" + (", DSP" if self.mult_impl == "dsp" else "")
-                + (", weights in BRAM" if self.rom_impl == "bram" else ""))
+                + (", weights in BRAM" if self.rom_impl == "bram" else "")
+                + (", shared output stage" if self.output_stage == "shared" else ""))
 
 
 @dataclass
@@ -206,6 +208,8 @@ def _variant_cost(g: Graph, ctx: CostContext, layer: Any, choice: Choice) -> Lay
         v.mult_impl = choice.mult_impl
     if hasattr(layer, "rom_impl"):
         v.rom_impl = choice.rom_impl
+    if hasattr(layer, "output_stage"):
+        v.output_stage = choice.output_stage
     if choice.pattern == "filter" and choice.sparsity > 0:
         if type(layer).__name__ == "Conv":
             k = kept_count(layer.c_out, choice.sparsity)
@@ -244,6 +248,25 @@ def _bram_rom_options(g: Graph, ctx: CostContext, layer: Any, auto: Option, cfg:
 MIN_LUTS_PER_BRAM18 = 32
 
 
+def _engine_variants(g: Graph, ctx: CostContext, layer: Any, base: list[Option], cfg: "SpaceConfig") -> list[Option]:
+    """A Dense's options with its engine's implementation choices: each of `base` (products
+    on the tool's choice or on DSP slices), with the weight banks in block RAM where that pays
+    (`_bram_rom_options`), and each of those with the output stage time-shared over the next
+    word (io_stream, RF > 1: fewer requantizers, a word of latency) where that saves LUTs."""
+    opts = [*base, *(b for o in base for b in _bram_rom_options(g, ctx, layer, o, cfg))]
+    if not cfg.shared_output or not hasattr(layer, "output_stage") or g.io_type != IOType.STREAM:
+        return opts
+    shared = []
+    for o in opts:
+        if o.choice.reuse_factor <= 1:
+            continue
+        ch = replace(o.choice, output_stage="shared")
+        cost = _variant_cost(g, ctx, layer, ch)
+        if cost.lut < o.cost.lut:
+            shared.append(Option(ch, o.loss, cost))
+    return opts + shared
+
+
 @dataclass
 class SpaceConfig:
     patterns: Sequence[str] = DEFAULT_PATTERNS
@@ -255,6 +278,7 @@ class SpaceConfig:
     io_type: str = "stream"
     dsp_binding: bool = True  # let narrow products use DSP slices (BIND_OP impl=dsp)
     bram_roms: bool = True  # let a Dense keep its weight banks in block RAM (BIND_STORAGE impl=bram)
+    shared_output: bool = True  # let a Dense round its outputs over the next word (output_stage shared)
     quantization: str = "qat"  # qat | ptq: how the designs are quantized (hwprune.codesign.pruner)
 
 
@@ -367,11 +391,11 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
                 for rf in _reuse_factors(layer[bits], pattern, s, cfg.reuse_factors):
                     auto = Option(Choice(pattern, s, bits, rf), loss,
                                   _variant_cost(graphs[bits], ctx[bits], layer[bits], Choice(pattern, s, bits, rf)))
-                    site.options.append(auto)
+                    base = [auto]
                     if auto.cost.dsp == 0 and cfg.dsp_binding:  # narrow products: DSP slices are an option too
                         ch = Choice(pattern, s, bits, rf, mult_impl="dsp")
-                        site.options.append(Option(ch, loss, _variant_cost(graphs[bits], ctx[bits], layer[bits], ch)))
-                    site.options += _bram_rom_options(graphs[bits], ctx[bits], layer[bits], auto, cfg)
+                        base.append(Option(ch, loss, _variant_cost(graphs[bits], ctx[bits], layer[bits], ch)))
+                    site.options += _engine_variants(graphs[bits], ctx[bits], layer[bits], base, cfg)
             with torch.no_grad():
                 mod.weight.copy_(w0)
         say(f"  {site.module}: {len(site.options)} options, divergence "
@@ -398,7 +422,7 @@ def build_space(model: torch.nn.Module, data: Any, board: Any, clock_mhz: float,
         for rf in rfs:
             ch = Choice("dense", 0.0, bits0, rf)
             auto = Option(ch, 0.0, _variant_cost(g0, ctx[bits0], layer, ch))
-            site.options += [auto, *_bram_rom_options(g0, ctx[bits0], layer, auto, cfg)]
+            site.options += _engine_variants(g0, ctx[bits0], layer, [auto], cfg)
         sites.append(site)
         say(f"  {layer.name} ({layer.op_type}): {len(site.options)} reuse factors")
 

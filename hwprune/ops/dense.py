@@ -34,6 +34,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
     reuse_factor: int = 1
     mult_impl: str = "auto"  # where the products go: auto | dsp | fabric
     rom_impl: str = "auto"  # where the weight banks go at RF > 1: auto (by size) | bram
+    output_stage: str = "parallel"  # io_stream output rounding: parallel | shared (over the next word)
     weight_t: FixedType | None = None
     bias_t: FixedType | None = None
     accum_t: FixedType | None = None  # what the kernel accumulates in (exact, or the user's cap)
@@ -135,6 +136,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         self.reuse_factor = p.reuse_factor
         self.mult_impl = p.mult_impl
         self.rom_impl = p.rom_impl
+        self.output_stage = p.output_stage
         self.weight_t = p.weight or self.weight_hint or auto_weight_type(self.weight, p.weight_width)
         wq = to_float(quantize(self.weight, self.weight_t), self.weight_t)
         acc_frac = x_t.frac + self.weight_t.frac
@@ -179,6 +181,15 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
         """The weight banks are bound to block RAM (rom_impl "bram"; at RF 1 the weights are
         constants of their multipliers and there is no ROM to bind)."""
         return self.rom_impl == "bram" and self.reuse_factor > 1
+
+    def shares_output(self, g: Graph) -> bool:
+        """The output stage is time-shared (output_stage "shared", io_stream, RF > 1: at RF 1
+        there is no next word's cycles to spread it over)."""
+        return self.output_stage == "shared" and self.reuse_factor > 1 and g.io_type == IOType.STREAM
+
+    def out_lanes(self, g: Graph) -> int:
+        """Outputs rounded and saturated per cycle: all of them, or ceil(n_out / RF) shared."""
+        return -(-self.n_out // self.reuse_factor) if self.shares_output(g) else self.n_out
 
     @property
     def capped(self) -> bool:
@@ -274,6 +285,18 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
     def cost(self, ctx: CostContext) -> LayerCost:
         return engine_layer_cost(ctx, self, self.n_words(ctx.graph))
 
+    def stream_process(self, ctx: CostContext, cost: LayerCost) -> Any:
+        """Parallel output stage: the default (a word in, RF cycles, the word out). Shared: word
+        t leaves at the end of trip t + 1 (its outputs are rounded during that trip), and a last
+        trip of RF cycles without a read drains the final word."""
+        from hwprune.ops.base import Step, output_delay, process
+
+        if not self.shares_output(ctx.graph):
+            return OpMixin.stream_process(self, ctx, cost)
+        words, rf = self.n_words(ctx.graph), self.reuse_factor
+        late = rf - 1 + output_delay(cost)  # written after its trip's RF cycles and the pipeline
+        return process(Step(1, rf, (0,), (), 0), Step(words - 1, rf, (0,), (0,), late), Step(1, rf, (), (0,), late))
+
     def engine_matrices(self) -> tuple[np.ndarray, np.ndarray]:
         """The (Kp, N) raw weights and the input each multiplies, as the dense / row-balanced
         sparse engine serves them (weight k = kk * N + o: multiplier k // RF, cycle k % RF)."""
@@ -304,6 +327,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
             reuse_factor=self.reuse_factor, n_mult=math.ceil(self.n_in * self.n_out / self.reuse_factor),
             w_words=wm.words, w_banks=wm.banks,
             mult_impl=hw.MULT_IMPL_CODES[self.mult_impl], rom_impl=int(self.rom_in_bram),
+            output_stage=int(self.shares_output(ctx.graph)), out_lanes=self.out_lanes(ctx.graph),
             weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
             weight_bits=self.weight_t.width, bias_bits=self.bias_t.width,
             in_t=ctx.ctype(self.inputs[0]), out_t=ctx.ctype(self.output),
@@ -333,6 +357,7 @@ class Dense(FusedOutputQuant, OpMixin, Layer):
                  reuse_factor=self.reuse_factor, n_mult=math.ceil(kept_macs / self.reuse_factor),
                  w_words=wm.words, w_banks=wm.banks, idx_words=im.words, idx_banks=im.banks,
                  mult_impl=hw.MULT_IMPL_CODES[self.mult_impl], rom_impl=int(self.rom_in_bram),
+                 output_stage=int(self.shares_output(ctx.graph)), out_lanes=self.out_lanes(ctx.graph),
                  br=sp.block[0], bc=sp.block[1], n_banks=blocks.shape[0], per_bank=sp.per_bank, group=sp.group,
                  per_group=sp.per_group, column_balanced=int(sp.column_balanced), index_bits=sp.index_bits,
                  weight_t=self.weight_t.cpp(), bias_t=self.bias_t.cpp(), accum_t=self.accum_t.cpp(),
@@ -457,16 +482,17 @@ def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost
     dsp_each = hw.multiplier_dsps(x_t.width, w_t.width, ctx.dsp_kind, getattr(layer, "mult_impl", "auto"))
     shift = acc_t.frac - x_t.frac - w_t.frac
     rom_bram = bool(getattr(layer, "rom_in_bram", False))
+    shared = layer.shares_output(g) if hasattr(layer, "shares_output") else False
     if layer.sparsity is not None and layer.sparsity.column_balanced:
         from hwprune.rtl.engine import column_balanced_order
 
         weights, in_idx, out_idx = column_balanced_order(layer.sparsity, np.asarray(layer._raw_weights()[0], dtype=np.int64).T)
         c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, shift, select_table=True,
-                        out_idx=out_idx, n_out=layer.n_out, rom_bram=rom_bram)
+                        out_idx=out_idx, n_out=layer.n_out, rom_bram=rom_bram, shared_output=shared)
     else:
         weights, in_idx = layer.engine_matrices()
         c = engine_cost(weights, in_idx, rf, x_t, w_t, acc_t, out_t, dsp_each, shift, select_table=layer.sparsity is not None,
-                        rom_bram=rom_bram)
+                        rom_bram=rom_bram, shared_output=shared)
     dense_macs = words * layer.n_in * layer.n_out
     sp = layer.sparsity
     if sp is not None:
@@ -476,7 +502,10 @@ def engine_layer_cost(ctx: CostContext, layer: "Dense", words: int) -> LayerCost
     else:
         note = "dense kernel: zero weights are not skipped" if zero_fraction(layer.weight) else ""
         skipped = 0
-    return LayerCost(latency=words * rf + c.depth, ii=words * rf, dsp=c.dsp, lut=c.lut, ff=c.ff, bram18=c.bram18,
+    trips = words + 1 if shared else words  # shared: a drain trip of RF cycles for the last word
+    if shared:
+        note = (note + "; " if note else "") + f"output stage shared: {-(-layer.n_out // rf)} requantizers"
+    return LayerCost(latency=trips * rf + c.depth, ii=trips * rf, dsp=c.dsp, lut=c.lut, ff=c.ff, bram18=c.bram18,
                      uram=c.uram, multipliers=c.multipliers, macs=dense_macs, weight_sparsity=zero_fraction(layer.weight),
                      macs_skipped=skipped, note=note, memories=dense_memories(layer))
 

@@ -92,10 +92,14 @@ def requant_luts(acc_w: int, acc_frac: int, t) -> float:
 
 def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_t, out_t,
                 dsp_each: float, product_shift: int = 0, select_table: bool = False,
-                out_idx: np.ndarray | None = None, n_out: int = 0, rom_bram: bool = False) -> EngineCost:
+                out_idx: np.ndarray | None = None, n_out: int = 0, rom_bram: bool = False,
+                shared_output: bool = False) -> EngineCost:
     """weights/in_idx: (Kp, N) raw weights and their inputs (the EngineSpec matrices); or, for
     the column-balanced engine, 1-D in serving order with out_idx (the output of each) and
-    n_out. rom_bram: every weight bank in block RAM (rom_impl "bram"), whatever its size."""
+    n_out. rom_bram: the weight banks in dual-port block RAMs (rom_impl "bram"), whatever their
+    size. shared_output: the output stage time-shared over the next word (output_stage
+    "shared": dense.h / dense_sparse.h hand the sums over to registers and round ceil(n/RF) a
+    cycle)."""
     column = out_idx is not None
     total = weights.size
     n = n_out if column else weights.shape[1]
@@ -224,7 +228,15 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
         ff_rd = 2.0 * rw
     # Column-balanced, an output no kept block reaches is its bias: a constant, no hardware.
     n_acc = int(np.unique(outs[outs >= 0]).size) if column else n
-    parts["requant"] = n_acc * requant_luts(aw, acc_t.frac, out_t)
+    if shared_output and rf > 1:
+        # ceil(n / RF) requantizers, each choosing among the hand-over registers of the
+        # outputs it serves (output o in cycle o // lanes), and per output the load enable of
+        # its output register (a compare of the cycle counter: one LUT).
+        out_lanes = -(-n // rf)
+        parts["requant"] = out_lanes * requant_luts(aw, acc_t.frac, out_t)
+        parts["omux"] = out_lanes * hw.mux_luts(-(-n_acc // out_lanes), aw) + float(n_acc)
+    else:
+        parts["requant"] = n_acc * requant_luts(aw, acc_t.frac, out_t)
     # Counter, handshakes, stall enable, and per output the ring's load / hold / rotate
     # choice: measured as what remains of yosys's count over the benchmark engines once the
     # parts above are taken away (60-390 LUTs for 16 outputs; 60 for 8).
@@ -246,7 +258,8 @@ def engine_cost(weights: np.ndarray, in_idx: np.ndarray, rf: int, x_t, w_t, acc_
     fixed_inputs = np.unique(idx[live][single].max(axis=1)).size if single.any() else 0
     ff_xs = float((int((~single).sum()) + fixed_inputs) * xw)
     ffp = {"x": float(used_inputs * xw), "xsel": ff_xs, "w": ff_w, "product": ff_product, "tree": tree_ff,
-           "ring": float(n_acc * aw), "out": float(n_acc * ow), "control": float(rw + 2 * (depth_levels + 2) + 2 + ff_rd)}
+           "ring": float(n_acc * aw), "out": float(n_acc * ow),
+           "handover": float(n_acc * aw) if shared_output and rf > 1 else 0.0, "control": float(rw + 2 * (depth_levels + 2) + 2 + ff_rd)}
     parts.update({f"ff_{k}": v for k, v in ffp.items()})
     return EngineCost(lut=lut, ff=sum(ffp.values()), dsp=n_live * dsp_each, bram18=bram, uram=uram,
                       multipliers=n_mult, live_multipliers=n_live, depth=depth_levels + 3, parts=parts)

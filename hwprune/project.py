@@ -16,7 +16,7 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from hwprune.backend.project_dir import ProjectDir
 from hwprune.board import Board, load_board
@@ -92,19 +92,20 @@ def build_graph(model: Any, precision: PrecisionConfig | None = None, io_type: "
 def export(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type: str = "parallel",
            precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
            example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None,
-           embedding_on_ps: bool = False) -> Path:
+           embedding_on_ps: bool = False, fifo_storage: "Mapping[str, str] | None" = None) -> Path:
     """Write a Vitis HLS project for `model`. Returns the project directory (`fit(project)`
     says whether it fits the board). `embedding_on_ps`: the embedding lookups run on the
     board's ARM side and the accelerator receives the embedded sequence (the manifest
-    records it; docs/hardware.md)."""
+    records it; docs/hardware.md). `fifo_storage` (io_stream): {stream tensor: "srl" | "bram"},
+    FIFOs bound to a storage other than the tool's default (passes.fifo.bind_fifo_storage)."""
     return export_graph(model, out, board, io_type, precision, clock_mhz, force, example_input, sample_inputs,
-                        embedding_on_ps)[0]
+                        embedding_on_ps, fifo_storage)[0]
 
 
 def export_graph(model: Any, out: str | Path, board: str | Board = "pynq-z2", io_type: str = "parallel",
                  precision: PrecisionConfig | None = None, clock_mhz: float | None = None, force: bool = False,
                  example_input: Any = None, sample_inputs: "Sequence[np.ndarray] | None" = None,
-                 embedding_on_ps: bool = False) -> "tuple[Path, Graph]":
+                 embedding_on_ps: bool = False, fifo_storage: "Mapping[str, str] | None" = None) -> "tuple[Path, Graph]":
     """`export`, also returning the compiled graph the project was written from."""
     from hwprune.backend.hls_project import write_project
     from hwprune.fsutil import check_out_dir
@@ -118,6 +119,10 @@ def export_graph(model: Any, out: str | Path, board: str | Board = "pynq-z2", io
     from hwprune.pipeline import compile_graph
 
     g = compile_graph(proto, precision, _io(io_type), name=name, embedding_on_ps=embedding_on_ps)
+    if fifo_storage:
+        from hwprune.passes.fifo import set_fifo_storage
+
+        set_fifo_storage(g, fifo_storage)
     prj = write_project(g, proto.SerializeToString(), out, b, clock_mhz, precision, force,
                         list(sample_inputs) if sample_inputs is not None else None, inputs=inputs)
     return prj, g
@@ -143,6 +148,9 @@ def _project_graph(path: str, stamp: float) -> "Graph":
             log.warning("%s declares FIFO depths for streams this version does not build (%s); ignored",
                         path, ", ".join(stale))
         set_fifo_depths(g, depths={t: d for t, d in declared.items() if t in known})
+        from hwprune.passes.fifo import set_fifo_storage
+
+        set_fifo_storage(g, {t: impl for t, impl in (prj.get("fifo_impls") or {}).items() if t in known})
     return g
 
 

@@ -177,7 +177,7 @@ def estimate(g: Graph, board: Board, clock_mhz: float | None = None,
 
         for t, depth in fifo.items():
             width = (g.tensor(t).type.width if g.tensor(t).type else 16) * g.tensor(t).word
-            m = fifo_cost(depth, width)
+            m = fifo_cost(depth, width, g.tensor(t).fifo_impl)
             bram += m.bram18
             lut += m.lut
             fifo_bram += m.bram18

@@ -185,11 +185,18 @@ FIFO_SRL_MAX_BITS = 1024
 SRL_DEPTH = 32
 
 
-def fifo_cost(depth: int, width: int) -> MemoryCost:
-    """A stream FIFO of `depth` words of `width` bits."""
+FIFO_IMPLS = ("auto", "srl", "bram")
+
+
+def fifo_cost(depth: int, width: int, impl: str = "auto") -> MemoryCost:
+    """A stream FIFO of `depth` words of `width` bits, stored as Vitis HLS decides ("auto") or
+    as bound: "srl" (shift registers, one SRL32 LUT per bit and 32 entries), "bram"."""
     if depth <= 0 or width <= 0:
         return MemoryCost()
-    if depth <= FIFO_SRL_MAX_DEPTH or depth * width <= FIFO_SRL_MAX_BITS:
+    if impl not in FIFO_IMPLS:
+        raise ValueError(f"FIFO storage {impl!r} is not one of {', '.join(FIFO_IMPLS)}")
+    srl = depth <= FIFO_SRL_MAX_DEPTH or depth * width <= FIFO_SRL_MAX_BITS
+    if impl == "srl" or (impl == "auto" and srl):
         return MemoryCost(lut=float(math.ceil(depth / SRL_DEPTH) * width))
     return MemoryCost(bram18=float(bram18_for(depth, width)))
 

@@ -132,7 +132,8 @@ def render_firmware(g: Graph, board: Board, clock_mhz: float, top: str, bitstrea
             t = g.tensor(out)
             if stream and t.fifo_depth is None:
                 raise AssertionError(f"stream {out} is declared but has no FIFO depth (passes.fifo missed it)")
-            locals_.append(dict(var=v, ctype=ctx.ctype(out), size=t.size, word=t.word, depth=t.fifo_depth))
+            locals_.append(dict(var=v, ctype=ctx.ctype(out), size=t.size, word=t.word, depth=t.fifo_depth,
+                                impl=t.fifo_impl if t.fifo_impl != "auto" else None))
 
     weight_headers = []
     for _, b in bindings:
@@ -204,6 +205,8 @@ def manifest(g: Graph, board: Board, clock_mhz: float, top: str, precision: Prec
         part=board.part, clock_mhz=clock_mhz, precision=precision.to_dict(),
         inputs=[port(n) for n in g.inputs], outputs=[port(n) for n in g.outputs],
         fifo_depths=_fifo_depths(g),
+        # FIFOs bound to a storage other than the tool's default (passes.fifo.bind_fifo_storage).
+        fifo_impls={t: g.tensor(t).fifo_impl for t in _fifo_depths(g) if g.tensor(t).fifo_impl != "auto"},
         # The embedding lookups the host does (loading the project re-applies the option).
         embedding_on_ps=bool(g.host_layers),
     )

@@ -173,7 +173,8 @@ class ProjectDir:
 def write_design(out: str | Path, proto: Any, board: Any, io_type: str, precision: Any, clock_mhz: float | None,
                  report: "dict[str, Any] | Callable[[], dict[str, Any]]", sample_inputs: Sequence[Any] | None = None,
                  force: bool = False, arrays: "dict[str, Any] | None" = None,
-                 finish: "Callable[[Path, dict[str, Any]], None] | None" = None) -> Path:
+                 finish: "Callable[[Path, dict[str, Any]], None] | None" = None,
+                 fifo_storage: "dict[str, str] | None" = None) -> Path:
     """Write a design directory (what `hwprune prune --board` and `explore` produce), all or
     nothing: out/model.onnx (the model), out/project/ (its HLS project), out/report.json, and
     `arrays` as out/NAME.npy (e.g. input_map). `report` may be a function, called once the
@@ -188,7 +189,7 @@ def write_design(out: str | Path, proto: Any, board: Any, io_type: str, precisio
     with atomic_directory(out, force) as tmp:
         onnx.save(proto, str(tmp / DESIGN_MODEL))
         export(proto, tmp / DESIGN_PROJECT, board=board, io_type=io_type, precision=precision, clock_mhz=clock_mhz,
-               sample_inputs=sample_inputs)
+               sample_inputs=sample_inputs, fifo_storage=fifo_storage)
         for name, value in (arrays or {}).items():
             import numpy as np
 

@@ -31,6 +31,7 @@ from hwprune.codesign.budget import RESOURCES, Budget, BudgetError
 from hwprune.codesign.solver import Limits, Solution, predict, solve
 from hwprune.codesign.space import Choice, DesignSpace, SpaceConfig, build_space
 from hwprune.errors import ConfigError
+from hwprune.ir.graph import IOType
 from hwprune.quantize.ptq import QUANTIZATIONS, choose_quantization  # noqa: F401 (QUANTIZATIONS: the pruner's API)
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,16 @@ class _Run:
         if absent:
             raise ConfigError(f"the realized model has no layer {', '.join(absent)} (the engines of the cost graph)")
         layer_of.update({name: name for name in engines})  # an engine site is its own layer
+        if g.io_type == IOType.STREAM:
+            # FIFO depths for this design, then FIFOs out of block RAM while BRAM is over its
+            # limit and the LUTs allow (the FIFOs are no site of the search: their depths follow
+            # the chosen latencies).
+            from hwprune.passes.fifo import bind_fifo_storage, set_fifo_depths
+
+            set_fifo_depths(g, self.board)
+            bound = bind_fifo_storage(g, self.board, self.cfg.budget.caps(self.board))
+            if bound:
+                self.say(f"  {len(bound)} FIFOs moved from block RAM to shift registers (BRAM18 over its limit)")
         figs = _figures(g, self.board, self.clock, self.cfg.batch)
         res = {k: int(round(figs[k])) for k in RESOURCES}
         viol = self.cfg.budget.violations(self.board, self.clock, int(figs["latency_cycles"]), int(figs["interval_cycles"]), res)
@@ -330,7 +341,8 @@ def prune_to_budget(task: Any, cfg: BudgetConfig, out: str | Path, force: bool =
 
     write_design(out, final.proto, run.board, cfg.io_type, final.precision, run.clock, report,
                  sample_inputs=[final.x[data.test[:8]]], force=force,
-                 arrays={"input_map": final.input_map} if final.input_map is not None else None, finish=finish)
+                 arrays={"input_map": final.input_map} if final.input_map is not None else None, finish=finish,
+                 fifo_storage={t.name: t.fifo_impl for t in final.graph.tensors.values() if t.fifo_impl != "auto"})
     report_data = reports[-1]
     say(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
     return BudgetResult(out, report_data)

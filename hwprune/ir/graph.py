@@ -53,6 +53,10 @@ class Tensor:
     # declares it (written by passes.fifo.set_fifo_depths; read by the HLS writer, the
     # estimate and the simulator). None: not sized yet.
     fifo_depth: int | None = None
+    # io_stream: where that FIFO is stored — "auto" (Vitis HLS's default: shift registers when
+    # shallow or small, block RAM otherwise), "srl" (shift registers in LUTs whatever the
+    # depth) or "bram" (BIND_STORAGE type=fifo impl=...; passes.fifo.bind_fifo_storage).
+    fifo_impl: str = "auto"
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(d) for d in self.shape)

@@ -82,3 +82,65 @@ def set_fifo_depths(g: Graph, board: Board | str | None = None, depths: int | Ma
     out = {t: chosen[t] for t in fifos if t in chosen}
     log.debug("FIFO depths of %s: %s", g.name, out)
     return out
+
+
+def bind_fifo_storage(g: Graph, board: Board | str, caps: Mapping[str, float]) -> dict[str, str]:
+    """Move FIFOs out of block RAM into shift registers while the design's BRAM18 is over
+    `caps["bram18"]` and the LUTs that costs stay within `caps["lut"]` (the budget's limits,
+    headroom included), in place; returns {stream tensor: storage} of the FIFOs it bound.
+
+    Vitis HLS puts a FIFO deeper than 2 words and wider than 1 Kbit in block RAM, however
+    shallow: a 48-deep FIFO of 96 x 16-bit words takes 43 BRAM18 for 74 Kbit, which as SRL32
+    shift registers is 2 x 1,536 LUTs. The FIFOs that free the most BRAM18 per LUT go first
+    (`BIND_STORAGE type=fifo impl=srl`, costed by the estimate, written by the HLS writer and
+    recorded in the project). Depths must be set (`set_fifo_depths`); io_parallel: nothing."""
+    from hwprune.sim.dataflow import declared_fifo_depths
+    from hwprune.sim.estimate import estimate
+    from hwprune.sim.resources import fifo_cost
+
+    if g.io_type != IOType.STREAM:
+        return {}
+    b = board if isinstance(board, Board) else load_board(board)
+    res = estimate(g, b).resources
+    bram, lut = float(res.bram18), float(res.lut)
+    if bram <= caps.get("bram18", float("inf")):
+        return {}
+    moves = []
+    for t, depth in declared_fifo_depths(g).items():
+        tensor = g.tensor(t)
+        if tensor.fifo_impl != "auto" or tensor.type is None:
+            continue
+        width = tensor.type.width * tensor.word
+        now, srl = fifo_cost(depth, width), fifo_cost(depth, width, "srl")
+        if now.bram18 > 0:
+            moves.append((now.bram18 / max(srl.lut - now.lut, 1.0), t, now.bram18, srl.lut - now.lut))
+    bound: dict[str, str] = {}
+    for _, t, freed, extra in sorted(moves, key=lambda m: (-m[0], m[1])):
+        if bram <= caps.get("bram18", float("inf")):
+            break
+        if lut + extra > caps.get("lut", float("inf")):
+            continue
+        g.tensor(t).fifo_impl = "srl"
+        bound[t] = "srl"
+        bram, lut = bram - freed, lut + extra
+    log.info("FIFOs moved to shift registers: %s", bound)
+    return bound
+
+
+def set_fifo_storage(g: Graph, storage: Mapping[str, str]) -> None:
+    """Bind FIFOs to a storage by stream tensor name (what a project records, what
+    `bind_fifo_storage` chose), in place; a clear error for an unknown FIFO or storage."""
+    from hwprune.sim.dataflow import stream_fifos
+    from hwprune.sim.resources import FIFO_IMPLS
+
+    if not storage:
+        return
+    if g.io_type != IOType.STREAM:
+        raise ConfigError("FIFO storage applies to io_stream designs; this one is io_parallel")
+    fifos = set(stream_fifos(g))
+    for t, impl in storage.items():
+        if t not in fifos:
+            raise ConfigError(f"no FIFO named {t!r}; the design's FIFOs are: {', '.join(sorted(fifos)) or 'none'}")
+        if impl not in FIFO_IMPLS:
+            raise ConfigError(f"FIFO {t!r}: storage {impl!r} is not one of {', '.join(FIFO_IMPLS)}")
+        g.tensor(t).fifo_impl = impl

@@ -302,6 +302,11 @@ def test_prune_command_on_an_encoder_file(tmp_path, capsys):
     assert main(["simulate", str(out), "--board", "zcu104"]) == 0
     r = json.loads((out / "report.json").read_text())
     assert r["meets_budget"] and r["latency_us"] <= 60
+    # The design's report shows the encoder: its Linear sites by module, the attention engines,
+    # LayerNorms and softmax among the other layers' resources.
+    html = (out / "report.html").read_text()
+    assert "self_attn.out_proj" in html and "linear1" in html
+    assert all(op in html for op in ("LayerNorm", "Softmax", "MatMul"))
 
 
 def test_weight_types_are_finn_datatype_annotations_qonnx_reads():

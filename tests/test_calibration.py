@@ -121,3 +121,38 @@ def test_engine_with_weight_banks_in_block_ram_matches_yosys(tmp_path):
     assert cost.dsp == y.dsp
     assert cost.lut == pytest.approx(y.lut, rel=0.2)
     assert cost.ff == pytest.approx(y.ff, rel=0.2)
+
+
+@needs_yosys
+def test_engine_with_a_shared_output_stage_matches_yosys(tmp_path):
+    """output_stage "shared": 16 outputs at RF 16 share one requantizer behind a 16:1 choice of
+    hand-over registers; the estimate's LUTs and FFs against yosys on the RTL engine, and the
+    saving against the parallel stage on both sides."""
+    from test_rtl import gemm
+
+    import hwprune
+    from hwprune.fixed import FixedType, Overflow, Rounding
+    from hwprune.pipeline import compile_graph
+    from hwprune.precision import LayerPrecision, PrecisionConfig
+    from hwprune.rtl.engine import spec_from_dense, verilog
+    from hwprune.sim.calibrate import synthesize
+
+    model = gemm(16, 16, 3)
+    got = {}
+    for stage in ("parallel", "shared"):
+        prec = PrecisionConfig(model=LayerPrecision(result=FixedType(8, 3, True, Rounding.RND_CONV, Overflow.SAT),
+                                                    weight_width=8, reuse_factor=16, output_stage=stage))
+        cost = next(l.cost for l in hwprune.estimate(model, "pynq-z2", precision=prec, io_type="stream").layers
+                    if l.name == "fc")
+        g = compile_graph(model, prec, "stream")
+        spec = spec_from_dense(g.layer("fc"), g, name=f"hwp_cal_{stage}")
+        assert spec.shared_output == (stage == "shared")
+        src = tmp_path / f"{stage}.v"
+        src.write_text(verilog(spec))
+        got[stage] = (cost, synthesize([src], spec.name, dsp=spec.dsp))
+    for cost, y in got.values():
+        assert cost.dsp == y.dsp and cost.bram18 == y.bram18
+        assert cost.lut == pytest.approx(y.lut, rel=0.1)
+        assert cost.ff == pytest.approx(y.ff, rel=0.1)
+    (pc, py), (sc, sy) = got["parallel"], got["shared"]
+    assert sc.lut < pc.lut and sy.lut < py.lut and sc.ff > pc.ff and sy.ff > py.ff

@@ -198,3 +198,35 @@ def test_verify_rtl_on_a_design_directory(tmp_path, capsys):
         assert row["yosys"]["lut"] > 0
     assert main(["verify-rtl", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_shared_output_stage_engines_are_bit_exact_and_a_word_later(tmp_path):
+    """output_stage "shared" in the RTL engine (hand-over registers, ceil(n_out / RF)
+    requantizers over the next RF cycles): Verilator's outputs equal the fixed-point reference,
+    also under random output stalls, and the output of each word leaves RF cycles later — the
+    estimate's (words + 1) * RF + depth, as the HLS kernel's loop counts say (test_output_stage)."""
+    cases = [(12, 8, None, 0.0, 4), (12, 8, "block:2x2", 0.5, 3), (12, 8, "block:2x2:col", 0.5, 4), (8, 6, None, 0.0, 16)]
+    specs, xs, costs, refs = [], [], [], []
+    for j, (n_in, n_out, pattern, sparsity, rf) in enumerate(cases):
+        model = gemm(n_in, n_out, j)
+        if pattern:
+            model, _ = prune_onnx(model, Pattern.parse(pattern), sparsity)
+        prec = PrecisionConfig(model=LayerPrecision(result=FixedType(8, 3, True, Rounding.RND_CONV, Overflow.SAT),
+                                                    weight_width=6, reuse_factor=rf, output_stage="shared"))
+        g = compile_graph(model, prec, "stream")
+        layer = g.layer("fc")
+        spec = spec_from_dense(layer, g, name=f"hwp_sh{j}")
+        assert spec.shared_output
+        rng = np.random.default_rng(j)
+        t = g.tensor(layer.inputs[0]).type
+        x = rng.integers(t.min_raw, t.max_raw + 1, size=(3, n_in))
+        refs.append(layer.fixed_forward(g, [x]))
+        specs.append(spec), xs.append(x)
+        costs.append(next(l.cost for l in hwprune.estimate(model, "pynq-z2", precision=prec, io_type="stream").layers
+                          if l.name == "fc"))
+    for spec, x, ref, cost, res in zip(specs, xs, refs, costs, vl.run(specs, xs, tmp_path)):
+        np.testing.assert_array_equal(res.outputs, ref)
+        np.testing.assert_array_equal(res.stalled_outputs, ref)
+        assert cost.latency == 2 * spec.rf + Schedule(spec).depth  # one word: its trip and the drain trip
+        assert res.latency == (len(x) - 1) * spec.rf + cost.latency
+        assert res.interval in (0, spec.rf)

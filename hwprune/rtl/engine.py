@@ -58,6 +58,9 @@ class EngineSpec:
     # (weight k: multiplier k // RF, cycle k % RF); None for the (Kp, N) output-fastest engines.
     out_idx: np.ndarray | None = None
     rom_bram: bool = False  # weight banks in dual-port block RAMs, two multipliers each (rom_impl "bram")
+    # The output stage shared over the next word (output_stage "shared", as dense.h): the sums
+    # go to hand-over registers and ceil(n_out / RF) requantizers round them over RF cycles.
+    shared_output: bool = False
 
     @property
     def column(self) -> bool:
@@ -218,7 +221,8 @@ def spec_from_dense(layer, graph, name: str | None = None) -> EngineSpec:
     return EngineSpec(name or c_identifier(layer.name, "hwp_dense"), n_in, x_t, layer.weight_t, acc_t, out_t,
                       weights, in_idx, bias, int(layer.reuse_factor), dsp, kind,
                       out_idx if sp is not None and sp.column_balanced else None,
-                      bool(getattr(layer, "rom_in_bram", False)))
+                      bool(getattr(layer, "rom_in_bram", False)),
+                      bool(layer.shares_output(graph)) if hasattr(layer, "shares_output") else False)
 
 
 def column_balanced_order(sp, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -478,22 +482,57 @@ def verilog(spec: EngineSpec) -> str:
             a(f"    assign nxt[{p}] = ring[{src}] + {term};")
         else:
             a(f"    assign nxt[{p}] = ring[{src}];")
+    shared = spec.shared_output and rf > 1
+    out_of = [p if spec.column else (p + rf) % n for p in range(n)]  # the output ring slot p holds at the end
+    if shared:
+        # Hand-over registers (by output) and out_lanes requantizers, lane j serving output
+        # oc * lanes + j in cycle oc of the RF cycles after the word's sums are complete.
+        lanes = -(-n // rf)
+        for o in range(n):
+            a(f"    reg signed [{aw - 1}:0] hand_o{o};")
+        a("    reg ob;")
+        a(f"    reg [{rw - 1}:0] oc;")
+        for j in range(lanes):
+            a(f"    reg signed [{aw - 1}:0] osel_q{j};")
+            a("    always @* begin")
+            a("        case (oc)")
+            for c in range(-(-n // lanes)):
+                if c * lanes + j < n:
+                    a(f"            {rw}'d{c}: osel_q{j} = hand_o{c * lanes + j};")
+            a(f"            default: osel_q{j} = {aw}'sd0;")
+            a("        endcase")
+            a("    end")
+            a(f"    wire [{ow - 1}:0] oq{j} = requant(osel_q{j});")
     a("    integer i;")
     a("    always @(posedge clk) begin")
     a("        if (rst) begin")
     a("            out_valid <= 1'b0;")
+    if shared:
+        a("            ob <= 1'b0; oc <= 0;")
     for p in range(n):
         a(f"            ring[{p}] <= {_sv(int(spec.bias[p]), aw)};")
     a("        end else if (en) begin")
     a("            if (out_ready) out_valid <= 1'b0;")
+    if shared:
+        a("            if (ob) begin")
+        for o in range(n):
+            a(f"                if (oc == {rw}'d{o // lanes}) out_data[{o * ow + ow - 1}:{o * ow}] <= oq{o % lanes};")
+        a(f"                if (oc == {rw}'d{rf - 1}) begin ob <= 1'b0; out_valid <= 1'b1; end")
+        a(f"                oc <= oc + {rw}'d1;")
+        a("            end")
     a(f"            if (v[{T + 1}]) begin")
     a(f"                if (vl[{T + 1}]) begin")
     for p in range(n):
         a(f"                    ring[{p}] <= {_sv(int(spec.bias[p]), aw)};")
-    for p in range(n):
-        o = p if spec.column else (p + rf) % n
-        a(f"                    out_data[{o * ow + ow - 1}:{o * ow}] <= requant(nxt[{p}]);")
-    a("                    out_valid <= 1'b1;")
+    if shared:
+        for p in range(n):
+            a(f"                    hand_o{out_of[p]} <= nxt[{p}];")
+        a(f"                    ob <= 1'b1; oc <= {rw}'d0;")
+    else:
+        for p in range(n):
+            o = out_of[p]
+            a(f"                    out_data[{o * ow + ow - 1}:{o * ow}] <= requant(nxt[{p}]);")
+        a("                    out_valid <= 1'b1;")
     a("                end else begin")
     for p in range(n):
         a(f"                    ring[{p}] <= nxt[{p}];")

@@ -125,9 +125,10 @@ def test_engine_with_weight_banks_in_block_ram_matches_yosys(tmp_path):
 
 @needs_yosys
 def test_engine_with_a_shared_output_stage_matches_yosys(tmp_path):
-    """output_stage "shared": 16 outputs at RF 16 share one requantizer behind a 16:1 choice of
+    """output_stage "shared": 8 outputs at RF 8 share one requantizer behind an 8:1 choice of
     hand-over registers; the estimate's LUTs and FFs against yosys on the RTL engine, and the
-    saving against the parallel stage on both sides."""
+    saving against the parallel stage on both sides (16 outputs at RF 16: estimate 3,348 LUT,
+    yosys 3,356)."""
     from test_rtl import gemm
 
     import hwprune
@@ -137,11 +138,11 @@ def test_engine_with_a_shared_output_stage_matches_yosys(tmp_path):
     from hwprune.rtl.engine import spec_from_dense, verilog
     from hwprune.sim.calibrate import synthesize
 
-    model = gemm(16, 16, 3)
+    model = gemm(8, 8, 3)
     got = {}
     for stage in ("parallel", "shared"):
         prec = PrecisionConfig(model=LayerPrecision(result=FixedType(8, 3, True, Rounding.RND_CONV, Overflow.SAT),
-                                                    weight_width=8, reuse_factor=16, output_stage=stage))
+                                                    weight_width=8, reuse_factor=8, output_stage=stage))
         cost = next(l.cost for l in hwprune.estimate(model, "pynq-z2", precision=prec, io_type="stream").layers
                     if l.name == "fc")
         g = compile_graph(model, prec, "stream")

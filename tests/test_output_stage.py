@@ -7,7 +7,6 @@ dataflow simulator's latency, and the cost by hand from the measured primitives.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from onnx import helper
